@@ -1,0 +1,162 @@
+"""The composition root: builds the parts, wires them, and owns nothing else.
+
+``create_app`` returns the aiohttp application with one cleanup context per long-lived resource (journal,
+engine, providers). ``run`` binds 127.0.0.1, writes daemon.json, and stops cleanly on SIGTERM/SIGINT or the
+tray's Quit. With a tray, the tray owns the main thread (macOS requires it) and the event loop runs on a worker
+thread; the tray reaches the engine only through ``asyncio.run_coroutine_threadsafe`` (see tray.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from . import __version__
+from .config import SettingsBox, load_settings
+from .engine import Engine
+from .home import Home
+from .journal import Journal
+from .providers import ProviderPool
+from .security import Gate
+from .services import Services
+from .web import RPC_MAX_BODY, Routes
+
+log = logging.getLogger("pixlift")
+
+
+@dataclass
+class Runtime:
+    """Facts known only once the daemon runs: its port. Everything that builds links reads it from here."""
+
+    port: int = 0
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+SERVICES = web.AppKey("services", Services)
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Application:
+    home.ensure()
+    home.ensure_token()
+    journal = Journal(home.journal)
+    providers = ProviderPool(box, home.files, lambda: runtime.base_url)
+    engine = Engine(config=box, providers=providers, journal=journal, spool=home.spool)
+    services = Services(home=home, config=box, engine=engine, providers=providers, port=lambda: runtime.port)
+    gate = Gate(token=lambda: home.read_token() or "", port=lambda: runtime.port)
+
+    app = web.Application(client_max_size=RPC_MAX_BODY, middlewares=[gate.middleware()])
+    app[SERVICES] = services
+    app[RUNTIME] = runtime
+    Routes(services, gate).install(app)
+
+    async def engine_ctx(_: web.Application) -> AsyncIterator[None]:
+        await engine.start()
+        yield
+        await engine.stop()
+        await providers.close()
+        journal.close()
+
+    app.cleanup_ctx.append(engine_ctx)
+    return app
+
+
+async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
+                on_ready: Callable[[web.Application], None] | None = None) -> None:
+    """Serve until ``runtime.stopping`` is set; then stop taking work, persist, and remove daemon.json."""
+    app = create_app(home, box, runtime)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=False)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(f"pixlift: cannot listen on 127.0.0.1:{port} ({exc.strerror}). Is pixlift already "
+                         "running? Check with 'pixlift status', or start with --port N (0 picks a free port).") from exc
+    server = site._server
+    assert server is not None and server.sockets  # type: ignore[attr-defined]
+    runtime.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    home.write_daemon_info(port=runtime.port, pid=os.getpid(), version=__version__)
+    log.info("pixlift %s listening on %s (home %s)", __version__, runtime.base_url, home.root)
+    if on_ready is not None:
+        on_ready(app)
+    try:
+        await runtime.stopping.wait()
+    finally:
+        log.info("stopping: no new work; saving state")
+        await runner.cleanup()
+        home.remove_daemon_info(os.getpid())
+        log.info("stopped")
+
+
+def run(home: Home, port: int, tray: bool) -> int:
+    """The process: load config (refusing a broken one), then serve, with or without a tray."""
+    box = SettingsBox(load_settings(home.config, home.root))
+    if not tray:
+        return asyncio.run(_run_headless(home, box, port))
+    from .tray import run_with_tray  # imports pystray only when a tray is wanted
+
+    return run_with_tray(home, box, port)
+
+
+async def _run_headless(home: Home, box: SettingsBox, port: int) -> int:
+    runtime = Runtime()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.stopping.set)
+    await serve(home, box, port, runtime)
+    return 0
+
+
+class LoopThread:
+    """The event loop on a worker thread, for when something else (the tray) owns the main thread."""
+
+    def __init__(self, home: Home, box: SettingsBox, port: int) -> None:
+        self.home, self.box, self.port = home, box, port
+        self.loop = asyncio.new_event_loop()
+        self.runtime: Runtime | None = None
+        self.app: web.Application | None = None
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, name="pixlift-loop", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to the main thread, which exits with it
+            self.error = exc
+        finally:
+            self.ready.set()
+            self.loop.close()
+
+    async def _serve(self) -> None:
+        self.runtime = Runtime()
+
+        def ready(app: web.Application) -> None:
+            self.app = app
+            self.ready.set()
+
+        await serve(self.home, self.box, self.port, self.runtime, on_ready=ready)
+
+    def stop(self) -> None:
+        if self.runtime is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.runtime.stopping.set)
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)

@@ -1,0 +1,236 @@
+"""The ``pixlift`` command: serve, upload, status, open, config, token, history."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import logging.handlers
+import os
+import sys
+import time
+import webbrowser
+from typing import Any
+
+from . import __version__
+from .client import Client, DaemonNotRunning, RpcError
+from .config import SettingsBox, load_settings
+from .errors import PATH_REFUSED, ConfigError, PixliftError
+from .home import Home
+
+FORMATS = {
+    "url": "{url}",
+    "markdown": "![{name}]({url})",
+    "html": '<img src="{url}" alt="{name}">',
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pixlift", description="Upload images to OSS, S3 or a local folder "
+                                     "through a local daemon, with byte-accurate progress.")
+    parser.add_argument("--version", action="version", version=f"pixlift {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the daemon in the foreground")
+    p.add_argument("--port", type=int, default=36690, help="port on 127.0.0.1 (0 picks a free one); default 36690")
+    p.add_argument("--no-tray", action="store_true", help="no tray icon (servers, containers, CI)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    p = sub.add_parser("upload", help="upload files through the running daemon and print their links")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--profile", help="storage profile (default: the configured default)")
+    p.add_argument("--batch-size", type=int, default=None, help="files in flight at once for this upload (1-100)")
+    p.add_argument("--format", choices=sorted(FORMATS), default="url", help="how to print each link")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on the terminal")
+
+    sub.add_parser("status", help="is the daemon running, and what is it doing")
+    p = sub.add_parser("open", help="open the web UI in the browser, logged in")
+    p.add_argument("--print", action="store_true", help="print the login link instead of opening a browser")
+
+    p = sub.add_parser("config", help="check or locate the configuration")
+    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = csub.add_parser("check", help="validate config.toml and test each profile's connection")
+    c.add_argument("--profile", help="only this profile")
+    csub.add_parser("path", help="print the path of config.toml")
+
+    p = sub.add_parser("token", help="print the API token's file, or replace the token")
+    p.add_argument("--rotate", action="store_true", help="replace the token (browser sessions must log in again)")
+
+    p = sub.add_parser("history", help="the most recent uploaded links")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--format", choices=sorted(FORMATS), default="url")
+
+    args = parser.parse_args(argv)
+    home = Home.locate()
+    try:
+        handler = globals()[f"cmd_{args.command}"]
+        return int(handler(home, args))
+    except DaemonNotRunning as exc:
+        print(f"pixlift: {exc}", file=sys.stderr)
+        return 3
+    except ConfigError as exc:
+        print(f"pixlift: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    except RpcError as exc:
+        print(f"pixlift: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_serve(home: Home, args: argparse.Namespace) -> int:
+    from .app import run
+
+    home.ensure()
+    _setup_logging(home, args.log_level)
+    tray = not args.no_tray
+    return run(home, args.port, tray)
+
+
+def _setup_logging(home: Home, level: str) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    err = logging.StreamHandler()
+    err.setFormatter(fmt)
+    root.addHandler(err)
+    fileh = logging.handlers.RotatingFileHandler(home.log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    fileh.setFormatter(fmt)
+    root.addHandler(fileh)
+    os.chmod(home.log_file, 0o600)
+    for noisy in ("botocore", "aiobotocore", "aioboto3", "urllib3", "oss2", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_upload(home: Home, args: argparse.Namespace) -> int:
+    client = Client.from_home(home)
+    paths = [os.path.abspath(os.path.expanduser(f)) for f in args.files]
+    try:
+        if args.batch_size is not None:
+            started = client.call("upload_images_batch", paths=paths, batch_size=args.batch_size, profile=args.profile)
+        else:
+            started = client.call("upload_images", paths=paths, profile=args.profile)
+    except RpcError as exc:
+        if exc.code == PATH_REFUSED and isinstance(exc.data, list):
+            print("pixlift: nothing was uploaded; these files were refused:", file=sys.stderr)
+            for item in exc.data:
+                print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
+            return 2
+        raise
+    batch_id = started["batch_id"]
+    order = [t["task_id"] for t in started["tasks"]]
+    show = sys.stderr.isatty() and not args.quiet
+    while True:
+        state = client.call("get_all_upload_progress", batch_id=batch_id)
+        s = state["summary"]
+        if show:
+            line = (f"\r{s['completed']}/{s['total']} done  {s['percent']:5.1f}%  {_size(s['bytes_uploaded'])}/"
+                    f"{_size(s['bytes_total'])}  {_size(s['speed_bps'])}/s" + (f"  {s['failed']} failed" if s["failed"]
+                                                                              else ""))
+            print(line.ljust(78), end="", file=sys.stderr, flush=True)
+        if s["queued"] + s["uploading"] + s["paused"] == 0:
+            break
+        if s["paused"] and not (s["queued"] or s["uploading"]):
+            if show:
+                print(file=sys.stderr)
+            print("pixlift: uploads are paused; resume them from the UI, the tray or resume_upload.", file=sys.stderr)
+            return 4
+        time.sleep(0.25)
+    if show:
+        print(file=sys.stderr)
+    by_id = {t["task_id"]: t for t in state["tasks"]}
+    failed = 0
+    for tid in order:
+        t = by_id[tid]
+        if t["status"] == "completed":
+            print(FORMATS[args.format].format(url=t["url"], name=t["name"]))
+        else:
+            failed += 1
+            reason = (t.get("error") or {}).get("message") or t["status"]
+            print(f"pixlift: {t['path'] or t['name']}: {t['status']}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_status(home: Home, args: argparse.Namespace) -> int:
+    client = Client.from_home(home)
+    info = client.call("get_daemon_info")
+    s = client.call("get_all_upload_progress")["summary"]
+    print(f"pixlift {info['version']} running at {client.url} (pid {info['pid']})")
+    print(f"default profile: {info['default_profile']}; profiles: {', '.join(info['profiles'])}")
+    print(f"tasks: {s['total']} listed, {s['uploading']} uploading, {s['queued']} queued, {s['paused']} paused, "
+          f"{s['completed']} completed, {s['failed']} failed, {s['cancelled']} cancelled")
+    return 0
+
+
+def cmd_open(home: Home, args: argparse.Namespace) -> int:
+    url = Client.from_home(home).login_url()
+    if args.print or not webbrowser.open(url):
+        print(url)
+    return 0
+
+
+def cmd_config(home: Home, args: argparse.Namespace) -> int:
+    if args.action == "path":
+        print(home.config)
+        return 0
+    settings = load_settings(home.config, home.root)
+    where = home.config if home.config.exists() else f"{home.config} (absent: using the embedded default)"
+    print(f"config: {where}: valid")
+    names = [args.profile] if args.profile else list(settings.profiles)
+    for name in names:
+        settings.profile(name)
+    results = asyncio.run(_check_profiles(home, settings, names))
+    bad = 0
+    for name, ok, message in results:
+        mark = "ok  " if ok else "FAIL"
+        default = " (default)" if name == settings.default_profile else ""
+        print(f"  {mark} {name}{default}: {message}")
+        bad += not ok
+    return 1 if bad else 0
+
+
+async def _check_profiles(home: Home, settings: Any, names: list[str]) -> list[tuple[str, bool, str]]:
+    from .providers import ProviderPool
+
+    pool = ProviderPool(SettingsBox(settings), home.files, lambda: "http://127.0.0.1")
+    out = []
+    try:
+        for name in names:
+            try:
+                provider = await pool.get(name)
+                out.append((name, True, await asyncio.wait_for(provider.check(), 30)))
+            except PixliftError as exc:
+                out.append((name, False, exc.message))
+            except TimeoutError:
+                out.append((name, False, "no answer within 30 s; check the endpoint and the network"))
+    finally:
+        await pool.close()
+    return out
+
+
+def cmd_token(home: Home, args: argparse.Namespace) -> int:
+    home.ensure()
+    if args.rotate:
+        home.rotate_token()
+        print(f"new token written to {home.token_file}; a running daemon uses it at once. Open the UI again with "
+              "'pixlift open'.")
+    else:
+        home.ensure_token()
+        print(home.token_file)
+    return 0
+
+
+def cmd_history(home: Home, args: argparse.Namespace) -> int:
+    client = Client.from_home(home)
+    result = client.call("get_upload_history", limit=args.limit)
+    for item in result["items"]:
+        print(FORMATS[args.format].format(url=item["url"], name=item["name"]))
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"

@@ -1,0 +1,135 @@
+"""pixlift's one error hierarchy.
+
+Every failure a client can see is one of these. The RPC layer is the only place that turns them into
+JSON-RPC error objects (``rpc_code`` + ``message`` + ``data``); a failed task carries ``code`` + ``message``
+in its ``error`` field. Third-party exceptions (botocore, oss2, OSError) are translated once, at the
+boundary where they are raised (``raise StorageError(...) from exc``).
+
+    PixliftError
+    ├── RequestError                 the caller asked for something it cannot have
+    │   ├── InvalidParams            -32602  a parameter is missing, of the wrong type or out of range
+    │   ├── PathRefused              -32001  one or more paths refused; ``data`` lists {path, reason}
+    │   ├── NotFound                 -32002  no such task or batch
+    │   ├── InvalidState             -32003  the task's state does not allow this
+    │   └── RateLimited              -32029  too many calls; ``data.retry_after_s``
+    ├── ConfigError                  -32004  no valid storage profile, unknown profile, broken config.toml
+    └── TransferError                        an upload failed (lives in Task.error, not in an RPC error)
+        ├── SourceError                      the local file changed, vanished or cannot be read
+        ├── StorageError                     the store refused or could not be reached
+        │   ├── TransientStorageError        worth retrying: timeouts, resets, 5xx, throttling
+        │   └── PermanentStorageError        retrying cannot help: credentials, bucket, permissions
+        └── Interrupted                      the upload was paused or cancelled (internal)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PATH_REFUSED = -32001
+NOT_FOUND = -32002
+INVALID_STATE = -32003
+CONFIG_ERROR = -32004
+RATE_LIMITED = -32029
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+class PixliftError(Exception):
+    """Base of every error pixlift raises on purpose."""
+
+    rpc_code: int = INTERNAL_ERROR
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``{"code", "message"}`` shape a task's ``error`` field carries."""
+        return {"code": self.code, "message": self.message}
+
+
+class RequestError(PixliftError):
+    """The caller asked for something it cannot have."""
+
+
+class InvalidParams(RequestError):
+    rpc_code = INVALID_PARAMS
+    code = "invalid_params"
+
+
+class PathRefused(RequestError):
+    rpc_code = PATH_REFUSED
+    code = "path_refused"
+
+    def __init__(self, refused: list[dict[str, str]]) -> None:
+        n = len(refused)
+        first = refused[0]
+        more = f" (and {n - 1} more)" if n > 1 else ""
+        super().__init__(
+            f"{n} path{'s' if n > 1 else ''} refused; nothing was queued. "
+            f"{first['path']}: {first['reason']}{more}",
+            data=refused,
+        )
+
+
+class NotFound(RequestError):
+    rpc_code = NOT_FOUND
+    code = "not_found"
+
+
+class InvalidState(RequestError):
+    rpc_code = INVALID_STATE
+    code = "invalid_state"
+
+
+class RateLimited(RequestError):
+    rpc_code = RATE_LIMITED
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message, data={"retry_after_s": round(retry_after_s, 3)})
+        self.retry_after_s = retry_after_s
+
+
+class ConfigError(PixliftError):
+    rpc_code = CONFIG_ERROR
+    code = "config_error"
+
+
+class TransferError(PixliftError):
+    """An upload failed; the message says what to do about it."""
+
+    code = "transfer_failed"
+    retryable = False
+
+
+class SourceError(TransferError):
+    code = "file_error"
+
+
+class StorageError(TransferError):
+    code = "storage_error"
+
+
+class TransientStorageError(StorageError):
+    code = "network_error"
+    retryable = True
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class PermanentStorageError(StorageError):
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Interrupted(TransferError):
+    """Raised inside a provider's reader when the task was paused or cancelled mid-send."""
+
+    code = "interrupted"

@@ -1,0 +1,115 @@
+"""The one folder pixlift owns: ``PIXLIFT_HOME`` or the platform's user folder.
+
+Third-party apps find the daemon the way Jupyter clients find a kernel: ``daemon.json`` says where it listens
+and ``token`` holds the credential. Both are 0600 and written atomically, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+ENV_HOME = "PIXLIFT_HOME"
+
+
+def write_private(path: Path, data: str) -> None:
+    """Write a file readable by its owner only, atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @classmethod
+    def locate(cls) -> Home:
+        env = os.environ.get(ENV_HOME)
+        root = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("pixlift", appauthor=False))
+        return cls(root.resolve())
+
+    def ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def token_file(self) -> Path:
+        return self.root / "token"
+
+    @property
+    def daemon_file(self) -> Path:
+        return self.root / "daemon.json"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "journal.sqlite3"
+
+    @property
+    def files(self) -> Path:
+        return self.root / "files"
+
+    @property
+    def spool(self) -> Path:
+        """Where bytes streamed in by the browser wait for their upload."""
+        return self.root / "spool"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "pixlift.log"
+
+    # -- token ---------------------------------------------------------------------------------------
+    def read_token(self) -> str | None:
+        try:
+            return self.token_file.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def ensure_token(self) -> str:
+        token = self.read_token()
+        if token is None:
+            token = self.rotate_token()
+        else:
+            os.chmod(self.token_file, 0o600)  # repair a copy made with a loose umask
+        return token
+
+    def rotate_token(self) -> str:
+        token = secrets.token_urlsafe(32)
+        write_private(self.token_file, token + "\n")
+        return token
+
+    # -- daemon.json ------------------------------------------------------------------------------------
+    def write_daemon_info(self, *, port: int, pid: int, version: str) -> None:
+        info = {"url": f"http://127.0.0.1:{port}", "port": port, "pid": pid, "version": version}
+        write_private(self.daemon_file, json.dumps(info) + "\n")
+
+    def read_daemon_info(self) -> dict[str, Any] | None:
+        try:
+            info = json.loads(self.daemon_file.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
+
+    def remove_daemon_info(self, pid: int) -> None:
+        info = self.read_daemon_info()
+        if info is not None and info.get("pid") == pid:
+            self.daemon_file.unlink(missing_ok=True)

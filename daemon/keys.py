@@ -1,0 +1,62 @@
+"""Object keys from a profile's ``key_template``.
+
+Placeholders: ``{year} {month} {day} {hour} {minute} {second}`` (UTC, zero-padded), ``{stem}`` (the file name
+without extension, made URL-safe), ``{ext}`` (with its dot, lower case), ``{name}`` (``{stem}{ext}``),
+``{hash8}`` / ``{hash}`` (SHA-256 of the content, 8 or 64 hex digits), ``{uuid}``, ``{task_id}`` and
+``{profile}``. The default ``{year}/{month}/{stem}-{hash8}{ext}`` never puts two different files under the same
+key, and puts the same file twice under the same key.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+import uuid
+from datetime import datetime
+from pathlib import PurePosixPath
+
+PLACEHOLDERS = frozenset(
+    {"year", "month", "day", "hour", "minute", "second", "stem", "ext", "name", "hash8", "hash", "uuid",
+     "task_id", "profile"}
+)
+_UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
+
+
+def validate_template(template: str) -> None:
+    """Raise ValueError naming the first unknown placeholder or an unsafe shape."""
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    for f in fields:
+        if f not in PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{f}}}; known: " + " ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS)))
+    if not fields or template.startswith("/") or ".." in template.split("/"):
+        raise ValueError("a key template must contain a placeholder, and no leading '/' or '..'")
+
+
+def needs_hash(template: str) -> bool:
+    return "{hash" in template
+
+
+def safe_stem(stem: str) -> str:
+    """A stem safe in a key and a URL: letters (any script), digits, ``.-_``; everything else becomes ``-``."""
+    stem = unicodedata.normalize("NFC", stem)
+    cleaned = _UNSAFE.sub("-", stem).strip("-.")
+    return cleaned[:120] or "file"
+
+
+def render_key(template: str, *, filename: str, digest: str | None, when: datetime, task_id: str,
+               profile: str) -> str:
+    p = PurePosixPath(filename.replace("\\", "/")).name
+    suffix = PurePosixPath(p).suffix
+    ext = suffix.lower() if 1 < len(suffix) <= 10 and _UNSAFE.search(suffix[1:]) is None else ""
+    stem = safe_stem(p[: len(p) - len(suffix)] if ext else p)
+    values = {
+        "year": f"{when.year:04d}", "month": f"{when.month:02d}", "day": f"{when.day:02d}",
+        "hour": f"{when.hour:02d}", "minute": f"{when.minute:02d}", "second": f"{when.second:02d}",
+        "stem": stem, "ext": ext, "name": stem + ext, "hash8": (digest or "")[:8], "hash": digest or "",
+        "uuid": uuid.uuid4().hex, "task_id": task_id, "profile": safe_stem(profile),
+    }
+    key = template.format(**values)
+    # Collapse what a template could produce by accident ("a//b", "./x") into a clean relative key.
+    parts = [s for s in key.split("/") if s not in ("", ".", "..")]
+    return "/".join(parts)

@@ -1,0 +1,255 @@
+"""The one small interface every storage provider implements.
+
+The engine hands a provider an opened ``Source``, a key, an ``on_bytes`` callback and a ``MultipartState``;
+the provider sends the bytes and calls ``on_bytes(delta)`` **on the event loop** as bytes leave (negative
+deltas when a request is resent). Everything SDK-specific, threads included, stays below this line, and every
+SDK exception is translated here into the ``errors`` hierarchy.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from ..config import TransferSettings
+from ..errors import Interrupted, TransferError, TransientStorageError
+from ..retry import Backoff
+from ..sources import SliceReader, Source
+
+log = logging.getLogger(__name__)
+
+OnBytes = Callable[[int], None]
+
+
+@dataclass
+class MultipartState:
+    """What survives a pause, a retry or a restart of a multipart upload: its id and its finished parts."""
+
+    key: str | None = None
+    upload_id: str | None = None
+    part_size: int = 0
+    parts: dict[int, str] = field(default_factory=dict)  # part number -> ETag
+    checksums: dict[int, int] = field(default_factory=dict)  # part number -> CRC64 where the store gives one
+    verified: bool = False  # parts checked against the store in this process
+
+    def bytes_done(self, size: int) -> int:
+        if not self.upload_id or not self.part_size:
+            return 0
+        n_parts = max(1, -(-size // self.part_size))
+        return sum(min(self.part_size, size - (n - 1) * self.part_size) for n in self.parts if n <= n_parts)
+
+    def reset(self) -> None:
+        self.key = self.upload_id = None
+        self.part_size = 0
+        self.parts.clear()
+        self.checksums.clear()
+        self.verified = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "upload_id": self.upload_id, "part_size": self.part_size,
+                "parts": {str(k): v for k, v in self.parts.items()},
+                "checksums": {str(k): v for k, v in self.checksums.items()}}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> MultipartState:
+        if not raw:
+            return cls()
+        return cls(key=raw.get("key"), upload_id=raw.get("upload_id"), part_size=int(raw.get("part_size") or 0),
+                   parts={int(k): str(v) for k, v in (raw.get("parts") or {}).items()},
+                   checksums={int(k): int(v) for k, v in (raw.get("checksums") or {}).items()})
+
+
+def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:
+    """(part number, offset, length) for every part; S3 and OSS allow at most 10,000 parts."""
+    part_size = max(part_size, -(-size // 10_000))
+    return [(i + 1, off, min(part_size, size - off)) for i, off in enumerate(range(0, size, part_size))]
+
+
+def public_url(base: str, key: str) -> str:
+    return f"{base.rstrip('/')}/{quote(key, safe='/')}"
+
+
+class UploadGone(Exception):
+    """A resumed multipart upload no longer exists at the store (expired or aborted elsewhere)."""
+
+
+class Provider(abc.ABC):
+    """The interface the engine sees: upload with progress, abort, make a link, check the connection."""
+
+    kind: str
+
+    @abc.abstractmethod
+    async def upload(self, source: Source, key: str, *, on_bytes: OnBytes, state: MultipartState,
+                     on_part: Callable[[], None]) -> None:
+        """Send ``source`` to ``key``, calling ``on_bytes(delta)`` on the event loop as bytes leave.
+
+        Resumes ``state`` if it holds a multipart upload for this key, and calls ``on_part`` after each finished
+        part so the caller can persist ``state``. Raises TransferError subclasses (or ConfigError) only.
+        """
+
+    @abc.abstractmethod
+    async def abort(self, state: MultipartState) -> None:
+        """Abort the multipart upload in ``state`` (if any), leaving no parts behind. Never raises."""
+
+    @abc.abstractmethod
+    async def link(self, key: str) -> str:
+        """A URL that fetches the object: ``public_base_url`` + key, or a signed GET URL."""
+
+    @abc.abstractmethod
+    async def check(self) -> str:
+        """Check credentials and bucket; return a one-line description, raise StorageError/ConfigError."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class ObjectStore(Provider):
+    """An object store with single PUTs and multipart uploads (S3, OSS).
+
+    ``upload`` is written once here: a single PUT below the multipart threshold, otherwise a multipart upload
+    that resumes from ``state``, sends parts concurrently and retries each part on its own. Subclasses supply
+    the primitives, each translating its SDK's exceptions into the ``errors`` hierarchy.
+    """
+
+    def __init__(self, transfers: TransferSettings) -> None:
+        self.transfers = transfers
+        self.part_backoff = Backoff(transfers.attempts, transfers.backoff_base_s, transfers.backoff_max_s)
+
+    async def upload(self, source: Source, key: str, *, on_bytes: OnBytes, state: MultipartState,
+                     on_part: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_read(delta: int) -> None:  # called from whichever thread the SDK reads the body on
+            loop.call_soon_threadsafe(on_bytes, delta)
+
+        if source.size < self.transfers.multipart_threshold and not state.upload_id:
+            reader = source.reader(0, source.size, on_read)
+            try:
+                await self._put_object(key, reader, source)
+            except BaseException:
+                reader.rewind_all()
+                raise
+            return
+        await self._multipart(source, key, state, on_read, on_part)
+
+    async def _multipart(self, source: Source, key: str, state: MultipartState, on_read: OnBytes,
+                         on_part: Callable[[], None]) -> None:
+        if state.upload_id and state.key == key and not state.verified:
+            try:
+                held = await self._list_parts(key, state.upload_id)
+            except UploadGone:
+                state.reset()
+            else:  # keep only the parts the store really has, with the same ETag
+                state.parts = {n: e for n, e in state.parts.items() if held.get(n) == e}
+                state.verified = True
+        if not state.upload_id or state.key != key:
+            state.reset()
+            state.key = key
+            state.part_size = self.transfers.part_size
+            state.upload_id = await self._create_multipart(key, source)
+            state.verified = True
+            on_part()
+        plan = part_plan(source.size, state.part_size)
+        done = state.bytes_done(source.size)
+        if done:
+            on_read(done)  # resumed parts count as uploaded
+        upload_id = state.upload_id
+        sem = asyncio.Semaphore(self.transfers.part_concurrency)
+
+        async def send(number: int, offset: int, length: int) -> None:
+            async with sem:
+                for attempt in range(1, self.part_backoff.attempts + 1):
+                    reader = source.reader(offset, length, on_read)
+                    try:
+                        etag, checksum = await self._upload_part(key, upload_id, number, reader, source)
+                        state.parts[number] = etag
+                        if checksum is not None:
+                            state.checksums[number] = checksum
+                        on_part()
+                        return
+                    except TransferError as exc:
+                        reader.rewind_all()
+                        if not exc.retryable or attempt == self.part_backoff.attempts:
+                            raise
+                        log.info("part %d of %s failed (%s); retrying", number, key, exc.message)
+                    except BaseException:
+                        reader.rewind_all()
+                        raise
+                    await asyncio.sleep(self.part_backoff.delay(attempt))
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for number, offset, length in plan:
+                    if number not in state.parts:
+                        tg.create_task(send(number, offset, length))
+        except* TransferError as group:
+            raise _first(group) from None
+        except* UploadGone:
+            state.reset()
+            raise TransientStorageError("The store forgot the multipart upload; starting the file again.",
+                                        code="upload_expired") from None
+        try:
+            await self._complete(key, upload_id, {n: state.parts[n] for n, _, _ in plan}, state, source)
+        except UploadGone:
+            state.reset()
+            raise TransientStorageError("The store forgot the multipart upload; starting the file again.",
+                                        code="upload_expired") from None
+
+    async def abort(self, state: MultipartState) -> None:
+        if not state.upload_id or not state.key:
+            return
+        try:
+            await self._abort(state.key, state.upload_id)
+        except UploadGone:
+            pass
+        except Exception as exc:  # a failed clean-up must not hide the reason the upload stopped
+            log.warning("could not abort multipart upload of %s: %s", state.key, exc)
+        state.reset()
+
+    # -- primitives ------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def _put_object(self, key: str, body: SliceReader, source: Source) -> None: ...
+
+    @abc.abstractmethod
+    async def _create_multipart(self, key: str, source: Source) -> str: ...
+
+    @abc.abstractmethod
+    async def _list_parts(self, key: str, upload_id: str) -> dict[int, str]:
+        """The parts the store holds; raises UploadGone if the upload no longer exists."""
+
+    @abc.abstractmethod
+    async def _upload_part(self, key: str, upload_id: str, number: int, body: SliceReader,
+                           source: Source) -> tuple[str, int | None]:
+        """Send one part; return its ETag and, where the store gives one, its CRC64."""
+
+    @abc.abstractmethod
+    async def _complete(self, key: str, upload_id: str, parts: dict[int, str], state: MultipartState,
+                        source: Source) -> None: ...
+
+    @abc.abstractmethod
+    async def _abort(self, key: str, upload_id: str) -> None: ...
+
+
+def _first(group: BaseExceptionGroup[TransferError]) -> TransferError:
+    """The error to report from a failed set of parts: a real failure beats an interruption."""
+    errors = list(_leaves(group))
+    return next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+
+
+def _leaves(group: BaseExceptionGroup[TransferError]) -> Iterator[TransferError]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a short phrase for a message a person reads."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."

@@ -1,0 +1,97 @@
+"""The embedded default: files under a folder, served read-only by the daemon at ``/files/<key>``.
+
+Works with no cloud account. A file is written to a temporary name beside its target and renamed into place
+when complete, so a link never serves half a file and a cancelled upload leaves nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import LocalProfile
+from ..errors import PermanentStorageError, SourceError, TransientStorageError
+from ..sources import Source
+from .base import MultipartState, OnBytes, Provider, public_url
+
+CHUNK = 1024 * 1024
+
+
+class LocalProvider(Provider):
+    kind = "local"
+
+    def __init__(self, profile: LocalProfile, root: Path, base_url: Callable[[], str]) -> None:
+        self.profile = profile
+        self.root = root
+        self._base_url = base_url
+
+    def target(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise PermanentStorageError(f"Key {key!r} would leave the storage folder.", code="rejected")
+        return path
+
+    async def upload(self, source: Source, key: str, *, on_bytes: OnBytes, state: MultipartState,
+                     on_part: Callable[[], None]) -> None:
+        dest = self.target(key)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        def open_tmp() -> int:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
+        def copy_chunk(fd: int, pos: int) -> int:
+            data = os.pread(source.fd, CHUNK, pos)
+            os.write(fd, data)
+            return len(data)
+
+        try:
+            fd = await asyncio.to_thread(open_tmp)
+        except OSError as exc:
+            raise _os_error(exc, self.root) from exc
+        try:
+            try:
+                pos = 0
+                while pos < source.size:
+                    n = await asyncio.to_thread(copy_chunk, fd, pos)
+                    if n == 0:
+                        raise SourceError(f"{source.name} got shorter while it was being uploaded.")
+                    pos += n
+                    on_bytes(n)
+                await asyncio.to_thread(os.fsync, fd)
+            finally:
+                os.close(fd)
+            await asyncio.to_thread(os.replace, tmp, dest)
+        except OSError as exc:
+            raise _os_error(exc, self.root) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    async def abort(self, state: MultipartState) -> None:
+        state.reset()
+
+    async def link(self, key: str) -> str:
+        return public_url(self.profile.public_base_url or f"{self._base_url()}/files", key)
+
+    async def check(self) -> str:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".pixlift-check"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise _os_error(exc, self.root) from exc
+        return f"folder {self.root} is writable"
+
+def _os_error(exc: OSError, root: Path) -> PermanentStorageError | TransientStorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return PermanentStorageError(f"The disk holding {root} is full. Free some space, then retry.",
+                                     code="disk_full")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermanentStorageError(f"Cannot write to {root} ({exc.strerror}). Fix its permissions or set "
+                                     "root in [profiles.local].", code="access_denied")
+    return TransientStorageError(f"Writing to {root} failed ({exc.strerror or exc}).", code="io_error")

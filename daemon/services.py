@@ -1,0 +1,81 @@
+"""What the RPC handlers and routes may use, in one object: the engine, the path rules, limits, profiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from . import __version__
+from .config import LocalProfile, OssProfile, S3Profile, SettingsBox
+from .engine import Engine
+from .errors import PixliftError, RateLimited
+from .home import Home
+from .providers import ProviderPool
+from .security import Limits
+from .sources import PathChecker
+
+
+class Services:
+    def __init__(self, *, home: Home, config: SettingsBox, engine: Engine, providers: ProviderPool,
+                 port: Any) -> None:
+        self.home = home
+        self.config = config
+        self.engine = engine
+        self.providers = providers
+        self._port = port
+        sec = config.current.security
+        self.limits = Limits(sec.calls_per_second, sec.call_burst, sec.files_per_minute)
+
+    def checker(self) -> PathChecker:
+        return PathChecker(self.config.current.security)
+
+    def charge_call(self, client: str) -> None:
+        self.limits.charge_call(client)
+
+    def charge(self, client: str, files: int) -> None:
+        """Count files against the per-minute and total caps before anything is queued."""
+        cap = self.config.current.security.max_queued_files
+        active = self.engine.active_count()
+        if active + files > cap:
+            raise RateLimited(f"{active} files are already waiting; at most {cap} may be queued at once. "
+                              "Retry when some have finished.", 30.0)
+        self.limits.charge_files(client, files)
+
+    def profiles(self) -> list[dict[str, Any]]:
+        settings = self.config.current
+        out = []
+        for name, p in settings.profiles.items():
+            item: dict[str, Any] = {"name": name, "provider": p.provider, "default": name == settings.default_profile,
+                                    "key_template": p.key_template, "public_base_url": p.public_base_url}
+            if isinstance(p, S3Profile):
+                item.update(bucket=p.bucket, endpoint_url=p.endpoint_url, region=p.region,
+                            addressing_style=p.addressing_style,
+                            access_key_id_set=bool(p.access_key_id), secret_access_key_set=bool(p.secret_access_key))
+            elif isinstance(p, OssProfile):
+                item.update(bucket=p.bucket, endpoint=p.endpoint, access_key_id_set=bool(p.access_key_id),
+                            access_key_secret_set=bool(p.access_key_secret))
+            elif isinstance(p, LocalProfile):
+                item.update(root=str(p.root or self.home.files))
+            out.append(item)
+        return out
+
+    async def check_profile(self, name: str | None) -> dict[str, Any]:
+        profile = self.config.current.profile(name)
+        try:
+            provider = await self.providers.get(profile.name)
+            message = await asyncio.wait_for(provider.check(), timeout=30)
+        except PixliftError as exc:
+            return {"profile": profile.name, "ok": False, "code": exc.code, "message": exc.message}
+        except TimeoutError:
+            return {"profile": profile.name, "ok": False, "code": "timeout",
+                    "message": "The store did not answer within 30 s. Check the endpoint and the network."}
+        return {"profile": profile.name, "ok": True, "message": message}
+
+    def describe(self) -> dict[str, Any]:
+        s = self.config.current
+        return {"version": __version__, "pid": os.getpid(), "port": self._port(), "home": str(self.home.root),
+                "config_file": str(self.home.config), "default_profile": s.default_profile,
+                "profiles": sorted(s.profiles), "max_concurrent": s.transfers.max_concurrent,
+                "allowed_roots": [str(r) for r in s.security.allowed_roots],
+                "images_only": s.security.images_only, "max_file_size": s.security.max_file_size}

@@ -1,0 +1,283 @@
+"""Local files: the path rules, the content sniffing, and the streaming reader every provider sends from.
+
+A path is accepted only when its real location (``..`` and symlinks resolved) lies inside an allowed root, it
+is a regular file, non-empty, under the size limit and, unless the config allows any file, an image by its
+bytes. The file is then opened by walking down from the root one component at a time with ``O_NOFOLLOW``, so
+a symlink swapped in later is never followed, and its identity (device, inode, size, mtime) is recorded. At
+upload time it is opened the same way again and must still be that same file: a file swapped or edited after
+the check is never sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import SecuritySettings
+from .errors import Interrupted, PathRefused, SourceError
+
+MAX_PATH_LEN = 4096
+_SNIFF_BYTES = 1024
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The MIME type of an image judged by its first bytes, or None."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:2] == b"BM" and len(head) >= 14:
+        return "image/bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    if head[:4] == b"\x00\x00\x01\x00":
+        return "image/x-icon"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "image/avif"
+        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1"):
+            return "image/heic"
+    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
+        return "image/jxl"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if (text.startswith(b"<svg") or text.startswith(b"<?xml") or text.startswith(b"<!--")) and b"<svg" in text:
+        return "image/svg+xml"
+    return None
+
+
+@dataclass(frozen=True)
+class Identity:
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Identity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A file that passed the path rules, and how to find exactly it again."""
+
+    path: str  # the real, resolved path
+    root: str  # the allowed root it lies in
+    name: str
+    size: int
+    content_type: str
+    identity: Identity
+
+
+def open_beneath(root: str, path: str) -> int:
+    """Open ``path`` (which must lie under ``root``) without following any symlink below the root.
+
+    Returns a read-only descriptor; raises OSError (ELOOP for a symlink, ENOTDIR, ENOENT ...).
+    """
+    rel = os.path.relpath(path, root)
+    parts = [p for p in rel.split(os.sep) if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise OSError(13, "outside its root")
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = nxt
+        # O_NONBLOCK: opening a FIFO must never wait for a writer.
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class PathChecker:
+    def __init__(self, security: SecuritySettings) -> None:
+        self.security = security
+
+    def check_all(self, paths: Iterable[object]) -> list[CheckedFile]:
+        """Check every path; one refusal refuses the call, listing every refused path with its reason."""
+        ok: list[CheckedFile] = []
+        refused: list[dict[str, str]] = []
+        for raw in paths:
+            result = self.check(raw)
+            if isinstance(result, str):
+                refused.append({"path": raw if isinstance(raw, str) else repr(raw), "reason": result})
+            else:
+                ok.append(result)
+        if refused:
+            raise PathRefused(refused)
+        return ok
+
+    def check(self, raw: object) -> CheckedFile | str:
+        """A CheckedFile, or the reason (a sentence a person can act on) why the path is refused."""
+        if not isinstance(raw, str) or not raw:
+            return "not a path: give the file's absolute path as a string"
+        if len(raw) > MAX_PATH_LEN or "\x00" in raw:
+            return "not a valid path (too long or contains a NUL byte)"
+        expanded = os.path.expanduser(raw)
+        if not os.path.isabs(expanded):
+            return "relative path: give the absolute path (the daemon does not know your working directory)"
+        roots = self.security.allowed_roots
+        if not roots:
+            return "no folders are allowed: add one to [security] allowed_roots in config.toml"
+        real = os.path.realpath(expanded)
+        root = next((str(r) for r in roots if Path(real).is_relative_to(r)), None)
+        if root is None:
+            listed = ", ".join(_tilde(r) for r in roots)
+            return (f"outside the allowed folders ({listed}); move the file there or add its folder to "
+                    "[security] allowed_roots in config.toml")
+        try:
+            fd = open_beneath(root, real)
+        except FileNotFoundError:
+            return "no such file"
+        except PermissionError:
+            return "permission denied: the daemon's user cannot read this file"
+        except OSError as exc:
+            return f"cannot be opened ({exc.strerror or exc})"
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return "not a regular file (a folder, device, FIFO or socket cannot be uploaded)"
+            if st.st_size == 0:
+                return "the file is empty"
+            if st.st_size > self.security.max_file_size:
+                return (f"too large: {st.st_size} bytes, the limit is {self.security.max_file_size} bytes "
+                        "([security] max_file_size_mb)")
+            try:
+                head = os.pread(fd, _SNIFF_BYTES, 0)
+            except OSError as exc:
+                return f"cannot be read ({exc.strerror or exc})"
+            kind = sniff_image(head)
+            if kind is None:
+                if self.security.images_only:
+                    return ("not an image: its content is not PNG, JPEG, GIF, WebP, AVIF, HEIC, BMP, TIFF, ICO "
+                            "or SVG (set [security] images_only = false to allow any file)")
+                kind = "application/octet-stream"
+            return CheckedFile(path=real, root=root, name=os.path.basename(real), size=st.st_size,
+                               content_type=kind, identity=Identity.of(st))
+        finally:
+            os.close(fd)
+
+
+def _tilde(p: Path) -> str:
+    home = Path.home()
+    return "~/" + str(p.relative_to(home)) if p.is_relative_to(home) and p != home else str(p)
+
+
+class Source:
+    """An opened file that is still the one that was checked. Readers share its descriptor via pread."""
+
+    def __init__(self, fd: int, size: int, name: str, content_type: str) -> None:
+        self.fd = fd
+        self.size = size
+        self.name = name
+        self.content_type = content_type
+        self.stop = threading.Event()  # set on pause/cancel: readers in worker threads raise at once
+
+    @classmethod
+    def open(cls, checked: CheckedFile) -> Source:
+        try:
+            fd = open_beneath(checked.root, checked.path)
+        except FileNotFoundError as exc:
+            raise SourceError(f"{checked.path} no longer exists; it was moved or deleted after it was queued.") from exc
+        except OSError as exc:
+            raise SourceError(f"{checked.path} cannot be opened now ({exc.strerror or exc}).") from exc
+        st = os.fstat(fd)
+        if Identity.of(st) != checked.identity or not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise SourceError(f"{checked.path} changed after it was queued; nothing was sent. "
+                              "Upload it again to send the new version.")
+        return cls(fd, checked.size, checked.name, checked.content_type)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def reader(self, offset: int, length: int, on_read: Callable[[int], None]) -> SliceReader:
+        return SliceReader(self, offset, length, on_read)
+
+
+class SliceReader(io.RawIOBase):
+    """A seekable, read-only file object over ``[offset, offset+length)`` of a Source.
+
+    Counts bytes as the SDK reads them (``on_read(delta)``; negative when the SDK rewinds to resend), so progress
+    is byte-accurate whatever the part size. Raises Interrupted as soon as the source is stopped.
+    """
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, source: Source, offset: int, length: int, on_read: Callable[[int], None]) -> None:
+        super().__init__()
+        self._src = source
+        self._start = offset
+        self._len = length
+        self._pos = 0
+        self._reported = 0
+        self._on_read = on_read
+
+    def __len__(self) -> int:
+        return self._len
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._len}[whence]
+        self._pos = max(0, min(self._len, base + pos))
+        if self._pos < self._reported:  # a rewind: the SDK will send these bytes again
+            self._on_read(self._pos - self._reported)
+            self._reported = self._pos
+        return self._pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, n: int | None = -1) -> bytes:
+        if self._src.stop.is_set():
+            raise Interrupted("upload interrupted")
+        left = self._len - self._pos
+        if n is None or n < 0 or n > left:
+            n = left
+        if n == 0:
+            return b""
+        try:
+            data = os.pread(self._src.fd, n, self._start + self._pos)
+        except OSError as exc:
+            raise SourceError(f"{self._src.name}: read failed ({exc.strerror or exc}).") from exc
+        if not data:
+            raise SourceError(f"{self._src.name} got shorter while it was being uploaded; nothing was kept.")
+        self._pos += len(data)
+        if self._pos > self._reported:
+            self._on_read(self._pos - self._reported)
+            self._reported = self._pos
+        return data
+
+    def rewind_all(self) -> None:
+        """Take back every byte this reader reported (its request failed and will not be kept)."""
+        if self._reported:
+            self._on_read(-self._reported)
+            self._reported = 0
+        self._pos = 0
+
+    def close(self) -> None:
+        """SDKs close bodies when a request ends; the shared descriptor belongs to the Source, and a resent
+        request reads this body again, so closing is a no-op."""

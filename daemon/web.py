@@ -1,0 +1,171 @@
+"""HTTP routes: ``/rpc``, the UI (``/`` and ``/static/``), pasted links (``/files/``) and browser uploads.
+
+Handlers are thin: they authenticate through the gate, then hand over to the RPC dispatcher or the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import os
+import re
+import shutil
+import uuid
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from .errors import PixliftError, RateLimited
+from .rpc import Call, Dispatcher
+from .security import COOKIE, Client, Gate
+from .services import Services
+from .sources import CheckedFile, Identity, sniff_image
+
+RPC_MAX_BODY = 1024 * 1024
+# User files are served from our origin, so they must never run script there (an uploaded SVG or HTML).
+FILE_CSP = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
+UI_CSP = ("default-src 'self'; img-src 'self' data: blob: http: https:; style-src 'self' 'unsafe-inline'; "
+          "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+_SAFE_NAME = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
+
+
+def ui_dir() -> Path:
+    return Path(str(resources.files("pixlift.ui")))
+
+
+class Routes:
+    def __init__(self, services: Services, gate: Gate) -> None:
+        self.services = services
+        self.gate = gate
+        self.dispatcher = Dispatcher(lambda call: services.charge_call(call.client))
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/", self.index)
+        app.router.add_post("/rpc", self.rpc)
+        app.router.add_post("/api/upload", self.browser_upload)
+        app.router.add_get("/files/{key:.+}", self.serve_file)
+        app.router.add_static("/static/", ui_dir(), show_index=False, follow_symlinks=False)
+        app.on_response_prepare.append(_headers)
+
+    def _auth(self, request: web.Request) -> Client:
+        client = self.gate.client(request)
+        if client is None:
+            raise web.HTTPUnauthorized(
+                text='{"error": {"status": 401, "message": "Missing or wrong token: send Authorization: Bearer '
+                     '<contents of the token file>, or open the UI with pixlift open."}}',
+                content_type="application/json", headers={"WWW-Authenticate": 'Bearer realm="pixlift"'})
+        return client
+
+    # -- /rpc ------------------------------------------------------------------------------------------
+    async def rpc(self, request: web.Request) -> web.StreamResponse:
+        client = self._auth(request)
+        if request.content_type != "application/json":
+            raise web.HTTPUnsupportedMediaType(text="POST /rpc needs Content-Type: application/json.")
+        if request.content_length is not None and request.content_length > RPC_MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=RPC_MAX_BODY, actual_size=request.content_length)
+        body = await request.text()  # the app's client_max_size caps chunked bodies too
+        out = await self.dispatcher.dispatch(body, Call(self.services, client.id))
+        if not out:
+            return web.Response(status=204)
+        return web.Response(text=out, content_type="application/json")
+
+    # -- the UI ------------------------------------------------------------------------------------------
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        token = request.query.get("token")
+        if token is not None:
+            # Jupyter-style login: trade the token for a cookie, then drop it from the address bar.
+            resp = web.HTTPSeeOther("/")
+            if self.gate.token_ok(token):
+                resp.set_cookie(COOKIE, self.gate.session_cookie(), httponly=True, samesite="Strict", path="/",
+                                max_age=30 * 24 * 3600)
+            resp.headers["Cache-Control"] = "no-store"
+            resp.headers["Referrer-Policy"] = "no-referrer"
+            raise resp
+        return web.FileResponse(ui_dir() / "index.html", headers={"Cache-Control": "no-cache"})
+
+    # -- pasted links of the local store -----------------------------------------------------------------
+    async def serve_file(self, request: web.Request) -> web.StreamResponse:
+        root = self.services.home.files.resolve()
+        key = request.match_info["key"]
+        target = (root / key).resolve()
+        if not target.is_relative_to(root) or not target.is_file() or any(p.startswith(".") for p in Path(key).parts):
+            raise web.HTTPNotFound(text="No such file.")
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        return web.FileResponse(target, headers={"Content-Type": ctype, "Content-Security-Policy": FILE_CSP,
+                                                 "Cache-Control": "public, max-age=31536000, immutable"})
+
+    # -- browser uploads: bytes streamed into the spool, then a task like any other -----------------------
+    async def browser_upload(self, request: web.Request) -> web.StreamResponse:
+        client = self._auth(request)
+        s = self.services
+        try:
+            s.charge_call(client.id)
+            name = _safe_name(request.query.get("name", ""))
+            profile = request.query.get("profile") or None
+            s.config.current.profile(profile)
+            batch_id = request.query.get("batch_id") or None
+            if batch_id is not None and not re.fullmatch(r"[0-9a-f]{32}", batch_id):
+                raise web.HTTPBadRequest(text="batch_id must be 32 lower-case hex digits.")
+            try:
+                batch_size = int(request.query.get("batch_size", "5"))
+            except ValueError:
+                batch_size = 0
+            if not 1 <= batch_size <= 100:
+                raise web.HTTPBadRequest(text="batch_size must be a whole number from 1 to 100.")
+            s.charge(client.id, 1)
+            checked = await self._spool(request, name)
+            batch_id, tasks = s.engine.submit([checked], profile=profile, batch_size=batch_size, source="browser",
+                                              names=[name], batch_id=batch_id)
+        except RateLimited as exc:
+            return web.json_response({"error": exc.to_dict() | {"data": exc.data}}, status=429,
+                                     headers={"Retry-After": str(max(1, round(exc.retry_after_s)))})
+        except PixliftError as exc:
+            return web.json_response({"error": exc.to_dict()}, status=400)
+        return web.json_response({"batch_id": batch_id, "task": tasks[0].snapshot(s.engine.clock())})
+
+    async def _spool(self, request: web.Request, name: str) -> CheckedFile:
+        sec = self.services.config.current.security
+        folder = self.services.home.spool / uuid.uuid4().hex
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True, mode=0o700)
+        path = folder / name
+        size = 0
+        head = b""
+        try:
+            with path.open("wb") as fh:
+                async for chunk in request.content.iter_chunked(256 * 1024):
+                    size += len(chunk)
+                    if size > sec.max_file_size:
+                        raise web.HTTPRequestEntityTooLarge(max_size=sec.max_file_size, actual_size=size)
+                    if len(head) < 1024:
+                        head += chunk[: 1024 - len(head)]
+                    await asyncio.to_thread(fh.write, chunk)
+            if size == 0:
+                raise web.HTTPBadRequest(text=f"{name} is empty.")
+            kind = sniff_image(head)
+            if kind is None:
+                if sec.images_only:
+                    raise web.HTTPUnsupportedMediaType(
+                        text=f"{name} is not an image (PNG, JPEG, GIF, WebP, AVIF, HEIC, BMP, TIFF, ICO or SVG).")
+                kind = "application/octet-stream"
+            st = os.stat(path)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return CheckedFile(path=str(path), root=str(folder), name=name, size=size, content_type=kind,
+                           identity=Identity.of(st))
+
+
+def _safe_name(raw: str) -> str:
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _SAFE_NAME.sub("_", base).strip(" .")[:200]
+    return cleaned or "pasted-image"
+
+
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if not request.path.startswith("/files/"):
+        response.headers.setdefault("Content-Security-Policy", UI_CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+
