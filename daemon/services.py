@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
+from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .config import LocalProfile, OssProfile, S3Profile, SettingsBox
 from .engine import Engine
-from .errors import PixliftError, RateLimited
+from .errors import InvalidParams, PixliftError, RateLimited
 from .home import Home
 from .providers import ProviderPool
 from .security import Limits
-from .sources import PathChecker
+from .sources import CheckedFile, Identity, PathChecker, sniff_image
+from .tasks import Task
 
 
 class Services:
@@ -41,6 +44,21 @@ class Services:
             raise RateLimited(f"{active} files are already waiting; at most {cap} may be queued at once. "
                               "Retry when some have finished.", 30.0)
         self.limits.charge_files(client, files)
+
+    async def upload_bytes(self, name: str, data: bytes, profile: str | None = None) -> Task:
+        """Queue bytes held in memory (a clipboard image) as a one-file batch, like a browser upload."""
+        sec = self.config.current.security
+        self.config.current.profile(profile)
+        if not data:
+            raise InvalidParams(f"{name} is empty.")
+        if len(data) > sec.max_file_size:
+            raise InvalidParams(f"{name} is {len(data)} bytes; the limit is {sec.max_file_size}.")
+        kind = sniff_image(data[:1024])
+        if kind is None and sec.images_only:
+            raise InvalidParams(f"{name} is not an image.")
+        checked = await asyncio.to_thread(spool_bytes, self.home.spool, name, data, kind or "application/octet-stream")
+        _, tasks = self.engine.submit([checked], profile=profile, batch_size=1, source="browser", names=[name])
+        return tasks[0]
 
     def profiles(self) -> list[dict[str, Any]]:
         settings = self.config.current
@@ -79,3 +97,12 @@ class Services:
                 "profiles": sorted(s.profiles), "max_concurrent": s.transfers.max_concurrent,
                 "allowed_roots": [str(r) for r in s.security.allowed_roots],
                 "images_only": s.security.images_only, "max_file_size": s.security.max_file_size}
+
+
+def spool_bytes(spool: Path, name: str, data: bytes, content_type: str) -> CheckedFile:
+    folder = spool / uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / name
+    path.write_bytes(data)
+    return CheckedFile(path=str(path), root=str(folder), name=name, size=len(data), content_type=content_type,
+                       identity=Identity.of(path.stat()))
