@@ -68,10 +68,18 @@ class S3Server:
     proc: subprocess.Popen[bytes]
     port: int
 
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=AK, aws_secret_access_key=SK,
+                            region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+
     def bucket(self, name: str) -> Path:
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Create a bucket through the S3 API (rclone caches its listing: a mkdir'd folder may go unseen)."""
+        if not (self.root / name).is_dir():
+            self.client().create_bucket(Bucket=name)
+        return self.root / name
 
     def objects(self, bucket: str) -> dict[str, Path]:
         base = self.root / bucket

@@ -1,0 +1,96 @@
+"""A real TCP proxy on loopback that can slow a connection down or cut it: faults made real, not mocked.
+
+``Proxy(target_port).start()`` listens on a free port and forwards to ``127.0.0.1:target_port``. While running:
+``rate_bps`` caps client-to-server bytes per second per connection (0 = unlimited); ``cut()`` drops every open
+connection; ``refuse = True`` makes new connections fail at once (a dead server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+
+
+class Proxy:
+    def __init__(self, target_port: int, rate_bps: int = 0) -> None:
+        self.target_port = target_port
+        self.rate_bps = rate_bps
+        self.refuse = False
+        self.port = 0
+        self.bytes_up = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._conns: set[asyncio.StreamWriter] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Proxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            writer.transport.abort()
+            return
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._conns.update((writer, up_w))
+        await asyncio.gather(self._pipe(reader, up_w, throttle=True), self._pipe(up_r, writer, throttle=False),
+                             return_exceptions=True)
+        for w in (writer, up_w):
+            self._conns.discard(w)
+            with contextlib.suppress(Exception):
+                w.transport.abort()
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, throttle: bool) -> None:
+        started, sent = time.monotonic(), 0
+        while True:
+            data = await src.read(16 * 1024)
+            if not data:
+                with contextlib.suppress(Exception):
+                    dst.write_eof()
+                return
+            dst.write(data)
+            await dst.drain()
+            if throttle:
+                self.bytes_up += len(data)
+                sent += len(data)
+                if self.rate_bps:
+                    ahead = sent / self.rate_bps - (time.monotonic() - started)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+
+    def cut(self) -> None:
+        """Drop every open connection, as a crashing server would."""
+        def drop() -> None:
+            for w in list(self._conns):
+                w.transport.abort()
+        self._loop.call_soon_threadsafe(drop)
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server:
+                self._server.close()
+            for w in list(self._conns):
+                w.transport.abort()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
