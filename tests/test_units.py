@@ -1,0 +1,165 @@
+"""Unit tier: the state machine, keys, speed, part plans, sniffing, limits and error mapping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import botocore.exceptions as bce
+import pytest
+from conftest import PNG_1PX
+
+from pixlift.config import S3Profile, TransferSettings, parse_settings
+from pixlift.errors import ConfigError, InvalidState
+from pixlift.keys import render_key, validate_template
+from pixlift.providers.base import MultipartState, part_plan
+from pixlift.providers.s3 import S3Provider
+from pixlift.security import TokenBucket, WindowCounter
+from pixlift.sources import sniff_image
+from pixlift.tasks import SpeedMeter, Task, TaskStatus, summarize
+
+MiB = 1024 * 1024
+
+
+def task(status: TaskStatus = TaskStatus.QUEUED, total: int = 100) -> Task:
+    return Task(task_id="t", batch_id="b", path="/p", name="n", profile="local", bytes_total=total, status=status)
+
+
+@pytest.mark.parametrize(("start", "to"), [
+    (TaskStatus.COMPLETED, TaskStatus.QUEUED), (TaskStatus.COMPLETED, TaskStatus.CANCELLED),
+    (TaskStatus.FAILED, TaskStatus.UPLOADING), (TaskStatus.PAUSED, TaskStatus.UPLOADING),
+    (TaskStatus.CANCELLED, TaskStatus.COMPLETED), (TaskStatus.QUEUED, TaskStatus.COMPLETED),
+])
+def test_illegal_transitions_raise(start: TaskStatus, to: TaskStatus) -> None:
+    t = task(start)
+    with pytest.raises(InvalidState):
+        t.move(to)
+    assert t.status is start
+
+
+def test_the_legal_life_of_a_task() -> None:
+    t = task()
+    for step in (TaskStatus.UPLOADING, TaskStatus.PAUSED, TaskStatus.QUEUED, TaskStatus.UPLOADING,
+                 TaskStatus.FAILED, TaskStatus.QUEUED, TaskStatus.UPLOADING, TaskStatus.COMPLETED):
+        t.move(step)
+    assert t.status is TaskStatus.COMPLETED
+
+
+def test_bytes_never_leave_zero_to_total_and_rewinds_count() -> None:
+    t = task(TaskStatus.UPLOADING, total=100)
+    t.add_bytes(60, 1.0)
+    t.add_bytes(-20, 1.1)  # an SDK resending a part
+    assert t.bytes_uploaded == 40
+    t.add_bytes(500, 1.2)
+    assert t.bytes_uploaded == 100
+    t.add_bytes(-500, 1.3)
+    assert t.bytes_uploaded == 0
+
+
+def test_speed_is_smoothed_over_seconds_and_drops_to_zero_when_stalled() -> None:
+    m = SpeedMeter()
+    total = 0
+    for i in range(31):  # 1 MB every 0.1 s = 10 MB/s
+        m.add(i * 0.1, total)
+        total += 1_000_000
+    assert m.rate(3.0, 30_000_000) == pytest.approx(10_000_000, rel=0.05)
+    assert m.rate(20.0, 30_000_000) == 0.0
+
+
+def test_summary_counts_and_percent() -> None:
+    a, b, c = task(TaskStatus.UPLOADING, 100), task(TaskStatus.COMPLETED, 300), task(TaskStatus.CANCELLED, 1000)
+    a.bytes_uploaded, b.bytes_uploaded = 50, 300
+    s = summarize([a, b, c], 0.0)
+    assert (s["total"], s["uploading"], s["completed"], s["cancelled"]) == (3, 1, 1, 1)
+    assert (s["bytes_total"], s["bytes_uploaded"], s["percent"]) == (400, 350, 87.5)
+
+
+def test_keys_follow_the_template_and_stay_safe() -> None:
+    when = datetime(2026, 3, 9, 4, 5, 6, tzinfo=UTC)
+    key = render_key("{year}/{month}/{stem}-{hash8}{ext}", filename="My Photo (1).JPG", digest="abcdef0123",
+                     when=when, task_id="t1", profile="p")
+    assert key == "2026/03/My-Photo-1-abcdef01.jpg"
+    assert render_key("{name}", filename="../../etc/passwd", digest=None, when=when, task_id="t", profile="p") \
+        == "passwd"
+    assert render_key("a/{stem}{ext}", filename="图片.png", digest=None, when=when, task_id="t", profile="p") \
+        == "a/图片.png"
+    for bad in ("{nope}", "/{name}", "static", "../{name}"):
+        with pytest.raises(ValueError):
+            validate_template(bad)
+
+
+def test_part_plan_covers_every_byte_once_and_respects_10000_parts() -> None:
+    for size in (5 * MiB, 5 * MiB + 1, 61 * MiB + 17):
+        plan = part_plan(size, 8 * MiB)
+        assert [p[0] for p in plan] == list(range(1, len(plan) + 1))
+        assert sum(p[2] for p in plan) == size
+        assert all(p[1] == sum(q[2] for q in plan[: p[0] - 1]) for p in plan)
+    assert len(part_plan(200_000 * MiB, 8 * MiB)) <= 10_000
+
+
+def test_multipart_state_counts_only_finished_parts_and_round_trips() -> None:
+    state = MultipartState(key="k", upload_id="u", part_size=5 * MiB, parts={1: "a", 3: "c"}, checksums={1: 7})
+    assert state.bytes_done(12 * MiB) == 5 * MiB + 2 * MiB
+    again = MultipartState.from_json(state.to_json())
+    assert (again.parts, again.checksums, again.upload_id) == (state.parts, state.checksums, "u")
+
+
+@pytest.mark.parametrize(("head", "kind"), [
+    (PNG_1PX, "image/png"), (b"\xff\xd8\xff\xe0....", "image/jpeg"), (b"GIF89a...", "image/gif"),
+    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"), (b"\x00\x00\x00\x1cftypavif", "image/avif"),
+    (b"\x00\x00\x00\x18ftypheic", "image/heic"), (b'<?xml version="1.0"?>\n<svg xmlns="...">', "image/svg+xml"),
+    (b"#!/bin/sh\necho hi", None), (b"%PDF-1.7", None), (b"<html><script>", None),
+])
+def test_images_are_recognised_by_their_bytes(head: bytes, kind: str | None) -> None:
+    assert sniff_image(head) == kind
+
+
+def test_token_bucket_refuses_past_the_burst_and_says_when_to_come_back() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=20, burst=40, clock=lambda: now[0])
+    assert all(bucket.take() == 0 for _ in range(40))
+    wait = bucket.take()
+    assert 0.05 <= wait <= 0.052
+    now[0] += wait
+    assert bucket.take() == 0
+
+
+def test_files_per_minute_window() -> None:
+    now = [0.0]
+    counter = WindowCounter(limit=10, clock=lambda: now[0])
+    assert counter.add(6) == 0
+    now[0] = 30
+    assert counter.add(4) == 0
+    assert counter.add(1) == pytest.approx(30, abs=0.01)
+    now[0] = 61
+    assert counter.add(5) == 0
+
+
+def test_s3_errors_map_to_what_to_fix() -> None:
+    provider = S3Provider(S3Profile(name="photos", bucket="pics", endpoint_url="http://s3.test"), TransferSettings())
+
+    def client_error(code: str, status: int) -> bce.ClientError:
+        return bce.ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                               "PutObject")
+
+    cases = [(client_error("InvalidAccessKeyId", 403), "invalid_credentials", False),
+             (client_error("SignatureDoesNotMatch", 403), "invalid_credentials", False),
+             (client_error("NoSuchBucket", 404), "bucket_not_found", False),
+             (client_error("AccessDenied", 403), "access_denied", False),
+             (client_error("SlowDown", 503), "server_error", True),
+             (client_error("InternalError", 500), "server_error", True),
+             (bce.EndpointConnectionError(endpoint_url="http://s3.test"), "network_error", True),
+             (bce.NoCredentialsError(), "no_credentials", False)]
+    for exc, code, retryable in cases:
+        mapped = provider.translate(exc)
+        assert mapped.code == code, exc
+        assert getattr(mapped, "retryable", False) is retryable
+        assert "photos" in mapped.message or "s3.test" in mapped.message
+
+
+def test_config_messages_name_the_file_and_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"profiles": {"p": {"provider": "s3", "bucket": "b", "access_key_id": "only-one"}}},
+                       tmp_path / "config.toml", tmp_path)
+    assert "config.toml" in info.value.message and "profiles.p" in info.value.message
+    assert "only-one" not in info.value.message
