@@ -28,7 +28,8 @@ def validate_template(template: str) -> None:
     fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     for f in fields:
         if f not in PLACEHOLDERS:
-            raise ValueError(f"unknown placeholder {{{f}}}; known: " + " ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS)))
+            known = " ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
+            raise ValueError(f"unknown placeholder {{{f}}}; known: {known}")
     if not fields or template.startswith("/") or ".." in template.split("/"):
         raise ValueError("a key template must contain a placeholder, and no leading '/' or '..'")
 

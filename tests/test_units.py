@@ -8,7 +8,6 @@ from pathlib import Path
 import botocore.exceptions as bce
 import pytest
 from conftest import PNG_1PX
-
 from pixlift.config import S3Profile, TransferSettings, parse_settings
 from pixlift.errors import ConfigError, InvalidState
 from pixlift.keys import render_key, validate_template
@@ -139,8 +138,8 @@ def test_s3_errors_map_to_what_to_fix() -> None:
     provider = S3Provider(S3Profile(name="photos", bucket="pics", endpoint_url="http://s3.test"), TransferSettings())
 
     def client_error(code: str, status: int) -> bce.ClientError:
-        return bce.ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                               "PutObject")
+        response = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return bce.ClientError(response, "PutObject")  # type: ignore[arg-type]
 
     cases = [(client_error("InvalidAccessKeyId", 403), "invalid_credentials", False),
              (client_error("SignatureDoesNotMatch", 403), "invalid_credentials", False),

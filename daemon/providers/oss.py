@@ -9,6 +9,7 @@ CRC64 checking is on: every PUT, part and completed object is compared with the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -61,10 +62,8 @@ class OssProvider(ObjectStore):
         except asyncio.CancelledError:
             if source is not None:
                 source.stop.set()
-            try:
+            with contextlib.suppress(BaseException):  # the thread's outcome no longer matters
                 await asyncio.wait_for(asyncio.shield(fut), timeout=self.transfers.read_timeout_s)
-            except BaseException:
-                pass
             raise
         except TransferError:
             raise

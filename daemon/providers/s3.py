@@ -121,8 +121,9 @@ class S3Provider(ObjectStore):
     async def _complete(self, key: str, upload_id: str, parts: dict[int, str], state: MultipartState,
                         source: Source) -> None:
         try:
+            listed = [{"PartNumber": n, "ETag": e} for n, e in sorted(parts.items())]
             await self._call("complete_multipart_upload", Key=key, UploadId=upload_id,
-                             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in sorted(parts.items())]})
+                             MultipartUpload={"Parts": listed})
         except PermanentStorageError as exc:
             if exc.code == "upload_gone":
                 raise UploadGone from exc

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs (Debian packages, a virtual environment with pixlift and its test
+# dependencies) and runs every check: ruff, mypy and all tests. Safe to run again; it skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  chromium                                   # the web UI's browser tests (Playwright drives Debian's build)
+  xvfb trayer x11-utils xdotool xclip imagemagick   # the tray under a virtual X server
+  dbus dbus-x11 dunst                        # menus and notifications (gtk/appindicator backends)
+  libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1  # PyGObject
+  shellcheck desktop-file-utils systemd      # the installer scripts and the units they write
+)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]' 'PyGObject<3.51'
+export PATH="$PWD/.venv/bin:$PATH"
+unset AWS_CA_BUNDLE  # rclone (Go) refuses some CA bundles; the tests only talk to loopback
+
+echo "== ruff"; ruff check daemon tests bench
+echo "== mypy"; mypy
+echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"
