@@ -17,6 +17,7 @@ from .client import Client, DaemonNotRunning, RpcError
 from .config import SettingsBox, load_settings
 from .errors import PATH_REFUSED, ConfigError, PixliftError
 from .home import Home
+from .sources import sniff_image
 
 FORMATS = {
     "url": "{url}",
@@ -104,7 +105,10 @@ def _setup_logging(home: Home, level: str) -> None:
 
 def cmd_upload(home: Home, args: argparse.Namespace) -> int:
     client = Client.from_home(home)
-    paths = [os.path.abspath(os.path.expanduser(f)) for f in args.files]
+    paths = expand(args.files)
+    if not paths:
+        print("pixlift: no images to upload in " + " ".join(args.files), file=sys.stderr)
+        return 2
     try:
         if args.batch_size is not None:
             started = client.call("upload_images_batch", paths=paths, batch_size=args.batch_size, profile=args.profile)
@@ -149,6 +153,40 @@ def cmd_upload(home: Home, args: argparse.Namespace) -> int:
             reason = (t.get("error") or {}).get("message") or t["status"]
             print(f"pixlift: {t['path'] or t['name']}: {t['status']}: {reason}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def expand(args: list[str]) -> list[str]:
+    """Absolute paths; a folder stands for the images inside it (recursively, in name order, hidden ones left out).
+
+    Files named one by one go to the daemon as they are, so that it can say why one is refused; inside a
+    folder, files that are not images by their bytes are skipped with a note."""
+    out: list[str] = []
+    for arg in args:
+        path = os.path.abspath(os.path.expanduser(arg))
+        if not os.path.isdir(path):
+            out.append(path)
+            continue
+        found, skipped = [], 0
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                full = os.path.join(folder, name)
+                if name.startswith(".") or not os.path.isfile(full):
+                    continue
+                try:
+                    with open(full, "rb") as fh:
+                        is_image = sniff_image(fh.read(1024)) is not None
+                except OSError:
+                    is_image = True  # let the daemon say why it cannot be read
+                if is_image:
+                    found.append(full)
+                else:
+                    skipped += 1
+        if skipped:
+            noun = "files that are not images" if skipped > 1 else "file that is not an image"
+            print(f"pixlift: {arg}: skipped {skipped} {noun}", file=sys.stderr)
+        out.extend(found)
+    return out
 
 
 def cmd_status(home: Home, args: argparse.Namespace) -> int:

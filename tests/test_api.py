@@ -179,13 +179,22 @@ def test_cli_upload_status_history_and_config_check(home: Home, daemon: Daemon) 
             assert resp.read() == f.read_bytes()
     md = cli("upload", "--format", "markdown", "c0.jpg")
     assert md.stdout.strip() == f"![c0.jpg]({links[1]})"
+    folder = home.pictures / "trip"
+    trip = [make_image(folder / f"{n}.jpg", 2_000, seed=10 + i) for i, n in enumerate("ba")]
+    make_image(folder / "day2" / "c.jpg", 2_000, seed=20)
+    (folder / "notes.txt").write_text("not an image")
+    whole = cli("upload", str(folder))
+    assert whole.returncode == 0, whole.stderr
+    assert "skipped 1 file that is not an image" in whole.stderr
+    got = [urllib.request.urlopen(link).read() for link in whole.stdout.split()]
+    assert got == [trip[1].read_bytes(), trip[0].read_bytes(), (folder / "day2" / "c.jpg").read_bytes()]
     bad = cli("upload", "c0.jpg", "/etc/hostname")
     assert bad.returncode == 2 and bad.stdout == ""
     assert "/etc/hostname: outside the allowed folders" in bad.stderr
     status = cli("status")
-    assert status.returncode == 0 and f"127.0.0.1:{daemon.port}" in status.stdout and "4 completed" in status.stdout
+    assert status.returncode == 0 and f"127.0.0.1:{daemon.port}" in status.stdout and "7 completed" in status.stdout
     hist = cli("history", "--limit", "1")
-    assert hist.stdout.strip() == links[1]
+    assert hist.stdout.strip() in whole.stdout.split()  # the newest upload came from the folder
     check = cli("config", "check")
     assert check.returncode == 0 and "ok" in check.stdout and "local" in check.stdout
 
