@@ -19,7 +19,7 @@ import shutil
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -111,7 +111,8 @@ class Engine:
                 await self._dispatcher
         workers = [j.worker for j in self._jobs.values() if j.worker is not None]
         for job in self._jobs.values():
-            self._interrupt(job)
+            if job.worker is not None:
+                self._stop_worker(job)
         if workers:
             await asyncio.wait(workers, timeout=timeout)
         if self._background:
@@ -369,10 +370,6 @@ class Engine:
         if job.worker is not None:
             job.worker.cancel()
 
-    def _interrupt(self, job: Job) -> None:
-        if job.worker is not None:
-            self._stop_worker(job)
-
     def _unwind(self, job: Job) -> None:
         """The worker was cancelled: finish according to the status its canceller set."""
         task = job.task
@@ -434,9 +431,6 @@ class Engine:
         self._background.add(t)
         t.add_done_callback(self._background.discard)
 
-    def batches(self) -> Iterable[Batch]:
-        return self._batches.values()
-
 
 def _sha256(source: Source) -> str:
     h = hashlib.sha256()
@@ -451,8 +445,7 @@ def _sha256(source: Source) -> str:
 
 
 def _checked_to_json(c: CheckedFile) -> dict[str, Any]:
-    d = asdict(c)
-    return d
+    return asdict(c)
 
 
 def _checked_from_json(raw: dict[str, Any]) -> CheckedFile:
