@@ -25,7 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ossserver import OssServerThread, run_in_thread  # noqa: E402
+from ossserver import OssServerThread, run_in_thread
 
 AK, SK = "pixlift-test-key", "pixlift-test-secret-0123456789"
 PNG_1PX = bytes.fromhex(
