@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_serve(home: Home, args: argparse.Namespace) -> int:
     from .app import run
 
+    os.umask(0o077)  # everything the daemon creates (logs, rotated logs, spool, journal) is private
     home.ensure()
     _setup_logging(home, args.log_level)
     tray = not args.no_tray

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any
@@ -34,6 +35,10 @@ class Client:
         token = home.read_token()
         if info is None or token is None:
             raise DaemonNotRunning(f"pixlift is not running (no {home.daemon_file}). Start it with: pixlift serve")
+        if not _alive(int(info.get("pid", 0))):
+            # Left behind by a crash: whatever listens on that port now is not our daemon; never send it the token.
+            raise DaemonNotRunning(f"pixlift is not running (its {home.daemon_file.name} is stale: process "
+                                   f"{info.get('pid')} is gone). Start it with: pixlift serve")
         return cls(str(info["url"]), token)
 
     def call(self, method: str, **params: Any) -> Any:
@@ -59,3 +64,15 @@ class Client:
 
     def login_url(self) -> str:
         return f"{self.url}/?token={self.token}"
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists but belongs to another user: not our daemon
+        return False
+    return True

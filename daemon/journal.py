@@ -7,6 +7,7 @@ Writes happen on state changes (and after each finished multipart part), never p
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,8 @@ class StoredTask:
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
+        if not path.exists():  # created private, so SQLite's side files (-wal, -shm) start private too
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

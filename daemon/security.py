@@ -18,16 +18,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
+import os
 import secrets
+import stat
 import time
+import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from .config import Settings
 from .errors import RateLimited
 
+log = logging.getLogger(__name__)
 COOKIE = "pixlift_session"
 PUBLIC_PREFIXES = ("/files/", "/static/")  # pasted links and the UI's own assets: no token needed
 
@@ -54,7 +63,7 @@ class TokenBucket:
         if self.tokens >= n:
             self.tokens -= n
             return 0.0
-        return (n - self.tokens) / self.rate
+        return _round_up((n - self.tokens) / self.rate)
 
 
 class WindowCounter:
@@ -77,11 +86,17 @@ class WindowCounter:
             for stamp, k in self.events:
                 freed += k
                 if freed >= need:
-                    return max(0.001, self.window_s - (now - stamp))
+                    return _round_up(self.window_s - (now - stamp))
             return self.window_s
         self.events.append((now, n))
         self.count += n
         return 0.0
+
+
+def _round_up(wait: float) -> float:
+    """The wait rounded up to the next millisecond (never 0), so that a client that sleeps exactly
+    ``retry_after_s`` is served, whatever the float rounding of the refill."""
+    return max(0.001, math.ceil(wait * 1000 + 1e-6) / 1000)
 
 
 class Limits:
@@ -130,9 +145,9 @@ class Gate:
 
     def client(self, request: web.Request) -> Client | None:
         """The authenticated caller, or None."""
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            return Client("token", False) if self.token_ok(auth[7:].strip()) else None
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":  # auth schemes are case-insensitive (RFC 9110)
+            return Client("token", False) if self.token_ok(credential.strip()) else None
         cookie = request.cookies.get(COOKIE)
         if cookie and request.headers.get("Origin") in self.origins():
             nonce, _, mac = cookie.partition(".")
@@ -141,8 +156,7 @@ class Gate:
         return None
 
     # -- the middleware --------------------------------------------------------------------------------------
-    def middleware(self) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
-                                     Awaitable[web.StreamResponse]]:
+    def middleware(self) -> Middleware:
         @web.middleware
         async def gate(request: web.Request,
                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
@@ -164,3 +178,83 @@ class Gate:
 
 def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"status": status, "message": message}}, status=status)
+
+
+# -- secrets at rest and in logs -------------------------------------------------------------------------------
+PRIVATE_FILES = ("config.toml", "token", "daemon.json", "journal.sqlite3*", "pixlift.log*")
+SECRET_FIELDS = ("access_key_id", "secret_access_key", "session_token", "access_key_secret")  # of profiles
+
+
+def profile_secrets(settings: Settings) -> list[str | None]:
+    return [getattr(p, name, None) for p in settings.profiles.values() for name in SECRET_FIELDS]
+
+
+def make_private(root: Path) -> list[str]:
+    """Close the home folder (0700) and its files that hold secrets or history (0600) to other users.
+
+    A config.toml written by an editor, a home folder made by hand, or SQLite's WAL files created before the
+    database was chmod-ed may be readable by everyone. Returns the names that were tightened."""
+    tightened = []
+    for path in [root, *(p for pattern in PRIVATE_FILES for p in root.glob(pattern))]:
+        try:
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            want = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+            if stat.S_IMODE(st.st_mode) & ~want:
+                os.chmod(path, want)
+                tightened.append(path.name)
+        except OSError as exc:
+            log.warning("cannot make %s private: %s", path.name, exc.strerror or exc)
+    if tightened:
+        log.warning("other users could read %s; made private (0600, home folder 0700)", ", ".join(tightened))
+    return tightened
+
+
+class Redactor(logging.Filter):
+    """Blanks secrets out of every record a log handler writes.
+
+    Our own messages never contain a secret; this is for the ones we do not write: aiohttp logs the raw header
+    lines of a malformed request (``Authorization: Bearer ...``), SDKs may log URLs and signatures."""
+
+    MASK = "[redacted]"
+
+    def __init__(self, source: Callable[[], Iterable[str | None]]) -> None:
+        super().__init__("pixlift.redact")
+        self.source = source
+        self._formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            found: set[str] = set()
+            for secret in self.source():
+                if secret and len(secret) >= 4:
+                    found.update({secret, urllib.parse.quote(secret, safe=""), repr(secret)[1:-1]})
+            if not found:
+                return True
+            message = record.getMessage()
+            clean = self._redact(message, found)
+            if clean != message:
+                record.msg, record.args = clean, None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = self._formatter.formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self._redact(record.exc_text, found)
+            if record.stack_info:
+                record.stack_info = self._redact(record.stack_info, found)
+        except Exception:  # a filter must never lose the record; the handler reports formatting errors
+            return True
+        return True
+
+    def _redact(self, text: str, found: set[str]) -> str:
+        for secret in sorted(found, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, self.MASK)
+        return text
+
+
+def redact_logs(source: Callable[[], Iterable[str | None]]) -> None:
+    """Put a Redactor for ``source`` on every handler of the root logger (the log file and stderr), once."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, Redactor) and f.source == source for f in handler.filters):
+            handler.addFilter(Redactor(source))

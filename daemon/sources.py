@@ -23,6 +23,7 @@ from .config import SecuritySettings
 from .errors import Interrupted, PathRefused, SourceError
 
 MAX_PATH_LEN = 4096
+NOT_REGULAR = "not a regular file (a folder, device, FIFO or socket cannot be uploaded)"
 _SNIFF_BYTES = 1024
 
 
@@ -123,8 +124,10 @@ class PathChecker:
         """A CheckedFile, or the reason (a sentence a person can act on) why the path is refused."""
         if not isinstance(raw, str) or not raw:
             return "not a path: give the file's absolute path as a string"
-        if len(raw) > MAX_PATH_LEN or "\x00" in raw:
-            return "not a valid path (too long or contains a NUL byte)"
+        if len(raw) > MAX_PATH_LEN:
+            return f"not a valid path: {len(raw)} characters, the limit is {MAX_PATH_LEN}"
+        if "\x00" in raw:
+            return "not a valid path: it contains a NUL byte"
         expanded = os.path.expanduser(raw)
         if not os.path.isabs(expanded):
             return "relative path: give the absolute path (the daemon does not know your working directory)"
@@ -144,11 +147,14 @@ class PathChecker:
         except PermissionError:
             return "permission denied: the daemon's user cannot read this file"
         except OSError as exc:
+            with contextlib.suppress(OSError):  # a socket cannot be opened at all (ENXIO): say what it is
+                if stat.S_ISSOCK(os.lstat(real).st_mode):
+                    return NOT_REGULAR
             return f"cannot be opened ({exc.strerror or exc})"
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                return "not a regular file (a folder, device, FIFO or socket cannot be uploaded)"
+                return NOT_REGULAR
             if st.st_size == 0:
                 return "the file is empty"
             if st.st_size > self.security.max_file_size:

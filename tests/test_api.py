@@ -265,3 +265,36 @@ def test_same_file_same_key_and_different_files_never_collide(home: Home, daemon
         with urllib.request.urlopen(t["url"]) as resp:
             assert resp.read() == f.read_bytes()
 
+
+
+def test_a_stale_daemon_json_never_hands_the_token_to_whoever_took_the_port(home: Home, daemon: Daemon) -> None:
+    import socket
+    import threading
+
+    daemon.proc.kill()  # a crash: daemon.json stays behind
+    daemon.proc.wait(10)
+    assert (home.root / "daemon.json").exists()
+    received: list[bytes] = []
+    with socket.socket() as squatter:  # another program grabs the freed port
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", daemon.port))
+        squatter.listen()
+        squatter.settimeout(3)
+
+        def accept() -> None:
+            try:
+                conn, _ = squatter.accept()
+                received.append(conn.recv(65536))
+                conn.close()
+            except OSError:
+                pass
+
+        t = threading.Thread(target=accept)
+        t.start()
+        out = subprocess.run([sys.executable, "-m", "pixlift", "status"], env=pixlift_env(home), capture_output=True,
+                             text=True, timeout=30)
+        t.join()
+    assert out.returncode == 3
+    assert "stale" in out.stderr and "pixlift serve" in out.stderr
+    assert not received or home.token.encode() not in received[0]
+    assert received == []
