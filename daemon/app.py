@@ -24,7 +24,7 @@ from .engine import Engine
 from .home import Home
 from .journal import Journal
 from .providers import ProviderPool
-from .security import Gate
+from .security import Gate, make_private, profile_secrets, redact_logs
 from .services import Services
 from .web import RPC_MAX_BODY, Routes
 
@@ -68,6 +68,12 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
         await providers.close()
         journal.close()
 
+    async def harden(_: web.Application) -> None:
+        # Before the first request: other users cannot read the home folder, and no log line carries a secret.
+        make_private(home.root)
+        redact_logs(lambda: [home.read_token(), *profile_secrets(box.current)])
+
+    app.on_startup.append(harden)
     app.cleanup_ctx.append(engine_ctx)
     return app
 
@@ -78,7 +84,9 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
     app = create_app(home, box, runtime)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=False)
+    # SO_REUSEADDR (asyncio's default on POSIX): a restart may bind while the old daemon's connections sit in
+    # TIME_WAIT; Linux still refuses a second live listener, so two daemons never share a port.
+    site = web.TCPSite(runner, "127.0.0.1", port)
     try:
         await site.start()
     except OSError as exc:
@@ -105,10 +113,15 @@ def run(home: Home, port: int, tray: bool) -> int:
     """The process: load config (refusing a broken one), then serve, with or without a tray."""
     box = SettingsBox(load_settings(home.config, home.root))
     if not tray:
-        return asyncio.run(_run_headless(home, box, port))
+        return serve_headless(home, box, port)
     from .tray import run_with_tray  # imports pystray only when a tray is wanted
 
     return run_with_tray(home, box, port)
+
+
+def serve_headless(home: Home, box: SettingsBox, port: int) -> int:
+    """Serve on this thread with no tray: ``--no-tray``, or when the tray cannot start (tray.py falls back here)."""
+    return asyncio.run(_run_headless(home, box, port))
 
 
 async def _run_headless(home: Home, box: SettingsBox, port: int) -> int:

@@ -9,6 +9,7 @@ traceback reaches a client unless it is one of ours.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from .sources import MAX_PATH_LEN, PathChecker
 
 log = logging.getLogger(__name__)
 MAX_PATHS = 10_000
+MAX_BATCH = 100  # calls in one batch; each one is also charged to the rate limit
+MAX_DEPTH = 16  # JSON nesting; a real request is at most 4 deep (batch > call > params > paths)
+INVALID_REQUEST = -32600
 
 
 class Services(Protocol):
@@ -40,6 +44,14 @@ class Services(Protocol):
 
     async def check_profile(self, name: str | None) -> dict[str, Any]: ...
 
+    async def check_profile_draft(self, name: str, fields: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def save_profile(self, name: str, fields: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def delete_profile(self, name: str) -> dict[str, Any]: ...
+
+    async def set_default_profile(self, name: str) -> dict[str, Any]: ...
+
 
 @dataclass
 class Call:
@@ -52,7 +64,7 @@ class Call:
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "string", "integer", "paths"
+    kind: str  # "string", "integer", "paths", "object"
     help: str
     required: bool = True
     default: Any = None
@@ -81,6 +93,13 @@ class Param:
                 raise InvalidParams(f"'{self.name}' has {len(value)} paths; at most {MAX_PATHS} per call. "
                                     "Split the list.", data={"param": self.name})
             return value  # each path is judged by the path rules, which list every refusal
+        if self.kind == "object":
+            if not isinstance(value, dict) or len(value) > 64:
+                # Never echo the value: a profile object carries secrets.
+                got = f"{len(value)} fields" if isinstance(value, dict) else type(value).__name__
+                raise InvalidParams(f"'{self.name}' must be an object of at most 64 fields, got {got}.",
+                                    data={"param": self.name})
+            return value
         if self.kind == "integer":
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InvalidParams(f"'{self.name}' must be a whole number, got {_show(value)}.",
@@ -123,8 +142,8 @@ class RpcMethod:
         raw = dict(zip(names, args, strict=False)) if args else dict(kwargs)
         unknown = sorted(set(raw) - set(names))
         if unknown:
-            raise InvalidParams(f"Unknown param {unknown[0]!r} for {self.name}; it takes: {', '.join(names) or 'none'}.",
-                                data={"param": unknown[0]})
+            raise InvalidParams(f"Unknown param {unknown[0]!r} for {self.name}; it takes: "
+                                f"{', '.join(names) or 'none'}.", data={"param": unknown[0]})
         bound: dict[str, Any] = {}
         for p in self.params:
             if p.name in raw and raw[p.name] is not None:
@@ -265,6 +284,37 @@ async def discover(call: Call, p: dict[str, Any]) -> Any:
     return openrpc_document()
 
 
+PROFILE_NAME = Param("name", "string", "the profile's name: 1 to 64 letters, digits, '-' or '_'")
+PROFILE_FIELDS = Param("profile", "object", 'the profile\'s settings as in config.toml, e.g. {"provider": "s3", '
+                       '"bucket": "photos", ...}; a secret field left out or empty keeps the saved secret')
+PROFILE_LIST = '{"default": str, "profiles": [...]} as list_profiles'
+
+
+@rpc("save_profile", "Add a storage profile or replace one's settings in config.toml (checked first, written "
+     "atomically, in force at once). Secret fields left out or empty keep the saved secret.", PROFILE_LIST,
+     PROFILE_NAME, PROFILE_FIELDS)
+async def save_profile(call: Call, p: dict[str, Any]) -> Any:
+    return await call.services.save_profile(p["name"], p["profile"])
+
+
+@rpc("delete_profile", "Delete a storage profile from config.toml. The default profile, the last profile and a "
+     "profile that active uploads use cannot be deleted.", PROFILE_LIST, PROFILE_NAME)
+async def delete_profile(call: Call, p: dict[str, Any]) -> Any:
+    return await call.services.delete_profile(p["name"])
+
+
+@rpc("set_default_profile", "Make a profile the default (storage.default in config.toml).", PROFILE_LIST,
+     PROFILE_NAME)
+async def set_default_profile(call: Call, p: dict[str, Any]) -> Any:
+    return await call.services.set_default_profile(p["name"])
+
+
+@rpc("check_profile_draft", "Test settings for a profile before saving them (as save_profile would store them); "
+     "writes nothing.", '{"profile", "ok": bool, "message"}', PROFILE_NAME, PROFILE_FIELDS)
+async def check_profile_draft(call: Call, p: dict[str, Any]) -> Any:
+    return await call.services.check_profile_draft(p["name"], p["profile"])
+
+
 def openrpc_document() -> dict[str, Any]:
     return {"openrpc": "1.2.6", "info": {"title": "pixlift", "version": __version__},
             "methods": [m.openrpc() for m in REGISTRY.values()]}
@@ -296,7 +346,40 @@ class Dispatcher:
         self._methods = {name: _adapter(m, before_call) for name, m in REGISTRY.items()}
 
     async def dispatch(self, body: str, ctx: Call) -> str:
-        return await async_dispatch(body, methods=self._methods, context=ctx)  # type: ignore[no-any-return]
+        try:
+            doc = json.loads(body)
+        except RecursionError:  # the C decoder gives up near 1,000 levels: say so instead of "Parse error"
+            return _invalid_request(f"the JSON is nested more than {MAX_DEPTH} levels deep.", "depth", MAX_DEPTH)
+        except ValueError:
+            # Not JSON: jsonrpcserver answers with its Parse error.
+            return await async_dispatch(body, methods=self._methods, context=ctx)  # type: ignore[no-any-return]
+        if isinstance(doc, list) and len(doc) > MAX_BATCH:
+            return _invalid_request(f"the batch has {len(doc)} calls; at most {MAX_BATCH} per batch. Split it.",
+                                    "batch", MAX_BATCH)
+        if _deeper_than(doc, MAX_DEPTH):
+            return _invalid_request(f"the JSON is nested more than {MAX_DEPTH} levels deep.", "depth", MAX_DEPTH)
+        return await async_dispatch(body, methods=self._methods, context=ctx,  # type: ignore[no-any-return]
+                                    deserializer=lambda _: doc)
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether arrays/objects nest more than ``limit`` levels; iterative, so no input can exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _invalid_request(message: str, limit: str, value: int) -> str:
+    """A whole request refused by a limit, before any method runs: one JSON-RPC Invalid Request error."""
+    return json.dumps({"jsonrpc": "2.0", "error": {"code": INVALID_REQUEST, "message": f"Invalid request: {message}",
+                                                   "data": {"limit": limit, "max": value}}, "id": None})
 
 
 __all__ = ["REGISTRY", "Call", "ConfigError", "Dispatcher", "openrpc_document"]

@@ -11,12 +11,13 @@ from typing import Any
 from . import __version__
 from .config import LocalProfile, OssProfile, S3Profile, SettingsBox
 from .engine import Engine
-from .errors import InvalidParams, PixliftError, RateLimited
+from .errors import InvalidParams, InvalidState, PixliftError, RateLimited
 from .home import Home
-from .providers import ProviderPool
+from .providers import ProviderPool, build_provider
 from .security import Limits
+from .settings_store import SettingsStore
 from .sources import CheckedFile, Identity, PathChecker, sniff_image
-from .tasks import Task
+from .tasks import ACTIVE, Task
 
 
 class Services:
@@ -29,6 +30,7 @@ class Services:
         self._port = port
         sec = config.current.security
         self.limits = Limits(sec.calls_per_second, sec.call_burst, sec.files_per_minute)
+        self.settings = SettingsStore(home.config, home.root, config)
 
     def checker(self) -> PathChecker:
         return PathChecker(self.config.current.security)
@@ -89,6 +91,41 @@ class Services:
             return {"profile": profile.name, "ok": False, "code": "timeout",
                     "message": "The store did not answer within 30 s. Check the endpoint and the network."}
         return {"profile": profile.name, "ok": True, "message": message}
+
+    # -- the settings page: config.toml is changed through the store, and never hands back a secret --------
+    def _profile_list(self) -> dict[str, Any]:
+        return {"default": self.config.current.default_profile, "profiles": self.profiles()}
+
+    async def save_profile(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        await self.settings.save_profile(name, fields)
+        return self._profile_list()
+
+    async def delete_profile(self, name: str) -> dict[str, Any]:
+        busy = sum(1 for t in self.engine.tasks() if t.profile == name and t.status in ACTIVE)
+        if busy:
+            raise InvalidState(f"{busy} upload{'s' if busy > 1 else ''} still use profile {name!r}; let them "
+                               "finish or cancel them first.", data={"profile": name, "active": busy})
+        await self.settings.delete_profile(name)
+        return self._profile_list()
+
+    async def set_default_profile(self, name: str) -> dict[str, Any]:
+        await self.settings.set_default(name)
+        return self._profile_list()
+
+    async def check_profile_draft(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Test unsaved settings: a provider built for this one check, then closed."""
+        profile = await asyncio.to_thread(self.settings.draft, name, fields)
+        provider = build_provider(profile, self.config, self.home.files, self.providers.base_url)
+        try:
+            message = await asyncio.wait_for(provider.check(), timeout=30)
+        except PixliftError as exc:
+            return {"profile": name, "ok": False, "code": exc.code, "message": exc.message}
+        except TimeoutError:
+            return {"profile": name, "ok": False, "code": "timeout",
+                    "message": "The store did not answer within 30 s. Check the endpoint and the network."}
+        finally:
+            await provider.close()
+        return {"profile": name, "ok": True, "message": message}
 
     def describe(self) -> dict[str, Any]:
         s = self.config.current

@@ -48,6 +48,7 @@ class Routes:
         app.router.add_static("/static/", ui_dir(), show_index=False, follow_symlinks=False)
         app.on_response_prepare.append(_headers)
 
+
     def _auth(self, request: web.Request) -> Client:
         client = self.gate.client(request)
         if client is None:
@@ -88,8 +89,15 @@ class Routes:
     async def serve_file(self, request: web.Request) -> web.StreamResponse:
         root = self.services.home.files.resolve()
         key = request.match_info["key"]
-        target = (root / key).resolve()
-        if not target.is_relative_to(root) or not target.is_file() or any(p.startswith(".") for p in Path(key).parts):
+        # aiohttp has percent-decoded the path once (%2e%2e is "..", %252e stays "%2e"); what is left is judged
+        # as a path: no dot-parts, no NUL, nothing that resolves outside the store, and only regular files.
+        try:
+            target = (root / key).resolve()
+            ok = (len(key) <= 1024 and "\x00" not in key and not any(p.startswith(".") for p in Path(key).parts)
+                  and target.is_relative_to(root) and target.is_file())
+        except (OSError, ValueError):  # too long, too deep, a NUL byte: not a file we serve
+            ok = False
+        if not ok:
             raise web.HTTPNotFound(text="No such file.")
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         return web.FileResponse(target, headers={"Content-Type": ctype, "Content-Security-Policy": FILE_CSP,
@@ -99,6 +107,9 @@ class Routes:
     async def browser_upload(self, request: web.Request) -> web.StreamResponse:
         client = self._auth(request)
         s = self.services
+        limit = s.config.current.security.max_file_size
+        if request.content_length is not None and request.content_length > limit:  # refuse before reading a byte
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         try:
             s.charge_call(client.id)
             name = _safe_name(request.query.get("name", ""))

@@ -1,0 +1,260 @@
+// The settings view: storage profiles (list, add, edit, delete, default, test) and the custom copy format.
+// Secret fields are write-only: the daemon never sends them, the form shows whether one is saved, and an
+// empty secret field keeps the saved one.
+
+import { el } from "./format.js";
+import { confirmDialog, toast } from "./notify.js";
+import { RpcError, rpc } from "./rpc.js";
+import { DEFAULT_TEMPLATE, formatLink, setTemplate, template } from "./share.js";
+
+const DEFAULT_KEY_TEMPLATE = "{year}/{month}/{stem}-{hash8}{ext}";
+const PROVIDER_NAMES = { s3: "S3", oss: "OSS", local: "Local" };
+const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const SECRET_FLAGS = {
+  access_key_id: "access_key_id_set",
+  secret_access_key: "secret_access_key_set",
+  access_key_secret: "access_key_secret_set",
+};
+
+let ctx = null;
+let dom = null;
+let profiles = [];
+let editing = null; // the profile being edited, or null when adding
+
+function describe(p) {
+  if (p.provider === "local") return `Folder ${p.root || "(pixlift's files folder)"}`;
+  const where = p.provider === "s3" ? (p.endpoint_url || "AWS S3") : p.endpoint;
+  const keys = p.access_key_id_set ? "keys saved" : (p.provider === "s3" ? "AWS credential chain" : "keys from environment");
+  return `Bucket ${p.bucket} at ${where} · ${keys}`;
+}
+
+export function render(list) {
+  profiles = list.profiles;
+  const frag = document.createDocumentFragment();
+  for (const p of profiles) {
+    const result = el("p", { class: "result", role: "status", "aria-live": "polite" });
+    const title = el("div", { class: "ptitle" },
+      el("strong", { text: p.name }),
+      el("span", { class: "tag", text: PROVIDER_NAMES[p.provider] || p.provider }),
+      p.default ? el("span", { class: "tag default", text: "default" }) : null);
+    const buttons = el("div", { class: "pactions" },
+      el("button", { type: "button", class: "btn small", "data-do": "test", "aria-label": `Test connection of ${p.name}`,
+        text: "Test connection" }),
+      el("button", { type: "button", class: "btn small", "data-do": "edit", "aria-label": `Edit ${p.name}`, text: "Edit" }),
+      p.default ? null : el("button", { type: "button", class: "btn small", "data-do": "default",
+        "aria-label": `Make ${p.name} the default`, text: "Make default" }),
+      p.default ? null : el("button", { type: "button", class: "btn small danger", "data-do": "delete",
+        "aria-label": `Delete ${p.name}`, text: "Delete" }));
+    const li = el("li", { class: "profile", "data-name": p.name },
+      el("div", { class: "pinfo" }, title, el("div", { class: "muted", text: describe(p) }), result), buttons);
+    li._profile = p;
+    frag.append(li);
+  }
+  dom.list.replaceChildren(frag);
+}
+
+function showResult(node, res) {
+  node.textContent = `${res.ok ? "✓" : "✗"} ${res.message}`;
+  node.dataset.ok = String(Boolean(res.ok));
+}
+
+async function onListClick(e) {
+  const button = e.target.closest("button[data-do]");
+  const li = button?.closest("li");
+  const p = li?._profile;
+  if (!p) return;
+  const result = li.querySelector(".result");
+  switch (button.dataset.do) {
+    case "test":
+      result.textContent = "Testing…";
+      delete result.dataset.ok;
+      button.disabled = true;
+      try {
+        showResult(result, await rpc("check_profile", { profile: p.name }));
+      } catch (err) {
+        showResult(result, { ok: false, message: err.message });
+        ctx.report(err, { quiet: true });
+      } finally {
+        button.disabled = false;
+      }
+      break;
+    case "edit":
+      openEditor(p);
+      break;
+    case "default":
+      await change("set_default_profile", p.name, `${p.name} is now the default profile.`);
+      break;
+    case "delete":
+      if (await confirmDialog({
+        title: `Delete profile ${p.name}?`,
+        text: `Its settings (and saved keys) are removed from config.toml. Files already uploaded stay where they are.`,
+        yes: "Delete", no: "Keep it",
+      })) await change("delete_profile", p.name, `Deleted profile ${p.name}.`);
+      break;
+    default:
+  }
+}
+
+async function change(method, name, done) {
+  try {
+    const list = await rpc(method, { name });
+    render(list);
+    ctx.profilesChanged(list);
+    toast(done);
+  } catch (err) {
+    ctx.report(err);
+  }
+}
+
+// -- the editor --------------------------------------------------------------------------------------------
+function fieldsets() {
+  return Array.from(dom.form.querySelectorAll("fieldset[data-provider]"));
+}
+
+function showProvider(provider) {
+  for (const fs of fieldsets()) {
+    const on = fs.dataset.provider === provider;
+    fs.hidden = !on;
+    fs.disabled = !on; // hidden fields neither submit nor take focus
+  }
+}
+
+// The fields every provider has (links and key names) live outside the provider fieldsets.
+function input(name) {
+  return dom.form.querySelector(`details [name="${name}"]`);
+}
+
+function openEditor(p) {
+  editing = p || null;
+  dom.form.reset();
+  dom.result.textContent = "";
+  delete dom.result.dataset.ok;
+  dom.title.textContent = p ? `Edit profile ${p.name}` : "Add profile";
+  const name = dom.form.elements.name;
+  name.value = p ? p.name : "";
+  name.readOnly = Boolean(p);
+  const provider = p ? p.provider : "s3";
+  dom.form.elements.provider.value = provider;
+  showProvider(provider);
+  for (const fs of fieldsets()) {
+    for (const field of fs.querySelectorAll("input, select")) {
+      if (field.hasAttribute("data-secret")) {
+        const saved = p && p.provider === fs.dataset.provider && p[SECRET_FLAGS[field.name]];
+        field.placeholder = saved ? "saved (leave empty to keep)" : "not set";
+        continue;
+      }
+      let value = p && p.provider === fs.dataset.provider ? p[field.name] : "";
+      if (field.name === "addressing_style" && value === "auto") value = "";
+      if (field.name === "root" && value && value === ctx.info().files_root) value = "";
+      field.value = value ?? "";
+    }
+  }
+  input("public_base_url").value = p?.public_base_url || "";
+  input("key_template").value = p && p.key_template !== DEFAULT_KEY_TEMPLATE ? p.key_template : "";
+  dom.form.querySelector("details").open = Boolean(p && (p.public_base_url || p.key_template !== DEFAULT_KEY_TEMPLATE));
+  dom.dialog.showModal();
+  (p ? dom.form.querySelector("fieldset:not([disabled]) input") : name).focus();
+}
+
+function collect() {
+  const provider = dom.form.elements.provider.value;
+  const fields = { provider };
+  const fs = fieldsets().find((f) => f.dataset.provider === provider);
+  for (const field of fs.querySelectorAll("input, select")) fields[field.name] = field.value.trim();
+  fields.public_base_url = input("public_base_url").value.trim();
+  fields.key_template = input("key_template").value.trim();
+  return fields;
+}
+
+function checkName() {
+  const name = dom.form.elements.name.value.trim();
+  if (!NAME_RE.test(name)) return [name, "Name: use 1 to 64 letters, digits, - or _ (no spaces)."];
+  if (!editing && profiles.some((p) => p.name === name)) {
+    return [name, `There is already a profile named ${name}; edit it, or choose another name.`];
+  }
+  return [name, ""];
+}
+
+function formError(message) {
+  dom.result.textContent = `✗ ${message}`;
+  dom.result.dataset.ok = "false";
+}
+
+async function testDraft() {
+  const [name, problem] = checkName();
+  if (problem) return formError(problem);
+  dom.result.textContent = "Testing…";
+  delete dom.result.dataset.ok;
+  dom.test.disabled = true;
+  try {
+    showResult(dom.result, await rpc("check_profile_draft", { name, profile: collect() }));
+  } catch (err) {
+    if (!(err instanceof RpcError)) ctx.report(err);
+    formError(err.message);
+  } finally {
+    dom.test.disabled = false;
+  }
+  return undefined;
+}
+
+async function save(e) {
+  e.preventDefault();
+  const [name, problem] = checkName();
+  if (problem) return formError(problem);
+  dom.save.disabled = true;
+  try {
+    const list = await rpc("save_profile", { name, profile: collect() });
+    dom.dialog.close();
+    render(list);
+    ctx.profilesChanged(list);
+    toast(`Saved profile ${name}.`);
+  } catch (err) {
+    if (!(err instanceof RpcError)) ctx.report(err);
+    formError(err.message);
+  } finally {
+    dom.save.disabled = false;
+  }
+  return undefined;
+}
+
+// -- wiring -------------------------------------------------------------------------------------------------
+function updatePreview() {
+  dom.preview.textContent = formatLink("custom", "https://example.com/cat.png", "cat.png", dom.template.value || DEFAULT_TEMPLATE);
+}
+
+export function init(context) {
+  ctx = context;
+  dom = {
+    list: document.getElementById("profile-list"),
+    dialog: document.getElementById("profile-dialog"),
+    form: document.getElementById("profile-form"),
+    title: document.getElementById("profile-dialog-title"),
+    result: document.getElementById("profile-result"),
+    test: document.getElementById("profile-test"),
+    save: document.getElementById("profile-save"),
+    template: document.getElementById("template"),
+    preview: document.getElementById("template-preview"),
+    about: document.getElementById("about"),
+  };
+  dom.list.addEventListener("click", onListClick);
+  document.getElementById("add-profile").addEventListener("click", () => openEditor(null));
+  document.getElementById("profile-cancel").addEventListener("click", () => dom.dialog.close());
+  dom.form.elements.provider.addEventListener("change", (e) => {
+    showProvider(e.target.value);
+    dom.result.textContent = "";
+  });
+  dom.test.addEventListener("click", testDraft);
+  dom.form.addEventListener("submit", save);
+  dom.template.value = template();
+  dom.template.placeholder = DEFAULT_TEMPLATE;
+  dom.template.addEventListener("input", () => {
+    setTemplate(dom.template.value.trim());
+    updatePreview();
+  });
+  updatePreview();
+}
+
+export function showAbout(info) {
+  dom.about.textContent = `pixlift ${info.version} · settings in ${info.config_file} · ` +
+    `${info.max_concurrent} uploads at once`;
+}
