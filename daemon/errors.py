@@ -11,8 +11,10 @@ boundary where they are raised (``raise StorageError(...) from exc``).
     │   ├── PathRefused              -32001  one or more paths refused; ``data`` lists {path, reason}
     │   ├── NotFound                 -32002  no such task or batch
     │   ├── InvalidState             -32003  the task's state does not allow this
-    │   └── RateLimited              -32029  too many calls; ``data.retry_after_s``
+    │   ├── RateLimited              -32029  too many calls; ``data.retry_after_s``
+    │   └── ClipboardError                   the clipboard holds no image, or the desktop cannot read it
     ├── ConfigError                  -32004  no valid storage profile, unknown profile, broken config.toml
+    ├── DaemonGone                           the tray's event loop has stopped (the daemon is shutting down)
     └── TransferError                        an upload failed (lives in Task.error, not in an RPC error)
         ├── SourceError                      the local file changed, vanished or cannot be read
         ├── StorageError                     the store refused or could not be reached
@@ -91,6 +93,16 @@ class RateLimited(RequestError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message, data={"retry_after_s": round(retry_after_s, 3)})
         self.retry_after_s = retry_after_s
+
+
+class ClipboardError(RequestError):
+    """The clipboard holds no image, or this desktop has no way to read it."""
+
+    code = "clipboard"
+
+
+class DaemonGone(PixliftError):
+    code = "daemon_gone"
 
 
 class ConfigError(PixliftError):

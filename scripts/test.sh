@@ -26,7 +26,7 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]' 'PyGObject<3.51'
+.venv/bin/python -m pip install -q -e '.[test,tray]'
 export PATH="$PWD/.venv/bin:$PATH"
 unset AWS_CA_BUNDLE  # rclone (Go) refuses some CA bundles; the tests only talk to loopback
 
