@@ -30,6 +30,7 @@ class Store:
     profile: dict[str, Any]
     objects: Callable[[], dict[str, Path]]
     pending: Callable[[], list[str]]
+    abort_all: Callable[[], None]  # abort every multipart upload at the store, behind the daemon's back
 
 
 @pytest.fixture(params=["s3", "oss"])
@@ -43,15 +44,27 @@ def store(request: pytest.FixtureRequest, s3_server: S3Server, tmp_path: Path) -
         def s3_pending() -> list[str]:
             return [u["UploadId"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
 
+        def s3_abort_all() -> None:
+            for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                client.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+
         yield Store("s3", proxy, {**s3_server.profile(bucket), "endpoint_url": proxy.endpoint},
-                    lambda: s3_server.objects(bucket), s3_pending)
+                    lambda: s3_server.objects(bucket), s3_pending, s3_abort_all)
     else:
+        import oss2
         from ossserver import run_in_thread
 
         server: OssServerThread = run_in_thread(tmp_path / "oss", AK, SK, buckets=("test",))
         proxy = Proxy(server.server.port).start()
+        bucket_client = oss2.Bucket(oss2.Auth(AK, SK), server.endpoint, "test")
+
+        def oss_abort_all() -> None:
+            for u in oss2.MultipartUploadIterator(bucket_client):
+                bucket_client.abort_multipart_upload(u.key, u.upload_id)
+
         yield Store("oss", proxy, {**oss_profile(server), "endpoint": proxy.endpoint},
-                    lambda: server.server.objects("test"), lambda: server.server.pending_uploads("test"))
+                    lambda: server.server.objects("test"), lambda: server.server.pending_uploads("test"),
+                    oss_abort_all)
         server.stop()
     proxy.stop()
 
@@ -288,4 +301,24 @@ def test_restart_keeps_history_and_requeues_interrupted_tasks(home: Home, store:
         t = d.wait_task(tid)
         assert t["status"] == "completed", t["error"]
         assert fetch(t["url"]) == f.read_bytes()
+    assert store.pending() == []
+
+
+def test_resume_survives_the_store_forgetting_the_multipart_upload(home: Home, store: Store,
+                                                                   daemon_factory: Callable[..., Daemon]) -> None:
+    configure(home, store, part_size_mb=5, part_concurrency=1)
+    store.proxy.rate_bps = 8 * MiB
+    d = daemon_factory()
+    f = make_image(home.pictures / "big.jpg", 22 * MiB, seed=4)
+    task_id = d.rpc("upload_images", {"paths": [str(f)]})["tasks"][0]["task_id"]
+    wait_until(lambda: d.rpc("get_upload_progress", {"task_id": task_id})["bytes_uploaded"] > 6 * MiB, 30,
+               message="a whole part")
+    d.rpc("pause_upload", {"task_id": task_id})
+    store.abort_all()  # e.g. a lifecycle rule expired it while the laptop slept
+    assert store.pending() == []
+    store.proxy.rate_bps = 0
+    d.rpc("resume_upload", {"task_id": task_id})
+    done = d.wait_task(task_id)
+    assert done["status"] == "completed", done["error"]
+    assert store.objects()[done["key"]].read_bytes() == f.read_bytes()
     assert store.pending() == []

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..config import TransferSettings
-from ..errors import Interrupted, TransferError, TransientStorageError
+from ..errors import Interrupted, PermanentStorageError, TransferError, TransientStorageError
 from ..retry import Backoff
 from ..sources import SliceReader, Source
 
@@ -74,8 +74,11 @@ def public_url(base: str, key: str) -> str:
     return f"{base.rstrip('/')}/{quote(key, safe='/')}"
 
 
-class UploadGone(Exception):
-    """A resumed multipart upload no longer exists at the store (expired or aborted elsewhere)."""
+class UploadGone(PermanentStorageError):
+    """The multipart upload no longer exists at the store (expired, or aborted elsewhere)."""
+
+    def __init__(self) -> None:
+        super().__init__("The store no longer has this multipart upload.", code="upload_gone")
 
 
 class Provider(abc.ABC):
@@ -187,18 +190,14 @@ class ObjectStore(Provider):
                 for number, offset, length in plan:
                     if number not in state.parts:
                         tg.create_task(send(number, offset, length))
-        except* TransferError as group:
-            raise _first(group) from None
-        except* UploadGone:
-            state.reset()
-            raise TransientStorageError("The store forgot the multipart upload; starting the file again.",
-                                        code="upload_expired") from None
-        try:
             await self._complete(key, upload_id, {n: state.parts[n] for n, _, _ in plan}, state, source)
-        except UploadGone:
-            state.reset()
-            raise TransientStorageError("The store forgot the multipart upload; starting the file again.",
-                                        code="upload_expired") from None
+        except* TransferError as group:
+            first = _first(group)
+            if isinstance(first, UploadGone):  # worth one more attempt, from the first byte
+                state.reset()
+                raise TransientStorageError("The store forgot the multipart upload; starting the file again.",
+                                            code="upload_expired") from None
+            raise first from None
 
     async def abort(self, state: MultipartState) -> None:
         if not state.upload_id or not state.key:
@@ -238,7 +237,8 @@ class ObjectStore(Provider):
 def _first(group: BaseExceptionGroup[TransferError]) -> TransferError:
     """The error to report from a failed set of parts: a real failure beats an interruption."""
     errors = list(_leaves(group))
-    return next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+    gone = next((e for e in errors if isinstance(e, UploadGone)), None)
+    return gone or next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
 
 
 def _leaves(group: BaseExceptionGroup[TransferError]) -> Iterator[TransferError]:

@@ -84,21 +84,11 @@ class OssProvider(ObjectStore):
         def list_all() -> dict[int, str]:
             return {p.part_number: p.etag for p in oss2.PartIterator(self._bucket, key, upload_id)}
 
-        try:
-            return await self._run(list_all)
-        except PermanentStorageError as exc:
-            if exc.code == "upload_gone":
-                raise UploadGone from exc
-            raise
+        return await self._run(list_all)
 
     async def _upload_part(self, key: str, upload_id: str, number: int, body: SliceReader,
                            source: Source) -> tuple[str, int | None]:
-        try:
-            result = await self._run(self._bucket.upload_part, key, upload_id, number, body, source=source)
-        except PermanentStorageError as exc:
-            if exc.code == "upload_gone":
-                raise UploadGone from exc
-            raise
+        result = await self._run(self._bucket.upload_part, key, upload_id, number, body, source=source)
         return str(result.etag), result.crc
 
     async def _complete(self, key: str, upload_id: str, parts: dict[int, str], state: MultipartState,
@@ -107,20 +97,10 @@ class OssProvider(ObjectStore):
         # With every part's CRC64 known, oss2 also checks the whole object's CRC against the store's.
         infos = [oss2.models.PartInfo(n, e, size=sizes[n], part_crc=state.checksums.get(n))
                  for n, e in sorted(parts.items())]
-        try:
-            await self._run(self._bucket.complete_multipart_upload, key, upload_id, infos)
-        except PermanentStorageError as exc:
-            if exc.code == "upload_gone":
-                raise UploadGone from exc
-            raise
+        await self._run(self._bucket.complete_multipart_upload, key, upload_id, infos)
 
     async def _abort(self, key: str, upload_id: str) -> None:
-        try:
-            await self._run(self._bucket.abort_multipart_upload, key, upload_id)
-        except PermanentStorageError as exc:
-            if exc.code == "upload_gone":
-                raise UploadGone from exc
-            raise
+        await self._run(self._bucket.abort_multipart_upload, key, upload_id)
 
     # -- links and checks --------------------------------------------------------------------------------
     async def link(self, key: str) -> str:
@@ -161,7 +141,7 @@ class OssProvider(ObjectStore):
                 return PermanentStorageError(f"Bucket {bucket!r} does not exist at {where}. Create it, or fix "
                                              f"bucket in [profiles.{name}].", code="bucket_not_found")
             if code == "NoSuchUpload":
-                return PermanentStorageError("The multipart upload no longer exists.", code="upload_gone")
+                return UploadGone()
             if code == "AccessDenied" or status == 403:
                 return PermanentStorageError(f"{where} denied access to bucket {bucket!r} for profile {name!r}: "
                                              "the key lacks permission (oss:PutObject is needed).",

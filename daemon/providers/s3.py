@@ -95,12 +95,7 @@ class S3Provider(ObjectStore):
         parts: dict[int, str] = {}
         marker = 0
         while True:
-            try:
-                resp = await self._call("list_parts", Key=key, UploadId=upload_id, PartNumberMarker=marker)
-            except PermanentStorageError as exc:
-                if exc.code == "upload_gone":
-                    raise UploadGone from exc
-                raise
+            resp = await self._call("list_parts", Key=key, UploadId=upload_id, PartNumberMarker=marker)
             for part in resp.get("Parts", []):
                 parts[int(part["PartNumber"])] = str(part["ETag"])
             if not resp.get("IsTruncated"):
@@ -109,33 +104,17 @@ class S3Provider(ObjectStore):
 
     async def _upload_part(self, key: str, upload_id: str, number: int, body: SliceReader,
                            source: Source) -> tuple[str, int | None]:
-        try:
-            resp = await self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number, Body=body,
-                                    ContentLength=len(body))
-        except PermanentStorageError as exc:
-            if exc.code == "upload_gone":
-                raise UploadGone from exc
-            raise
+        resp = await self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number, Body=body,
+                                ContentLength=len(body))
         return str(resp["ETag"]), None
 
     async def _complete(self, key: str, upload_id: str, parts: dict[int, str], state: MultipartState,
                         source: Source) -> None:
-        try:
-            listed = [{"PartNumber": n, "ETag": e} for n, e in sorted(parts.items())]
-            await self._call("complete_multipart_upload", Key=key, UploadId=upload_id,
-                             MultipartUpload={"Parts": listed})
-        except PermanentStorageError as exc:
-            if exc.code == "upload_gone":
-                raise UploadGone from exc
-            raise
+        listed = [{"PartNumber": n, "ETag": e} for n, e in sorted(parts.items())]
+        await self._call("complete_multipart_upload", Key=key, UploadId=upload_id, MultipartUpload={"Parts": listed})
 
     async def _abort(self, key: str, upload_id: str) -> None:
-        try:
-            await self._call("abort_multipart_upload", Key=key, UploadId=upload_id)
-        except PermanentStorageError as exc:
-            if exc.code == "upload_gone":
-                raise UploadGone from exc
-            raise
+        await self._call("abort_multipart_upload", Key=key, UploadId=upload_id)
 
     # -- links and checks --------------------------------------------------------------------------------
     async def link(self, key: str) -> str:
@@ -184,7 +163,7 @@ class S3Provider(ObjectStore):
                     f"Bucket {bucket!r} does not exist at {where}. Create it, or fix bucket in [profiles.{name}].",
                     code="bucket_not_found")
             if code == "NoSuchUpload":
-                return PermanentStorageError("The multipart upload no longer exists.", code="upload_gone")
+                return UploadGone()
             if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
                 return PermanentStorageError(
                     f"{where} denied access to bucket {bucket!r} for profile {name!r}: the credentials work but "
