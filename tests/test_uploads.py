@@ -322,3 +322,34 @@ def test_resume_survives_the_store_forgetting_the_multipart_upload(home: Home, s
     assert done["status"] == "completed", done["error"]
     assert store.objects()[done["key"]].read_bytes() == f.read_bytes()
     assert store.pending() == []
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_stays_flat_for_a_large_file_and_keys_come_from_the_aws_chain(
+        home: Home, s3_server: S3Server, daemon_factory: Callable[..., Daemon]) -> None:
+    from conftest import pixlift_env
+
+    s3_server.bucket("chain")
+    profile = s3_server.profile("chain")
+    del profile["access_key_id"], profile["secret_access_key"]  # the standard AWS credential chain
+    home.write_config({"s3": profile}, default="s3")
+    d = daemon_factory(env=pixlift_env(home, AWS_ACCESS_KEY_ID=AK, AWS_SECRET_ACCESS_KEY=SK))
+    small = make_image(home.pictures / "warm.jpg", 10_000)
+    d.wait_task(d.rpc("upload_images", {"paths": [str(small)]})["tasks"][0]["task_id"])
+    before = rss_kib(d.proc.pid)
+    big = make_image(home.pictures / "huge.jpg", 300 * MiB, seed=5)
+    task_id = d.rpc("upload_images", {"paths": [str(big)]})["tasks"][0]["task_id"]
+    peak = before
+    while (t := d.rpc("get_upload_progress", {"task_id": task_id}))["status"] not in ("completed", "failed"):
+        peak = max(peak, rss_kib(d.proc.pid))
+        time.sleep(0.05)
+    assert t["status"] == "completed", t["error"]
+    assert s3_server.objects("chain")[t["key"]].stat().st_size == 300 * MiB
+    # A 300 MiB file moves through a few parts' worth of buffers, never the whole file.
+    assert peak - before < 100 * 1024, f"RSS grew by {(peak - before) // 1024} MiB"
