@@ -5,6 +5,7 @@ Each store is reached through a real TCP proxy (tests/netproxy.py) so that tests
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 import time
@@ -128,6 +129,8 @@ def test_progress_moves_byte_by_byte_inside_a_large_file(home: Home, store: Stor
     assert any(r["eta_s"] is not None and r["eta_s"] > 0 for r in middle)
     for r in middle:
         assert r["percent"] == pytest.approx(100 * r["bytes_uploaded"] / r["bytes_total"], abs=0.01)
+    # With nothing to retry, progress never snaps back (no bytes counted that were not being sent).
+    assert all(a["bytes_uploaded"] <= b["bytes_uploaded"] for a, b in itertools.pairwise(readings))
 
 
 def test_files_in_flight_never_exceed_the_limits(home: Home, store: Store,
