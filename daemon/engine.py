@@ -47,6 +47,7 @@ class Batch:
     queue: deque[str] = field(default_factory=deque)
     running: int = 0
     task_ids: list[str] = field(default_factory=list)
+    unfinished: int = 0  # kept by Engine._move, so "is the batch done?" costs nothing per completion
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Engine:
             job = Job(task, checked, batch, MultipartState.from_json(stored.multipart))
             self._jobs[task.task_id] = job
             batch.task_ids.append(task.task_id)
+            batch.unfinished += not task.status.finished
             if task.status is TaskStatus.UPLOADING:
                 task.status = TaskStatus.QUEUED  # interrupted by a crash or a restart: send it again
             if task.status in (TaskStatus.QUEUED, TaskStatus.PAUSED):
@@ -139,6 +141,7 @@ class Engine:
             self._jobs[task.task_id] = job
             batch.task_ids.append(task.task_id)
             batch.queue.append(task.task_id)
+            batch.unfinished += 1
             tasks.append(task)
             rows.append((task, batch_size, _checked_to_json(checked)))
         self.journal.add(rows)
@@ -179,7 +182,7 @@ class Engine:
         if task.status in FINISHED:
             raise InvalidState(f"Task {task_id} is already {task.status}; only queued, uploading or paused tasks "
                                "can be cancelled.", data={"task_id": task_id, "status": str(task.status)})
-        task.move(TaskStatus.CANCELLED)
+        self._move(job, TaskStatus.CANCELLED)
         task.finished_at = self.clock()
         task.bytes_uploaded = 0
         self.journal.update(task)
@@ -208,7 +211,7 @@ class Engine:
         elif not os.path.exists(job.checked.path):
             raise InvalidState(f"The bytes of {task.name} are gone (cleared); add the file again.",
                                data={"task_id": task_id})
-        task.move(TaskStatus.QUEUED)
+        self._move(job, TaskStatus.QUEUED)
         task.error = task.url = None
         task.finished_at = task.started_at = None
         task.bytes_uploaded = 0
@@ -225,7 +228,7 @@ class Engine:
         count = 0
         for job in jobs:
             if job.task.status in (TaskStatus.QUEUED, TaskStatus.UPLOADING):
-                job.task.move(TaskStatus.PAUSED)
+                self._move(job, TaskStatus.PAUSED)
                 if job.worker is not None:
                     self._stop_worker(job)
                 job.task.bytes_uploaded = job.multipart.bytes_done(job.task.bytes_total)
@@ -241,7 +244,7 @@ class Engine:
         count = 0
         for job in jobs:
             if job.task.status is TaskStatus.PAUSED:  # a worker still unwinding re-queues it on release
-                job.task.move(TaskStatus.QUEUED)
+                self._move(job, TaskStatus.QUEUED)
                 self.journal.update(job.task)
                 job.batch.queue.append(job.task.task_id)
                 count += 1
@@ -282,7 +285,7 @@ class Engine:
                     break
 
     def _start(self, job: Job) -> None:
-        job.task.move(TaskStatus.UPLOADING)
+        self._move(job, TaskStatus.UPLOADING)
         job.task.started_at = self.clock()
         job.task.error = None
         self.journal.update(job.task)
@@ -374,7 +377,7 @@ class Engine:
         """The worker was cancelled: finish according to the status its canceller set."""
         task = job.task
         if task.status is TaskStatus.UPLOADING:  # shutdown: back to the queue for the next start
-            task.move(TaskStatus.QUEUED)
+            self._move(job, TaskStatus.QUEUED)
         task.bytes_uploaded = 0 if task.status is TaskStatus.CANCELLED else job.multipart.bytes_done(task.bytes_total)
         self.journal.update(task)
 
@@ -387,7 +390,7 @@ class Engine:
 
     def _fail(self, job: Job, exc: PixliftError) -> None:
         task = job.task
-        task.move(TaskStatus.FAILED)
+        self._move(job, TaskStatus.FAILED)
         task.error = exc.to_dict()
         task.finished_at = self.clock()
         self.journal.update(task)
@@ -397,7 +400,7 @@ class Engine:
 
     def _complete(self, job: Job) -> None:
         task = job.task
-        task.move(TaskStatus.COMPLETED)
+        self._move(job, TaskStatus.COMPLETED)
         task.bytes_uploaded = task.bytes_total
         task.finished_at = self.clock()
         task.error = None
@@ -409,8 +412,15 @@ class Engine:
         self._emit("completed", task)
         self._maybe_batch_finished(job)
 
+    def _move(self, job: Job, to: TaskStatus) -> None:
+        """Every transition passes here (Task.move refuses illegal ones), keeping the batch's count true."""
+        was_finished = job.task.status.finished
+        job.task.move(to)
+        if was_finished != to.finished:
+            job.batch.unfinished += -1 if to.finished else 1
+
     def _maybe_batch_finished(self, job: Job) -> None:
-        if all(self._jobs[t].task.status in FINISHED for t in job.batch.task_ids if t in self._jobs):
+        if job.batch.unfinished == 0:
             self._emit("batch_finished", job.task)
 
     def _emit(self, event: str, task: Task) -> None:
