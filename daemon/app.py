@@ -1,9 +1,10 @@
 """The composition root: builds the parts, wires them, and owns nothing else.
 
 ``create_app`` returns the aiohttp application with one cleanup context per long-lived resource (journal,
-engine, providers). ``run`` binds 127.0.0.1, writes daemon.json, and stops cleanly on SIGTERM/SIGINT or the
+engine, providers). ``serve`` binds 127.0.0.1, writes daemon.json, and stops cleanly on SIGTERM/SIGINT or the
 tray's Quit. With a tray, the tray owns the main thread (macOS requires it) and the event loop runs on a worker
-thread; the tray reaches the engine only through ``asyncio.run_coroutine_threadsafe`` (see tray.py).
+thread (``LoopThread``); the tray reaches the application layer only through
+``asyncio.run_coroutine_threadsafe`` (see tray/crossing.py). The tray imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from . import __version__
-from .config import SettingsBox, load_settings
+from .application import Application
+from .config import SettingsBox
 from .engine import Engine
+from .events import EventBus
 from .home import Home
 from .journal import Journal
-from .providers import ProviderPool
-from .security import Gate, make_private, profile_secrets, redact_logs
-from .services import Services
+from .profiles import Profiles
+from .providers.registry import ProviderPool
+from .security import Gate, make_private, redact_logs
+from .settings_store import SettingsStore
+from .spool import Spool
 from .web import RPC_MAX_BODY, Routes
 
 log = logging.getLogger("pixlift")
@@ -43,7 +48,7 @@ class Runtime:
         return f"http://127.0.0.1:{self.port}"
 
 
-SERVICES = web.AppKey("services", Services)
+APPLICATION = web.AppKey("application", Application)
 RUNTIME = web.AppKey("runtime", Runtime)
 
 
@@ -51,27 +56,32 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
     home.ensure()
     home.ensure_token()
     journal = Journal(home.journal)
+    events = EventBus()
     providers = ProviderPool(box, home.files, lambda: runtime.base_url)
-    engine = Engine(config=box, providers=providers, journal=journal, spool=home.spool)
-    services = Services(home=home, config=box, engine=engine, providers=providers, port=lambda: runtime.port)
+    engine = Engine(config=box, providers=providers, journal=journal, events=events)
+    profiles = Profiles(config=box, store=SettingsStore(home.config, home.root, box), providers=providers,
+                        files_root=home.files, busy=engine.busy_with)
+    application = Application(home=home, config=box, engine=engine, journal=journal, events=events,
+                              profiles=profiles, spool=Spool(home.spool), port=lambda: runtime.port)
     gate = Gate(token=lambda: home.read_token() or "", port=lambda: runtime.port)
 
     app = web.Application(client_max_size=RPC_MAX_BODY, middlewares=[gate.middleware()])
-    app[SERVICES] = services
+    app[APPLICATION] = application
     app[RUNTIME] = runtime
-    Routes(services, gate).install(app)
+    Routes(application, gate).install(app)
 
     async def engine_ctx(_: web.Application) -> AsyncIterator[None]:
         await engine.start()
         yield
         await engine.stop()
+        application.close()
         await providers.close()
         journal.close()
 
     async def harden(_: web.Application) -> None:
         # Before the first request: other users cannot read the home folder, and no log line carries a secret.
         make_private(home.root)
-        redact_logs(lambda: [home.read_token(), *profile_secrets(box.current)])
+        redact_logs(lambda: [home.read_token(), *box.current.secrets()])
 
     app.on_startup.append(harden)
     app.cleanup_ctx.append(engine_ctx)
@@ -93,9 +103,7 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
         await runner.cleanup()
         raise SystemExit(f"pixlift: cannot listen on 127.0.0.1:{port} ({exc.strerror}). Is pixlift already "
                          "running? Check with 'pixlift status', or start with --port N (0 picks a free port).") from exc
-    server = site._server
-    assert server is not None and server.sockets  # type: ignore[attr-defined]
-    runtime.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    runtime.port = int(runner.addresses[0][1])
     home.write_daemon_info(port=runtime.port, pid=os.getpid(), version=__version__)
     log.info("pixlift %s listening on %s (home %s)", __version__, runtime.base_url, home.root)
     if on_ready is not None:
@@ -107,16 +115,6 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
         await runner.cleanup()
         home.remove_daemon_info(os.getpid())
         log.info("stopped")
-
-
-def run(home: Home, port: int, tray: bool) -> int:
-    """The process: load config (refusing a broken one), then serve, with or without a tray."""
-    box = SettingsBox(load_settings(home.config, home.root))
-    if not tray:
-        return serve_headless(home, box, port)
-    from .tray import run_with_tray  # imports pystray only when a tray is wanted
-
-    return run_with_tray(home, box, port)
 
 
 def serve_headless(home: Home, box: SettingsBox, port: int) -> int:

@@ -10,11 +10,11 @@ import os
 import sys
 import time
 import webbrowser
-from typing import Any
+from collections.abc import Callable
 
 from . import __version__
 from .client import Client, DaemonNotRunning, RpcError
-from .config import SettingsBox, load_settings
+from .config import Settings, SettingsBox
 from .errors import PATH_REFUSED, ConfigError, PixliftError
 from .home import Home
 from .sources import sniff_image
@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     home = Home.locate()
     try:
-        handler = globals()[f"cmd_{args.command}"]
-        return int(handler(home, args))
+        return COMMANDS[args.command](home, args)
     except DaemonNotRunning as exc:
         print(f"pixlift: {exc}", file=sys.stderr)
         return 3
@@ -80,13 +79,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(home: Home, args: argparse.Namespace) -> int:
-    from .app import run
+    """Load config (refusing a broken one), then serve, with or without a tray."""
+    # The daemon's modules (SDKs, aiohttp's server) load only for this command, so the others start fast.
+    from .app import serve_headless
+    from .config_file import load_settings
 
     os.umask(0o077)  # everything the daemon creates (logs, rotated logs, spool, journal) is private
     home.ensure()
     _setup_logging(home, args.log_level)
-    tray = not args.no_tray
-    return run(home, args.port, tray)
+    box = SettingsBox(load_settings(home.config, home.root))
+    if args.no_tray:
+        return serve_headless(home, box, args.port)
+    from .tray import run_with_tray  # imports pystray only when a tray is wanted
+
+    return run_with_tray(home, box, args.port)
 
 
 def _setup_logging(home: Home, level: str) -> None:
@@ -209,6 +215,8 @@ def cmd_open(home: Home, args: argparse.Namespace) -> int:
 
 
 def cmd_config(home: Home, args: argparse.Namespace) -> int:
+    from .config_file import load_settings
+
     if args.action == "path":
         print(home.config)
         return 0
@@ -228,15 +236,15 @@ def cmd_config(home: Home, args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-async def _check_profiles(home: Home, settings: Any, names: list[str]) -> list[tuple[str, bool, str]]:
-    from .providers import ProviderPool
+async def _check_profiles(home: Home, settings: Settings, names: list[str]) -> list[tuple[str, bool, str]]:
+    from .providers.registry import ProviderPool
 
     pool = ProviderPool(SettingsBox(settings), home.files, lambda: "http://127.0.0.1")
     out = []
     try:
         for name in names:
             try:
-                provider = await pool.get(name)
+                provider = pool.get(name)
                 out.append((name, True, await asyncio.wait_for(provider.check(), 30)))
             except PixliftError as exc:
                 out.append((name, False, exc.message))
@@ -273,3 +281,9 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
+
+
+COMMANDS: dict[str, Callable[[Home, argparse.Namespace], int]] = {
+    "serve": cmd_serve, "upload": cmd_upload, "status": cmd_status, "open": cmd_open, "config": cmd_config,
+    "token": cmd_token, "history": cmd_history,
+}

@@ -12,63 +12,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
-import shutil
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from .config import SettingsBox
 from .errors import ConfigError, InvalidState, NotFound, PathRefused, PixliftError, TransferError
+from .events import BatchFinished, EventBus, TaskChanged, TaskFinished
 from .journal import Journal
-from .keys import needs_hash, render_key
-from .providers import ProviderPool
 from .providers.base import MultipartState
+from .providers.registry import ProviderPool
 from .retry import Backoff
-from .sources import CheckedFile, Identity, PathChecker, Source
-from .tasks import ACTIVE, FINISHED, Task, TaskStatus, summarize
+from .sources import CheckedFile, PathChecker
+from .tasks import ACTIVE, FINISHED, Task, TaskSource, TaskStatus
+from .views import TaskView
+from .worker import Batch, Job, send
 
 log = logging.getLogger(__name__)
-Listener = Callable[[str, Task], None]  # ("completed" | "failed" | "batch_finished", task)
-
-
-@dataclass
-class Batch:
-    batch_id: str
-    batch_size: int
-    queue: deque[str] = field(default_factory=deque)
-    running: int = 0
-    task_ids: list[str] = field(default_factory=list)
-    unfinished: int = 0  # kept by Engine._move, so "is the batch done?" costs nothing per completion
-
-
-@dataclass
-class Job:
-    """Engine-private state of one task: what to send, and the worker sending it."""
-
-    task: Task
-    checked: CheckedFile
-    batch: Batch
-    multipart: MultipartState = field(default_factory=MultipartState)
-    worker: asyncio.Task[None] | None = None
-    source: Source | None = None
 
 
 class Engine:
-    def __init__(self, *, config: SettingsBox, providers: ProviderPool, journal: Journal, spool: Path,
+    def __init__(self, *, config: SettingsBox, providers: ProviderPool, journal: Journal, events: EventBus,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.providers = providers
         self.journal = journal
-        self.spool = spool
+        self.events = events
         self.clock = clock
         self._jobs: dict[str, Job] = {}
         self._batches: dict[str, Batch] = {}
@@ -77,7 +50,6 @@ class Engine:
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
         self._background: set[asyncio.Task[Any]] = set()
-        self.listeners: list[Listener] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -85,7 +57,7 @@ class Engine:
         for stored in self.journal.load():
             task = stored.task
             try:
-                checked = _checked_from_json(stored.checked)
+                checked = CheckedFile.from_json(stored.checked)
             except (KeyError, TypeError):
                 continue
             batch = self._batch(task.batch_id, stored.batch_size)
@@ -113,28 +85,24 @@ class Engine:
                 await self._dispatcher
         workers = [j.worker for j in self._jobs.values() if j.worker is not None]
         for job in self._jobs.values():
-            if job.worker is not None:
-                self._stop_worker(job)
+            job.stop()
         if workers:
             await asyncio.wait(workers, timeout=timeout)
         if self._background:
             await asyncio.wait(self._background, timeout=timeout)
 
     # -- submitting ----------------------------------------------------------------------------------------
-    def submit(self, files: list[CheckedFile], *, profile: str | None, batch_size: int,
-               source: str = "path", names: list[str] | None = None,
+    def submit(self, files: list[CheckedFile], *, profile: str, batch_size: int,
+               source: TaskSource = TaskSource.PATH, names: list[str] | None = None,
                batch_id: str | None = None) -> tuple[str, list[Task]]:
-        """Queue files as one batch (or add them to ``batch_id``, as the browser does file by file).
-
-        Raises ConfigError for an unknown profile before anything is queued."""
-        settings = self.config.current
-        chosen = settings.profile(profile).name
+        """Queue files as one batch (or add them to ``batch_id``, as the browser does file by file)."""
+        chosen = profile
         batch_id = batch_id or uuid.uuid4().hex
         batch = self._batch(batch_id, batch_size)
         now = self.clock()
         tasks, rows = [], []
         for i, checked in enumerate(files):
-            task = Task(task_id=uuid.uuid4().hex, batch_id=batch_id, path=checked.path if source == "path" else "",
+            task = Task(task_id=uuid.uuid4().hex, batch_id=batch_id, path="" if source.spooled else checked.path,
                         name=names[i] if names else checked.name, profile=chosen, bytes_total=checked.size,
                         created_at=now, source=source)
             job = Job(task, checked, batch)
@@ -143,7 +111,7 @@ class Engine:
             batch.queue.append(task.task_id)
             batch.unfinished += 1
             tasks.append(task)
-            rows.append((task, batch_size, _checked_to_json(checked)))
+            rows.append((task, batch_size, checked.to_json()))
         self.journal.add(rows)
         self._wake.set()
         return batch_id, tasks
@@ -169,8 +137,16 @@ class Engine:
             raise NotFound(f"No batch {batch_id!r}; it may have been cleared.", data={"batch_id": batch_id})
         return [self._jobs[t].task for t in batch.task_ids if t in self._jobs]
 
-    def summary(self, tasks: list[Task]) -> dict[str, Any]:
-        return summarize(tasks, self.clock())
+    def checked(self, task_id: str) -> CheckedFile:
+        """The file a task sends."""
+        return self._job(task_id).checked
+
+    def view(self, task: Task) -> TaskView:
+        return TaskView.of(task, self.clock())
+
+    def busy_with(self, profile: str) -> int:
+        """Unfinished tasks that use a profile (a profile in use cannot be deleted)."""
+        return sum(1 for j in self._jobs.values() if j.task.profile == profile and j.task.status in ACTIVE)
 
     def active_count(self) -> int:
         return sum(1 for j in self._jobs.values() if j.task.status in ACTIVE)
@@ -187,9 +163,10 @@ class Engine:
         task.bytes_uploaded = 0
         self.journal.update(task)
         if job.worker is not None:
-            self._stop_worker(job)  # its release aborts the multipart upload
-        elif job.multipart.upload_id:
+            job.stop()  # its release aborts the multipart upload
+        else:
             self._spawn(self._abort(job))
+        self._finished(job)
         return task
 
     def retry(self, task_id: str, checker: PathChecker) -> Task:
@@ -198,7 +175,7 @@ class Engine:
         if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             raise InvalidState(f"Task {task_id} is {task.status}; only failed or cancelled tasks can be retried.",
                                data={"task_id": task_id, "status": str(task.status)})
-        if task.source == "path":
+        if not task.source.spooled:
             result = checker.check(task.path)
             if isinstance(result, str):
                 raise PathRefused([{"path": task.path, "reason": result}])
@@ -207,7 +184,7 @@ class Engine:
                 job.multipart.reset()
                 task.bytes_total = result.size
             job.checked = result
-            self.journal.update_checked(task_id, _checked_to_json(result))
+            self.journal.update_checked(task_id, result.to_json())
         elif not os.path.exists(job.checked.path):
             raise InvalidState(f"The bytes of {task.name} are gone (cleared); add the file again.",
                                data={"task_id": task_id})
@@ -229,8 +206,7 @@ class Engine:
         for job in jobs:
             if job.task.status in (TaskStatus.QUEUED, TaskStatus.UPLOADING):
                 self._move(job, TaskStatus.PAUSED)
-                if job.worker is not None:
-                    self._stop_worker(job)
+                job.stop()
                 job.task.bytes_uploaded = job.multipart.bytes_done(job.task.bytes_total)
                 self.journal.update(job.task)
                 count += 1
@@ -251,20 +227,18 @@ class Engine:
         self._wake.set()
         return count
 
-    def clear(self) -> int:
-        """Forget finished tasks (history keeps their links); active ones stay."""
+    def clear(self) -> list[Job]:
+        """Forget finished tasks (history keeps their links); active ones stay. Returns what was forgotten."""
         gone = [tid for tid, j in self._jobs.items() if j.task.status in FINISHED and j.worker is None]
+        jobs = []
         for tid in gone:
             job = self._jobs.pop(tid)
-            self._drop_spool(job)
+            jobs.append(job)
             job.batch.task_ids.remove(tid)
             if not job.batch.task_ids:
                 self._batches.pop(job.batch.batch_id, None)
         self.journal.remove(gone)
-        return len(gone)
-
-    def history(self, limit: int, offset: int, query: str | None = None) -> tuple[list[dict[str, Any]], int]:
-        return self.journal.history(limit, offset, query)
+        return jobs
 
     def _job(self, task_id: str) -> Job:
         self.get(task_id)
@@ -298,22 +272,9 @@ class Engine:
         transfers = self.config.current.transfers
         backoff = Backoff(transfers.attempts, transfers.backoff_base_s, transfers.backoff_max_s)
         try:
-            provider = await self.providers.get(task.profile)
-            for attempt in range(1, backoff.attempts + 1):
-                task.attempts += 1
-                task.bytes_uploaded = 0
-                try:
-                    await self._attempt(job, provider)
-                    break
-                except TransferError as exc:
-                    if not exc.retryable or attempt == backoff.attempts:
-                        raise
-                    log.info("%s: attempt %d failed (%s); retrying", task.name, attempt, exc.message)
-                    task.error = {**exc.to_dict(), "message": f"{exc.message} Retrying (attempt {attempt + 1} "
-                                  f"of {backoff.attempts})."}
-                    self.journal.update(task)
-                await asyncio.sleep(backoff.delay(attempt))
-            task.url = await provider.link(task.key or "")
+            with self.providers.lease(task.profile) as provider:
+                await self._attempts(job, provider, backoff)
+                task.url = await provider.link(task.key or "")
         except asyncio.CancelledError:
             self._unwind(job)
             return
@@ -329,23 +290,24 @@ class Engine:
             self._release(job)
         self._complete(job)
 
-    async def _attempt(self, job: Job, provider: Any) -> None:
+    async def _attempts(self, job: Job, provider: Any, backoff: Backoff) -> None:
         task = job.task
-        source = job.source = await asyncio.to_thread(Source.open, job.checked)
-        try:
-            if task.key is None:
-                digest = None
-                profile = self.config.current.profile(task.profile)
-                if needs_hash(profile.key_template):
-                    digest = await asyncio.to_thread(_sha256, source)
-                task.key = render_key(profile.key_template, filename=task.name, digest=digest,
-                                      when=datetime.now(UTC), task_id=task.task_id, profile=task.profile)
+        profile = self.config.current.profile(task.profile)
+        for attempt in range(1, backoff.attempts + 1):
+            task.attempts += 1
+            task.bytes_uploaded = 0
+            try:
+                await send(job, provider, profile, on_bytes=partial(self._on_bytes, task),
+                           on_key=partial(self.journal.update, task), on_part=partial(self._save_multipart, job))
+                return
+            except TransferError as exc:
+                if not exc.retryable or attempt == backoff.attempts:
+                    raise
+                log.info("%s: attempt %d failed (%s); retrying", task.name, attempt, exc.message)
+                task.error = {**exc.to_dict(), "message": f"{exc.message} Retrying (attempt {attempt + 1} "
+                              f"of {backoff.attempts})."}
                 self.journal.update(task)
-            await provider.upload(source, task.key, on_bytes=partial(self._on_bytes, task), state=job.multipart,
-                                  on_part=partial(self._save_multipart, job))
-        finally:
-            job.source = None
-            source.close()
+            await asyncio.sleep(backoff.delay(attempt))
 
     def _on_bytes(self, task: Task, delta: int) -> None:
         if task.status is TaskStatus.UPLOADING:
@@ -361,17 +323,11 @@ class Engine:
         self._running -= 1
         job.batch.running -= 1
         status = job.task.status
-        if status in (TaskStatus.CANCELLED, TaskStatus.FAILED) and job.multipart.upload_id:
+        if status in (TaskStatus.CANCELLED, TaskStatus.FAILED):
             self._spawn(self._abort(job))  # leave no parts behind
         elif status is TaskStatus.QUEUED and not self._closing:
             job.batch.queue.appendleft(job.task.task_id)  # resumed (or retried) before it finished unwinding
         self._wake.set()
-
-    def _stop_worker(self, job: Job) -> None:
-        if job.source is not None:
-            job.source.stop.set()  # readers in worker threads stop at their next read
-        if job.worker is not None:
-            job.worker.cancel()
 
     def _unwind(self, job: Job) -> None:
         """The worker was cancelled: finish according to the status its canceller set."""
@@ -382,9 +338,9 @@ class Engine:
         self.journal.update(task)
 
     async def _abort(self, job: Job) -> None:
-        if job.multipart.upload_id:
-            with contextlib.suppress(PixliftError):
-                provider = await self.providers.get(job.task.profile)
+        """Leave nothing of the task on the store (a provider's abort is a no-op when nothing was started)."""
+        if job.multipart.started:
+            with contextlib.suppress(PixliftError), self.providers.lease(job.task.profile) as provider:
                 await provider.abort(job.multipart)
             self._save_multipart(job)
 
@@ -395,8 +351,7 @@ class Engine:
         task.finished_at = self.clock()
         self.journal.update(task)
         log.warning("%s failed: %s", task.name, exc.message)
-        self._emit("failed", task)
-        self._maybe_batch_finished(job)
+        self._finished(job)
 
     def _complete(self, job: Job) -> None:
         task = job.task
@@ -408,9 +363,7 @@ class Engine:
         self.journal.update(task)
         self.journal.save_multipart(task.task_id, None)
         self.journal.record_upload(task, task.finished_at)
-        self._drop_spool(job)
-        self._emit("completed", task)
-        self._maybe_batch_finished(job)
+        self._finished(job)
 
     def _move(self, job: Job, to: TaskStatus) -> None:
         """Every transition passes here (Task.move refuses illegal ones), keeping the batch's count true."""
@@ -418,46 +371,18 @@ class Engine:
         job.task.move(to)
         if was_finished != to.finished:
             job.batch.unfinished += -1 if to.finished else 1
+        if not to.finished:
+            self.events.publish(TaskChanged(self.view(job.task)))
 
-    def _maybe_batch_finished(self, job: Job) -> None:
-        if job.batch.unfinished == 0:
-            self._emit("batch_finished", job.task)
+    def _finished(self, job: Job) -> None:
+        """Tell subscribers a task is done, and its batch when that was the last of it."""
+        self.events.publish(TaskFinished(self.view(job.task)))
+        batch = job.batch
+        if batch.unfinished == 0:
+            tasks = tuple(self.view(self._jobs[t].task) for t in batch.task_ids if t in self._jobs)
+            self.events.publish(BatchFinished(batch.batch_id, tasks))
 
-    def _emit(self, event: str, task: Task) -> None:
-        for listener in self.listeners:
-            try:
-                listener(event, task)
-            except Exception:
-                log.exception("listener failed on %s", event)
-
-    def _drop_spool(self, job: Job) -> None:
-        if job.task.source == "browser":
-            folder = Path(job.checked.path).parent
-            if folder.parent == self.spool:
-                shutil.rmtree(folder, ignore_errors=True)
-
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         t = asyncio.create_task(coro)
         self._background.add(t)
         t.add_done_callback(self._background.discard)
-
-
-def _sha256(source: Source) -> str:
-    h = hashlib.sha256()
-    pos = 0
-    while pos < source.size:
-        chunk = os.pread(source.fd, 1024 * 1024, pos)
-        if not chunk:
-            break
-        h.update(chunk)
-        pos += len(chunk)
-    return h.hexdigest()
-
-
-def _checked_to_json(c: CheckedFile) -> dict[str, Any]:
-    return asdict(c)
-
-
-def _checked_from_json(raw: dict[str, Any]) -> CheckedFile:
-    return CheckedFile(path=raw["path"], root=raw["root"], name=raw["name"], size=int(raw["size"]),
-                       content_type=raw["content_type"], identity=Identity(**raw["identity"]))

@@ -8,6 +8,7 @@ boundary where they are raised (``raise StorageError(...) from exc``).
     PixliftError
     ├── RequestError                 the caller asked for something it cannot have
     │   ├── InvalidParams            -32602  a parameter is missing, of the wrong type or out of range
+    │   │   └── FileRefused                  bytes handed in (browser, clipboard) are empty, too large or no image
     │   ├── PathRefused              -32001  one or more paths refused; ``data`` lists {path, reason}
     │   ├── NotFound                 -32002  no such task or batch
     │   ├── InvalidState             -32003  the task's state does not allow this
@@ -59,6 +60,16 @@ class RequestError(PixliftError):
 class InvalidParams(RequestError):
     rpc_code = INVALID_PARAMS
     code = "invalid_params"
+
+
+class FileRefused(InvalidParams):
+    """Bytes handed in (a browser upload, the clipboard) that cannot be queued; ``http_status`` for the HTTP route."""
+
+    code = "file_refused"
+
+    def __init__(self, message: str, *, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 class PathRefused(RequestError):

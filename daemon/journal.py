@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .tasks import Task, TaskStatus, iso
+from .tasks import Task, TaskSource, TaskStatus
+from .views import iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -82,7 +83,7 @@ class Journal:
         for task, batch_size, checked in items:
             self._seq += 1
             rows.append((task.task_id, self._seq, task.batch_id, batch_size, task.path, task.name, task.profile,
-                         str(task.status), task.bytes_total, task.created_at, task.source, json.dumps(checked)))
+                         str(task.status), task.bytes_total, task.created_at, str(task.source), json.dumps(checked)))
         with self._db:
             self._db.executemany(
                 "INSERT INTO tasks (task_id, seq, batch_id, batch_size, path, name, profile, status, bytes_total,"
@@ -117,7 +118,7 @@ class Journal:
             task = Task(task_id=task_id, batch_id=batch_id, path=path, name=name, profile=profile,
                         bytes_total=total, status=TaskStatus(status), bytes_uploaded=done, attempts=attempts,
                         url=url, key=key, error=json.loads(error) if error else None, created_at=created,
-                        started_at=started, finished_at=finished, source=source)
+                        started_at=started, finished_at=finished, source=TaskSource(source))
             out.append(StoredTask(task, batch_size, json.loads(checked), json.loads(multipart) if multipart else None))
         return out
 

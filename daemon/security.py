@@ -33,7 +33,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from .config import Settings
+from .config import SecuritySettings
 from .errors import RateLimited
 
 log = logging.getLogger(__name__)
@@ -100,23 +100,34 @@ def _round_up(wait: float) -> float:
 
 
 class Limits:
-    def __init__(self, calls_per_second: float, burst: int, files_per_minute: int) -> None:
-        self.calls_per_second, self.burst, self.files_per_minute = calls_per_second, burst, files_per_minute
+    """Per-client call and file limits, read from the settings in force at each call (a changed limit applies
+    at once, to clients already seen too)."""
+
+    def __init__(self, settings: Callable[[], SecuritySettings]) -> None:
+        self._settings = settings
         self._calls: dict[str, TokenBucket] = {}
         self._files: dict[str, WindowCounter] = {}
 
     def charge_call(self, client: str) -> None:
-        bucket = self._calls.setdefault(client, TokenBucket(self.calls_per_second, self.burst))
+        s = self._settings()
+        bucket = self._calls.get(client)
+        if bucket is None:
+            bucket = self._calls[client] = TokenBucket(s.calls_per_second, s.call_burst)
+        bucket.rate, bucket.burst = s.calls_per_second, s.call_burst
         wait = bucket.take()
         if wait:
-            raise RateLimited(f"Too many calls: the limit is {self.calls_per_second:g} per second "
-                              f"(bursts of {self.burst}). Retry in {wait:.2f} s.", wait)
+            raise RateLimited(f"Too many calls: the limit is {s.calls_per_second:g} per second "
+                              f"(bursts of {s.call_burst}). Retry in {wait:.2f} s.", wait)
 
     def charge_files(self, client: str, n: int) -> None:
-        counter = self._files.setdefault(client, WindowCounter(self.files_per_minute))
+        limit = self._settings().files_per_minute
+        counter = self._files.get(client)
+        if counter is None:
+            counter = self._files[client] = WindowCounter(limit)
+        counter.limit = limit
         wait = counter.add(n)
         if wait:
-            raise RateLimited(f"Too many files queued: the limit is {self.files_per_minute} per minute. "
+            raise RateLimited(f"Too many files queued: the limit is {limit} per minute. "
                               f"Retry in {wait:.1f} s.", wait)
 
 
@@ -182,13 +193,6 @@ def _refuse(status: int, message: str) -> web.Response:
 
 # -- secrets at rest and in logs -------------------------------------------------------------------------------
 PRIVATE_FILES = ("config.toml", "token", "daemon.json", "journal.sqlite3*", "pixlift.log*")
-SECRET_FIELDS = ("access_key_id", "secret_access_key", "session_token", "access_key_secret")  # of profiles
-
-
-def profile_secrets(settings: Settings) -> list[str | None]:
-    return [getattr(p, name, None) for p in settings.profiles.values() for name in SECRET_FIELDS]
-
-
 def make_private(root: Path) -> list[str]:
     """Close the home folder (0700) and its files that hold secrets or history (0600) to other users.
 

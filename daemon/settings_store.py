@@ -27,11 +27,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import Profile, Settings, SettingsBox, parse_settings
+from .config import ProfileBase, Settings, SettingsBox
+from .config_file import parse_settings
 from .errors import ConfigError, InvalidParams
 from .home import write_private
+from .providers.registry import SECRET_KEYS
 
-SECRET_KEYS = frozenset({"access_key_id", "secret_access_key", "session_token", "access_key_secret"})
 PROFILE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 MAX_FIELD_LEN = 4096
 
@@ -83,7 +84,7 @@ class SettingsStore:
 
         return await self._change(edit)
 
-    def draft(self, name: str, fields: Mapping[str, Any]) -> Profile:
+    def draft(self, name: str, fields: Mapping[str, Any]) -> ProfileBase:
         """The profile ``fields`` would make, checked like a save, without writing anything."""
         check_name(name)
         raw = self._read()

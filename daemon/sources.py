@@ -11,6 +11,8 @@ the check is never sent.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import io
 import os
 import stat
@@ -18,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import SecuritySettings
 from .errors import Interrupted, PathRefused, SourceError
@@ -25,6 +28,8 @@ from .errors import Interrupted, PathRefused, SourceError
 MAX_PATH_LEN = 4096
 NOT_REGULAR = "not a regular file (a folder, device, FIFO or socket cannot be uploaded)"
 _SNIFF_BYTES = 1024
+# Every format sniff_image knows, as messages name them: keep the two together.
+IMAGE_FORMATS = "PNG, JPEG, GIF, WebP, AVIF, HEIC, JPEG XL, BMP, TIFF, ICO or SVG"
 
 
 def sniff_image(head: bytes) -> str | None:
@@ -79,6 +84,15 @@ class CheckedFile:
     size: int
     content_type: str
     identity: Identity
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> CheckedFile:
+        """Raises KeyError or TypeError for a record that is not one."""
+        return cls(path=raw["path"], root=raw["root"], name=raw["name"], size=int(raw["size"]),
+                   content_type=raw["content_type"], identity=Identity(**raw["identity"]))
 
 
 def open_beneath(root: str, path: str) -> int:
@@ -167,8 +181,8 @@ class PathChecker:
             kind = sniff_image(head)
             if kind is None:
                 if self.security.images_only:
-                    return ("not an image: its content is not PNG, JPEG, GIF, WebP, AVIF, HEIC, BMP, TIFF, ICO "
-                            "or SVG (set [security] images_only = false to allow any file)")
+                    return (f"not an image: its content is not {IMAGE_FORMATS} "
+                            "(set [security] images_only = false to allow any file)")
                 kind = "application/octet-stream"
             return CheckedFile(path=real, root=root, name=os.path.basename(real), size=st.st_size,
                                content_type=kind, identity=Identity.of(st))
@@ -209,6 +223,18 @@ class Source:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
+
+    def sha256(self) -> str:
+        """The content's SHA-256 (blocking: run it on a worker thread)."""
+        h = hashlib.sha256()
+        pos = 0
+        while pos < self.size:
+            chunk = os.pread(self.fd, 1024 * 1024, pos)
+            if not chunk:
+                break
+            h.update(chunk)
+            pos += len(chunk)
+        return h.hexdigest()
 
     def reader(self, offset: int, length: int, on_read: Callable[[int], None]) -> SliceReader:
         return SliceReader(self, offset, length, on_read)

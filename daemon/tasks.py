@@ -1,7 +1,6 @@
-"""Upload tasks: named states, legal transitions, and the snapshot the API serves.
+"""Upload tasks: named states, legal transitions, where the bytes came from, and the live speed meter.
 
-The engine owns the live ``Task`` objects and is the only writer; readers get ``snapshot()`` dicts built in
-O(1) from plain fields, so polling never waits on an upload.
+The engine owns the live ``Task`` objects and is the only writer; readers get frozen views (``views.py``).
 """
 
 from __future__ import annotations
@@ -9,9 +8,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
 
 from .errors import InvalidState
 
@@ -29,6 +26,20 @@ class TaskStatus(StrEnum):
         return self in FINISHED
 
 
+class TaskSource(StrEnum):
+    """Where a task's bytes came from."""
+
+    PATH = "path"  # a file named by its path (upload_images, the CLI)
+    BROWSER = "browser"  # bytes the web UI streamed into the spool
+    CLIPBOARD = "clipboard"  # an image read from the desktop's clipboard (the tray)
+    URL = "url"  # downloaded from the web (reserved for upload_urls)
+
+    @property
+    def spooled(self) -> bool:
+        """The bytes live in pixlift's spool (deleted once the task no longer needs them)."""
+        return self is not TaskSource.PATH
+
+
 FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 ACTIVE = frozenset({TaskStatus.QUEUED, TaskStatus.UPLOADING, TaskStatus.PAUSED})
 
@@ -43,12 +54,6 @@ _TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.FAILED: frozenset({TaskStatus.QUEUED}),
     TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED}),
 }
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class SpeedMeter:
@@ -101,7 +106,7 @@ class Task:
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
-    source: str = "path"  # "path" (upload_images) or "browser" (bytes streamed into the spool)
+    source: TaskSource = TaskSource.PATH
     meter: SpeedMeter = field(default_factory=SpeedMeter, repr=False)
 
     def move(self, to: TaskStatus) -> None:
@@ -122,54 +127,3 @@ class Task:
         if self.status is not TaskStatus.UPLOADING:
             return 0.0
         return self.meter.rate(now, self.bytes_uploaded)
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        speed = self.speed(now)
-        left = self.bytes_total - self.bytes_uploaded
-        if self.status is TaskStatus.COMPLETED:
-            eta: float | None = 0.0
-        elif speed > 0:
-            eta = round(left / speed, 1)
-        else:
-            eta = None
-        return {
-            "task_id": self.task_id,
-            "batch_id": self.batch_id,
-            "path": self.path,
-            "name": self.name,
-            "status": str(self.status),
-            "bytes_total": self.bytes_total,
-            "bytes_uploaded": self.bytes_uploaded,
-            "percent": percent(self.bytes_uploaded, self.bytes_total, self.status is TaskStatus.COMPLETED),
-            "speed_bps": round(speed),
-            "eta_s": eta,
-            "attempts": self.attempts,
-            "url": self.url,
-            "error": self.error,
-            "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-            "profile": self.profile,
-            "key": self.key,
-        }
-
-
-def percent(done: int, total: int, complete: bool = False) -> float:
-    if total <= 0:
-        return 100.0 if complete else 0.0
-    return round(100.0 * done / total, 2)
-
-
-def summarize(tasks: list[Task], now: float) -> dict[str, Any]:
-    counts = dict.fromkeys((str(s) for s in TaskStatus), 0)
-    total = done = 0
-    speed = 0.0
-    for t in tasks:
-        counts[str(t.status)] += 1
-        if t.status is not TaskStatus.CANCELLED:
-            total += t.bytes_total
-            done += t.bytes_uploaded
-        speed += t.speed(now)
-    return {"total": len(tasks), **counts, "bytes_total": total, "bytes_uploaded": done,
-            "percent": percent(done, total, bool(tasks) and counts["completed"] == len(tasks)),
-            "speed_bps": round(speed)}

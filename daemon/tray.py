@@ -41,13 +41,15 @@ from typing import Any, TypeVar
 from PIL import Image, ImageDraw
 
 from . import clipboard
-from .app import SERVICES, LoopThread, serve_headless
+from .app import APPLICATION, LoopThread, serve_headless
+from .application import Application
 from .client import Client
 from .config import SettingsBox
 from .errors import DaemonGone, PixliftError
+from .events import BatchFinished, Event, TaskFinished
 from .home import Home
-from .services import Services
-from .tasks import Task, TaskStatus
+from .tasks import TaskSource, TaskStatus
+from .views import Summary
 
 log = logging.getLogger("pixlift.tray")
 
@@ -89,24 +91,12 @@ class TrayState:
         return int(100 * self.bytes_done / self.bytes_total) if self.bytes_total else 0
 
 
-def read_state(services: Services) -> TrayState:
-    """Runs on the loop: a snapshot of the engine for the tray."""
-    counts = dict.fromkeys(TaskStatus, 0)
-    total = done = 0
-    first = ""
-    for task in services.engine.tasks():
-        counts[task.status] += 1
-        if task.status in (TaskStatus.UPLOADING, TaskStatus.QUEUED, TaskStatus.PAUSED):
-            total += task.bytes_total
-            done += task.bytes_uploaded
-        if task.status is TaskStatus.UPLOADING and not first:
-            first = task.name
-    if not first:
-        first = next((t.name for t in services.engine.tasks() if t.status is TaskStatus.QUEUED), "")
-    items, _ = services.engine.history(RECENT, 0)
-    return TrayState(uploading=counts[TaskStatus.UPLOADING], queued=counts[TaskStatus.QUEUED],
-                     paused=counts[TaskStatus.PAUSED], failed=counts[TaskStatus.FAILED], bytes_total=total,
-                     bytes_done=done, first_name=first,
+def read_state(app: Application) -> TrayState:
+    """Runs on the loop: what the tray shows, from the same summary the web UI shows."""
+    s: Summary = app.summary()
+    items = app.history(RECENT, 0)["items"]
+    return TrayState(uploading=s.uploading, queued=s.queued, paused=s.paused, failed=s.failed,
+                     bytes_total=s.bytes_total, bytes_done=s.bytes_uploaded, first_name=app.current_name(),
                      recent=tuple(Link(str(i["name"]), str(i["url"])) for i in items if i.get("url")))
 
 
@@ -193,25 +183,25 @@ class Notice:
 class Crossing:
     """The one way between the tray's threads and the daemon's event loop.
 
-    Tray to loop: ``call`` / ``call_async`` run a function of the ``Services`` on the loop and wait for the result
+    Tray to loop: ``call`` / ``call_async`` run a function of the ``Application`` on the loop and wait for the result
     (exceptions travel back too). Loop to tray: ``subscribe`` registers an engine listener (on the loop) that puts
     frozen ``Notice`` objects on ``notices``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, services: Services, timeout: float = CALL_TIMEOUT_S) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: Application, timeout: float = CALL_TIMEOUT_S) -> None:
         self._loop = loop
-        self._services = services
+        self._app = app
         self._timeout = timeout
         self.notices: queue.SimpleQueue[Notice] = queue.SimpleQueue()
 
-    def call(self, fn: Callable[[Services], T]) -> T:
+    def call(self, fn: Callable[[Application], T]) -> T:
         async def on_loop() -> T:
-            return fn(self._services)
+            return fn(self._app)
 
         return self._wait(on_loop())
 
-    def call_async(self, fn: Callable[[Services], Awaitable[T]]) -> T:
+    def call_async(self, fn: Callable[[Application], Awaitable[T]]) -> T:
         async def on_loop() -> T:
-            return await fn(self._services)
+            return await fn(self._app)
 
         return self._wait(on_loop())
 
@@ -227,17 +217,20 @@ class Crossing:
             future.cancel()
             raise DaemonGone(f"pixlift's daemon did not answer within {self._timeout:.0f} s.") from exc
 
-    def subscribe(self) -> None:
-        self.call(lambda s: s.engine.listeners.append(self._on_event))
+    def subscribe(self) -> Callable[[], None]:
+        """Engine events become Notices on ``notices``; returns the function that ends the subscription."""
+        return self.call(lambda app: app.subscribe(self._on_event))
 
-    def _on_event(self, event: str, task: Task) -> None:
+    def _on_event(self, event: Event) -> None:
         """Runs on the loop, inside the engine: copy what the tray needs, never block."""
-        batch: tuple[tuple[str, str], ...] = ()
-        if event == "batch_finished":
-            with contextlib.suppress(PixliftError):
-                batch = tuple((t.name, str(t.status)) for t in self._services.engine.tasks(task.batch_id))
-        error = (task.error or {}).get("message") if event == "failed" else None
-        self.notices.put(Notice(event, task.task_id, task.name, task.url, error, batch))
+        if isinstance(event, TaskFinished) and event.task.status is not TaskStatus.CANCELLED:
+            t = event.task
+            error = (t.error or {}).get("message") if t.status is TaskStatus.FAILED else None
+            self.notices.put(Notice(str(t.status), t.task_id, t.name, t.url, error))
+        elif isinstance(event, BatchFinished) and event.tasks:
+            last = event.tasks[-1]
+            self.notices.put(Notice("batch_finished", last.task_id, last.name, last.url, None,
+                                    tuple((t.name, str(t.status)) for t in event.tasks)))
 
 
 # -- the tray ------------------------------------------------------------------------------------------------------
@@ -306,7 +299,7 @@ class Tray:
         if self.daemon.error is not None:
             raise self.daemon.error  # e.g. the port is taken: SystemExit with the message for the user
         assert self.daemon.app is not None
-        self.crossing = Crossing(self.daemon.loop, self.daemon.app[SERVICES])
+        self.crossing = Crossing(self.daemon.loop, self.daemon.app[APPLICATION])
         if not self.icon.HAS_MENU:
             log.info("the %s tray backend has no menu: left-click opens the uploader. Install PyGObject "
                      "(python3-gi) for the menu and notifications.", self.backend)
@@ -540,18 +533,19 @@ class Tray:
         image = clipboard.read_image()
         name = image.name()
         with self._lock:  # registered before the upload can finish, so its link is copied
-            task = self.crossing.call_async(lambda s: s.upload_bytes(name, image.data))
+            task = self.crossing.call_async(
+                lambda app: app.submit_bytes("tray", name, image.data, source=TaskSource.CLIPBOARD))
             self._copy_when_done.add(task.task_id)
         log.info("tray: uploading %s from the clipboard (%d bytes)", name, len(image.data))
 
     def pause_all(self) -> None:
         assert self.crossing is not None
-        count = self.crossing.call(lambda s: s.engine.pause())
+        count = self.crossing.call(lambda app: app.pause())
         log.info("tray: paused %d upload(s)", count)
 
     def resume_all(self) -> None:
         assert self.crossing is not None
-        count = self.crossing.call(lambda s: s.engine.resume())
+        count = self.crossing.call(lambda app: app.resume())
         log.info("tray: resumed %d upload(s)", count)
 
     def copy_last_link(self) -> None:

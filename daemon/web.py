@@ -1,26 +1,22 @@
 """HTTP routes: ``/rpc``, the UI (``/`` and ``/static/``), pasted links (``/files/``) and browser uploads.
 
-Handlers are thin: they authenticate through the gate, then hand over to the RPC dispatcher or the engine.
+Handlers are thin: they authenticate through the gate, then hand over to the RPC dispatcher or the application
+layer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
-import os
 import re
-import shutil
-import uuid
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
 
-from .errors import PixliftError, RateLimited
+from .application import Application
+from .errors import FileRefused, PixliftError, RateLimited
 from .rpc import Call, Dispatcher
 from .security import COOKIE, Client, Gate
-from .services import Services
-from .sources import CheckedFile, Identity, sniff_image
 
 RPC_MAX_BODY = 1024 * 1024
 # User files are served from our origin, so they must never run script there (an uploaded SVG or HTML).
@@ -35,10 +31,10 @@ def ui_dir() -> Path:
 
 
 class Routes:
-    def __init__(self, services: Services, gate: Gate) -> None:
-        self.services = services
+    def __init__(self, app: Application, gate: Gate) -> None:
+        self.app = app
         self.gate = gate
-        self.dispatcher = Dispatcher(lambda call: services.charge_call(call.client))
+        self.dispatcher = Dispatcher()
 
     def install(self, app: web.Application) -> None:
         app.router.add_get("/", self.index)
@@ -47,7 +43,6 @@ class Routes:
         app.router.add_get("/files/{key:.+}", self.serve_file)
         app.router.add_static("/static/", ui_dir(), show_index=False, follow_symlinks=False)
         app.on_response_prepare.append(_headers)
-
 
     def _auth(self, request: web.Request) -> Client:
         client = self.gate.client(request)
@@ -66,7 +61,7 @@ class Routes:
         if request.content_length is not None and request.content_length > RPC_MAX_BODY:
             raise web.HTTPRequestEntityTooLarge(max_size=RPC_MAX_BODY, actual_size=request.content_length)
         body = await request.text()  # the app's client_max_size caps chunked bodies too
-        out = await self.dispatcher.dispatch(body, Call(self.services, client.id))
+        out = await self.dispatcher.dispatch(body, Call(self.app, client.id))
         if not out:
             return web.Response(status=204)
         return web.Response(text=out, content_type="application/json")
@@ -87,7 +82,7 @@ class Routes:
 
     # -- pasted links of the local store -----------------------------------------------------------------
     async def serve_file(self, request: web.Request) -> web.StreamResponse:
-        root = self.services.home.files.resolve()
+        root = self.app.home.files.resolve()
         key = request.match_info["key"]
         # aiohttp has percent-decoded the path once (%2e%2e is "..", %252e stays "%2e"); what is left is judged
         # as a path: no dot-parts, no NUL, nothing that resolves outside the store, and only regular files.
@@ -106,15 +101,12 @@ class Routes:
     # -- browser uploads: bytes streamed into the spool, then a task like any other -----------------------
     async def browser_upload(self, request: web.Request) -> web.StreamResponse:
         client = self._auth(request)
-        s = self.services
-        limit = s.config.current.security.max_file_size
+        limit = self.app.config.current.security.max_file_size
         if request.content_length is not None and request.content_length > limit:  # refuse before reading a byte
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         try:
-            s.charge_call(client.id)
+            self.app.charge_call(client.id)
             name = _safe_name(request.query.get("name", ""))
-            profile = request.query.get("profile") or None
-            s.config.current.profile(profile)
             batch_id = request.query.get("batch_id") or None
             if batch_id is not None and not re.fullmatch(r"[0-9a-f]{32}", batch_id):
                 raise web.HTTPBadRequest(text="batch_id must be 32 lower-case hex digits.")
@@ -124,47 +116,17 @@ class Routes:
                 batch_size = 0
             if not 1 <= batch_size <= 100:
                 raise web.HTTPBadRequest(text="batch_size must be a whole number from 1 to 100.")
-            s.charge(client.id, 1)
-            checked = await self._spool(request, name)
-            batch_id, tasks = s.engine.submit([checked], profile=profile, batch_size=batch_size, source="browser",
-                                              names=[name], batch_id=batch_id)
+            submitted = await self.app.submit_stream(client.id, name, request.content.iter_chunked(256 * 1024),
+                                                     profile=request.query.get("profile") or None,
+                                                     batch_id=batch_id, batch_size=batch_size)
         except RateLimited as exc:
             return web.json_response({"error": exc.to_dict() | {"data": exc.data}}, status=429,
                                      headers={"Retry-After": str(max(1, round(exc.retry_after_s)))})
+        except FileRefused as exc:
+            return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
         except PixliftError as exc:
             return web.json_response({"error": exc.to_dict()}, status=400)
-        return web.json_response({"batch_id": batch_id, "task": tasks[0].snapshot(s.engine.clock())})
-
-    async def _spool(self, request: web.Request, name: str) -> CheckedFile:
-        sec = self.services.config.current.security
-        folder = self.services.home.spool / uuid.uuid4().hex
-        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True, mode=0o700)
-        path = folder / name
-        size = 0
-        head = b""
-        try:
-            with path.open("wb") as fh:
-                async for chunk in request.content.iter_chunked(256 * 1024):
-                    size += len(chunk)
-                    if size > sec.max_file_size:
-                        raise web.HTTPRequestEntityTooLarge(max_size=sec.max_file_size, actual_size=size)
-                    if len(head) < 1024:
-                        head += chunk[: 1024 - len(head)]
-                    await asyncio.to_thread(fh.write, chunk)
-            if size == 0:
-                raise web.HTTPBadRequest(text=f"{name} is empty.")
-            kind = sniff_image(head)
-            if kind is None:
-                if sec.images_only:
-                    raise web.HTTPUnsupportedMediaType(
-                        text=f"{name} is not an image (PNG, JPEG, GIF, WebP, AVIF, HEIC, BMP, TIFF, ICO or SVG).")
-                kind = "application/octet-stream"
-            st = os.stat(path)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return CheckedFile(path=str(path), root=str(folder), name=name, size=size, content_type=kind,
-                           identity=Identity.of(st))
+        return web.json_response({"batch_id": submitted.batch_id, "task": submitted.tasks[0].to_json()})
 
 
 def _safe_name(raw: str) -> str:

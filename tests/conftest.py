@@ -304,3 +304,25 @@ def daemon(daemon_factory: Callable[..., Daemon]) -> Daemon:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel of this checkout, built from a copy (the shared checkout gets no build/ folder)."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("daemon", "ui"):
+        shutil.copytree(REPO_ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "setup.py"):
+        shutil.copy(REPO_ROOT / name, src)
+    readme = REPO_ROOT / "README.md"
+    (src / "README.md").write_text(readme.read_text() if readme.exists() else "pixlift\n")
+    dist = tmp_path_factory.mktemp("dist")
+    base = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(src)]
+    # Offline first, with the setuptools at hand; an older one may refuse pyproject.toml, then let pip fetch one.
+    if subprocess.run([*base, "--no-build-isolation"], capture_output=True, check=False).returncode != 0:
+        subprocess.run(base, capture_output=True, check=True)
+    (built,) = dist.glob("pixlift-*.whl")
+    return built

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 from pixlift import cli
-from pixlift.config import _PROFILE_KEYS, _SECURITY_KEYS, _TRANSFER_KEYS
+from pixlift.config_file import SECURITY_KEYS, TRANSFER_KEYS, profile_keys
 from pixlift.keys import PLACEHOLDERS
+from pixlift.providers.registry import KINDS
 from pixlift.rpc import REGISTRY
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -22,7 +23,7 @@ def test_every_rpc_method_and_param_is_in_the_readme() -> None:
 
 
 def test_every_setting_and_placeholder_is_in_the_readme() -> None:
-    keys = set(_TRANSFER_KEYS) | set(_SECURITY_KEYS) | {k for table in _PROFILE_KEYS.values() for k in table}
+    keys = set(TRANSFER_KEYS) | set(SECURITY_KEYS) | {k for name in KINDS for k in profile_keys(name)}
     for key in keys - {"session_token"}:
         assert re.search(rf"^#?\s*{key} = ", README, re.M), f"README's config example lacks {key}"
     for placeholder in PLACEHOLDERS:

@@ -17,7 +17,6 @@ import json
 import os
 import plistlib
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,24 +31,6 @@ from conftest import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALLER = REPO / "installer"
-
-
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel of this checkout, built from a copy (the shared checkout gets no build/ folder)."""
-    src = tmp_path_factory.mktemp("src")
-    for name in ("daemon", "ui"):
-        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "pyproject.toml", src)
-    readme = REPO / "README.md"
-    (src / "README.md").write_text(readme.read_text() if readme.exists() else "pixlift\n")
-    dist = tmp_path_factory.mktemp("dist")
-    base = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(src)]
-    # Offline first, with the setuptools at hand; an older one may refuse pyproject.toml, then let pip fetch one.
-    if subprocess.run([*base, "--no-build-isolation"], capture_output=True, check=False).returncode != 0:
-        subprocess.run(base, capture_output=True, check=True)
-    (built,) = dist.glob("pixlift-*.whl")
-    return built
 
 
 @dataclass

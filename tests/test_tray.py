@@ -669,7 +669,8 @@ def drive_menu() -> int:
 
     gi.require_version("Gtk", "3.0")
     from gi.repository import GLib, Gtk
-    from pixlift.config import SettingsBox, load_settings
+    from pixlift.config import SettingsBox
+    from pixlift.config_file import load_settings
     from pixlift.home import Home as PixliftHome
     from pixlift.tray import Tray
 

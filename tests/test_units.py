@@ -8,14 +8,16 @@ from pathlib import Path
 import botocore.exceptions as bce
 import pytest
 from conftest import PNG_1PX
-from pixlift.config import S3Profile, TransferSettings, parse_settings
+from pixlift.config import TransferSettings
+from pixlift.config_file import parse_settings
 from pixlift.errors import ConfigError, InvalidState
 from pixlift.keys import render_key, validate_template
 from pixlift.providers.base import MultipartState, part_plan
-from pixlift.providers.s3 import S3Provider
+from pixlift.providers.s3 import S3Profile, S3Provider
 from pixlift.security import TokenBucket, WindowCounter
 from pixlift.sources import sniff_image
-from pixlift.tasks import SpeedMeter, Task, TaskStatus, summarize
+from pixlift.tasks import SpeedMeter, Task, TaskStatus
+from pixlift.views import summarize
 
 MiB = 1024 * 1024
 
@@ -68,7 +70,7 @@ def test_speed_is_smoothed_over_seconds_and_drops_to_zero_when_stalled() -> None
 def test_summary_counts_and_percent() -> None:
     a, b, c = task(TaskStatus.UPLOADING, 100), task(TaskStatus.COMPLETED, 300), task(TaskStatus.CANCELLED, 1000)
     a.bytes_uploaded, b.bytes_uploaded = 50, 300
-    s = summarize([a, b, c], 0.0)
+    s = summarize([a, b, c], 0.0).to_json()
     assert (s["total"], s["uploading"], s["completed"], s["cancelled"]) == (3, 1, 1, 1)
     assert (s["bytes_total"], s["bytes_uploaded"], s["percent"]) == (400, 350, 87.5)
 

@@ -11,19 +11,28 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 from ..config import TransferSettings
-from ..errors import Interrupted, PermanentStorageError, TransferError, TransientStorageError
+from ..errors import (
+    ConfigError,
+    Interrupted,
+    PermanentStorageError,
+    SourceError,
+    TransferError,
+    TransientStorageError,
+)
 from ..retry import Backoff
 from ..sources import SliceReader, Source
 
 log = logging.getLogger(__name__)
 
 OnBytes = Callable[[int], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,6 +45,11 @@ class MultipartState:
     parts: dict[int, str] = field(default_factory=dict)  # part number -> ETag
     checksums: dict[int, int] = field(default_factory=dict)  # part number -> CRC64 where the store gives one
     verified: bool = False  # parts checked against the store in this process
+
+    @property
+    def started(self) -> bool:
+        """A multipart upload exists at the store (and must be completed or aborted)."""
+        return bool(self.upload_id)
 
     def bytes_done(self, size: int) -> int:
         if not self.upload_id or not self.part_size:
@@ -81,6 +95,50 @@ class UploadGone(PermanentStorageError):
         super().__init__("The store no longer has this multipart upload.", code="upload_gone")
 
 
+# -- what a store answered, and what pixlift tells the user about it --------------------------------------------
+@dataclass(frozen=True)
+class StoreReply:
+    """A refusal read out of an SDK's exception: the store's error code, HTTP status and message."""
+
+    code: str
+    status: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of a provider's error table: which replies it matches, and the error the task then carries.
+
+    ``text`` is formatted with ``where`` (endpoint), ``name`` (profile), ``bucket``, ``code``, ``status`` and
+    ``message``. ``error`` is the task's ``error.code``; ``upload_gone`` raises ``UploadGone`` instead."""
+
+    error: str
+    text: str
+    codes: frozenset[str] = frozenset()
+    statuses: frozenset[int] = frozenset()
+    any_5xx: bool = False
+    transient: bool = False
+
+    def matches(self, reply: StoreReply) -> bool:
+        return reply.code in self.codes or reply.status in self.statuses or (self.any_5xx and reply.status >= 500)
+
+
+def rule(error: str, text: str, *codes: str, statuses: tuple[int, ...] = (), any_5xx: bool = False,
+         transient: bool = False) -> Rule:
+    return Rule(error, text, frozenset(codes), frozenset(statuses), any_5xx, transient)
+
+
+def chain(exc: BaseException, limit: int = 10) -> Iterator[BaseException]:
+    """``exc`` and what caused it (``__cause__``, ``__context__``, or an SDK's wrapped ``exception``)."""
+    cur: BaseException | None = exc
+    for _ in range(limit):
+        if cur is None:
+            return
+        yield cur
+        inner = getattr(cur, "exception", None)  # oss2.RequestError keeps the requests exception here
+        cur = cur.__cause__ or cur.__context__ or (inner if isinstance(inner, BaseException) else None)
+
+
 class Provider(abc.ABC):
     """The interface the engine sees: upload with progress, abort, make a link, check the connection."""
 
@@ -119,9 +177,68 @@ class ObjectStore(Provider):
     the primitives, each translating its SDK's exceptions into the ``errors`` hierarchy.
     """
 
-    def __init__(self, transfers: TransferSettings) -> None:
+    errors: ClassVar[tuple[Rule, ...]]  # the provider's error table, matched in order
+    network_errors: ClassVar[tuple[type[BaseException], ...]]  # the SDK's "could not reach the store"
+    config_errors: ClassVar[tuple[type[BaseException], ...]] = (ValueError,)
+    endpoint_key: ClassVar[str] = "endpoint"  # the profile key to check when the store cannot be reached
+
+    def __init__(self, transfers: TransferSettings, *, profile_name: str, where: str, bucket: str) -> None:
         self.transfers = transfers
         self.part_backoff = Backoff(transfers.attempts, transfers.backoff_base_s, transfers.backoff_max_s)
+        self.profile_name, self.where, self.bucket = profile_name, where, bucket
+
+    # -- one call path, one translation --------------------------------------------------------------------------
+    async def guarded(self, call: Awaitable[T]) -> T:
+        """Await an SDK call; whatever it raises leaves as one of pixlift's errors."""
+        try:
+            return await call
+        except TransferError:
+            raise
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
+    def reply_of(self, exc: BaseException) -> StoreReply | None:
+        """The store's answer inside an SDK exception, or None when the store did not answer."""
+        return None
+
+    def special(self, exc: BaseException) -> TransferError | ConfigError | None:
+        """SDK-specific cases the table cannot express (missing credentials, a checksum mismatch)."""
+        return None
+
+    def translate(self, exc: BaseException) -> TransferError | ConfigError:
+        """Turn an SDK exception into an error that says what to fix."""
+        for cur in chain(exc):
+            if isinstance(cur, SourceError | Interrupted):
+                return cur
+        found = self.special(exc)
+        if found is not None:
+            return found
+        reply = self.reply_of(exc)
+        if reply is not None:
+            return self.from_reply(reply)
+        if isinstance(exc, self.network_errors):
+            cause = getattr(exc, "exception", None)
+            return TransientStorageError(
+                f"Could not reach {self.where} ({describe(cause if isinstance(cause, BaseException) else exc)}). "
+                f"Check the network and {self.endpoint_key}.", code="network_error")
+        if isinstance(exc, self.config_errors):
+            return ConfigError(f"Profile {self.profile_name!r} is not usable: {describe(exc)}")
+        return TransientStorageError(f"Unexpected error talking to {self.where}: {describe(exc)}",
+                                     code="network_error")
+
+    def from_reply(self, reply: StoreReply) -> TransferError:
+        values = {"where": self.where, "name": self.profile_name, "bucket": self.bucket, "code": reply.code,
+                  "status": reply.status, "message": reply.message}
+        for row in self.errors:
+            if row.matches(reply):
+                if row.error == "upload_gone":
+                    return UploadGone()
+                text = re.sub(r" +([;.,])", r"\1", row.text.format(**values))  # an empty {code}
+                if row.transient:
+                    return TransientStorageError(text, code=row.error)
+                return PermanentStorageError(text, code=row.error)
+        return PermanentStorageError(f"{self.where} refused the request: {reply.code} {reply.message}".strip(),
+                                     code="rejected")
 
     async def upload(self, source: Source, key: str, *, on_bytes: OnBytes, state: MultipartState,
                      on_part: Callable[[], None]) -> None:

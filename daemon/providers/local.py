@@ -11,14 +11,43 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..config import LocalProfile
+from ..config import Checker, ProfileBase
 from ..errors import PermanentStorageError, SourceError, TransientStorageError
 from ..sources import Source
 from .base import MultipartState, OnBytes, Provider, public_url
+from .kind import BuildContext, FormField, ProviderKind
 
 CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LocalProfile(ProfileBase):
+    provider: str = "local"
+    root: Path | None = None  # None: <home>/files
+
+
+def parse(check: Checker, where: str, common: dict[str, Any], t: dict[str, Any]) -> LocalProfile:
+    root = t.get("root")
+    return LocalProfile(**common, root=Path(os.path.expanduser(root)) if root else None)
+
+
+def summary(p: LocalProfile, files_root: Path) -> str:
+    return f"Folder {p.root or files_root}"
+
+
+def build(p: LocalProfile, ctx: BuildContext) -> LocalProvider:
+    return LocalProvider(p, p.root or ctx.files_root, ctx.base_url)
+
+
+KIND = ProviderKind(
+    name="local", label="Local folder", legend="Local", profile_type=LocalProfile, keys={"root": (str, False)},
+    parse=parse, build=build, summary=summary,
+    form=(FormField("root", "Folder", placeholder="empty: pixlift's own files folder"),),
+)
 
 
 class LocalProvider(Provider):

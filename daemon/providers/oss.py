@@ -12,36 +12,94 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import oss2
 import oss2.exceptions as ossx
 import requests
 
-from ..config import OssProfile, TransferSettings
-from ..errors import (
-    ConfigError,
-    Interrupted,
-    PermanentStorageError,
-    SourceError,
-    TransferError,
-    TransientStorageError,
-)
+from ..config import Checker, ProfileBase, TransferSettings, secret_field
+from ..errors import TransferError, TransientStorageError
 from ..sources import SliceReader, Source
-from .base import MultipartState, ObjectStore, UploadGone, describe, part_plan, public_url
+from .base import MultipartState, ObjectStore, StoreReply, part_plan, public_url, rule
+from .kind import BuildContext, FormField, ProviderKind
 
 T = TypeVar("T")
 # oss2 logs request headers (signatures included) at DEBUG; never let that reach a handler.
 logging.getLogger("oss2").setLevel(logging.WARNING)
+WEEK_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class OssProfile(ProfileBase):
+    provider: str = "oss"
+    bucket: str = ""
+    endpoint: str = ""
+    access_key_id: str | None = secret_field()
+    access_key_secret: str | None = secret_field()
+    presign_expires_s: int = WEEK_S
+
+
+def parse(check: Checker, where: str, common: dict[str, Any], t: dict[str, Any]) -> OssProfile:
+    bucket = check.bucket(where, t["bucket"])
+    endpoint = check.url(f"{where}.endpoint", t["endpoint"])
+    key_id = t.get("access_key_id") or os.environ.get("OSS_ACCESS_KEY_ID")
+    secret = t.get("access_key_secret") or os.environ.get("OSS_ACCESS_KEY_SECRET")
+    if not key_id or not secret:
+        raise check.fail(where, "has no OSS credentials",
+                         "Set access_key_id and access_key_secret, or OSS_ACCESS_KEY_ID and "
+                         "OSS_ACCESS_KEY_SECRET in the daemon's environment.")
+    return OssProfile(**common, bucket=bucket, endpoint=endpoint or "", access_key_id=key_id,
+                      access_key_secret=secret,
+                      presign_expires_s=check.ranged(f"{where}.presign_expires_s",
+                                                     t.get("presign_expires_s", WEEK_S), 1, 10 * 365 * 86400))
+
+
+def summary(p: OssProfile, files_root: Path) -> str:
+    return f"Bucket {p.bucket} at {p.endpoint} · keys saved"
+
+
+def build(p: OssProfile, ctx: BuildContext) -> OssProvider:
+    return OssProvider(p, ctx.transfers)
+
+
+KIND = ProviderKind(
+    name="oss", label="Aliyun OSS", legend="OSS", profile_type=OssProfile,
+    keys={"bucket": (str, True), "endpoint": (str, True), "access_key_id": (str, False),
+          "access_key_secret": (str, False), "presign_expires_s": (int, False)},
+    parse=parse, build=build, summary=summary,
+    form=(FormField("bucket", "Bucket"),
+          FormField("endpoint", "Endpoint", "url", "https://oss-cn-hangzhou.aliyuncs.com"),
+          FormField("access_key_id", "Access key ID"),
+          FormField("access_key_secret", "Access key secret", "password")),
+)
 
 
 class OssProvider(ObjectStore):
     kind = "oss"
 
+    errors = (
+        rule("invalid_credentials", "{where} does not know the access key id of profile {name!r}. Check "
+             "access_key_id.", "InvalidAccessKeyId"),
+        rule("invalid_credentials", "{where} refused the signature: the access key secret of profile {name!r} is "
+             "wrong. Check access_key_secret.", "SignatureDoesNotMatch"),
+        rule("bucket_not_found", "Bucket {bucket!r} does not exist at {where}. Create it, or fix bucket in "
+             "[profiles.{name}].", "NoSuchBucket"),
+        rule("upload_gone", "", "NoSuchUpload"),
+        rule("access_denied", "{where} denied access to bucket {bucket!r} for profile {name!r}: the key lacks "
+             "permission (oss:PutObject is needed).", "AccessDenied", statuses=(403,)),
+        rule("server_error", "{where} answered {status} {code}; it may be overloaded or restarting.",
+             "RequestTimeout", "ServiceUnavailable", statuses=(429,), any_5xx=True, transient=True),
+    )
+    network_errors = (ossx.RequestError, requests.RequestException, ConnectionError, TimeoutError)
+
     def __init__(self, profile: OssProfile, transfers: TransferSettings) -> None:
-        super().__init__(transfers)
+        super().__init__(transfers, profile_name=profile.name, where=profile.endpoint, bucket=profile.bucket)
         self.profile = profile
         auth = oss2.Auth(profile.access_key_id, profile.access_key_secret)
         self._bucket = oss2.Bucket(auth, profile.endpoint, profile.bucket, enable_crc=True,
@@ -58,17 +116,13 @@ class OssProvider(ObjectStore):
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
         try:
-            return await asyncio.shield(fut)
+            return await self.guarded(asyncio.shield(fut))
         except asyncio.CancelledError:
             if source is not None:
                 source.stop.set()
             with contextlib.suppress(BaseException):  # the thread's outcome no longer matters
                 await asyncio.wait_for(asyncio.shield(fut), timeout=self.transfers.read_timeout_s)
             raise
-        except TransferError:
-            raise
-        except Exception as exc:
-            raise self.translate(exc) from exc
 
     # -- primitives --------------------------------------------------------------------------------------
     async def _put_object(self, key: str, body: SliceReader, source: Source) -> None:
@@ -117,53 +171,13 @@ class OssProvider(ObjectStore):
         return f"bucket {self.profile.bucket!r} at {self.profile.endpoint} is reachable and the credentials work"
 
     # -- errors --------------------------------------------------------------------------------------------
-    def translate(self, exc: BaseException) -> TransferError | ConfigError:
-        name, where, bucket = self.profile.name, self.profile.endpoint, self.profile.bucket
-        for cur in _chain(exc):
-            if isinstance(cur, SourceError | Interrupted):
-                return cur
+    def reply_of(self, exc: BaseException) -> StoreReply | None:
+        if not isinstance(exc, ossx.ServerError):
+            return None
+        return StoreReply(str(exc.code or ""), int(exc.status or 0), str(exc.message or ""))
+
+    def special(self, exc: BaseException) -> TransferError | None:
         if isinstance(exc, ossx.InconsistentError):
-            return TransientStorageError(f"{where} stored different bytes than were sent (CRC64 mismatch); "
+            return TransientStorageError(f"{self.where} stored different bytes than were sent (CRC64 mismatch); "
                                          "resending.", code="checksum_mismatch")
-        if isinstance(exc, ossx.RequestError):
-            return TransientStorageError(f"Could not reach {where} ({describe(exc.exception)}). Check the network "
-                                         "and endpoint.", code="network_error")
-        if isinstance(exc, ossx.ServerError):
-            code, status = str(exc.code or ""), int(exc.status or 0)
-            if code == "InvalidAccessKeyId":
-                return PermanentStorageError(f"{where} does not know the access key id of profile {name!r}. "
-                                             "Check access_key_id.", code="invalid_credentials")
-            if code == "SignatureDoesNotMatch":
-                return PermanentStorageError(f"{where} refused the signature: the access key secret of profile "
-                                             f"{name!r} is wrong. Check access_key_secret.",
-                                             code="invalid_credentials")
-            if code == "NoSuchBucket":
-                return PermanentStorageError(f"Bucket {bucket!r} does not exist at {where}. Create it, or fix "
-                                             f"bucket in [profiles.{name}].", code="bucket_not_found")
-            if code == "NoSuchUpload":
-                return UploadGone()
-            if code == "AccessDenied" or status == 403:
-                return PermanentStorageError(f"{where} denied access to bucket {bucket!r} for profile {name!r}: "
-                                             "the key lacks permission (oss:PutObject is needed).",
-                                             code="access_denied")
-            if status >= 500 or status == 429 or code in ("RequestTimeout", "ServiceUnavailable"):
-                return TransientStorageError(f"{where} answered {status} {code}; it may be overloaded or "
-                                             "restarting.", code="server_error")
-            return PermanentStorageError(f"{where} refused the request: {code} {exc.message}".strip(),
-                                         code="rejected")
-        if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
-            return TransientStorageError(f"Could not reach {where} ({describe(exc)}).", code="network_error")
-        if isinstance(exc, ValueError):
-            return ConfigError(f"Profile {name!r} is not usable: {describe(exc)}")
-        return TransientStorageError(f"Unexpected error talking to {where}: {describe(exc)}", code="network_error")
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    out: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(out) < 10:
-        out.append(cur)
-        inner = getattr(cur, "exception", None)  # oss2.RequestError keeps the requests exception here
-        cur = cur.__cause__ or cur.__context__ or (inner if isinstance(inner, BaseException) else None)
-    return out
-
+        return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aioboto3
@@ -18,35 +20,101 @@ import aiohttp
 import botocore.exceptions as bce
 from aiobotocore.config import AioConfig
 
-from ..config import S3Profile, TransferSettings
-from ..errors import (
-    ConfigError,
-    Interrupted,
-    PermanentStorageError,
-    SourceError,
-    TransferError,
-    TransientStorageError,
-)
+from ..config import Checker, ProfileBase, TransferSettings, secret_field
+from ..errors import PermanentStorageError, TransferError
 from ..sources import SliceReader, Source
-from .base import MultipartState, ObjectStore, UploadGone, describe, public_url
+from .base import MultipartState, ObjectStore, StoreReply, public_url, rule
+from .kind import BuildContext, FormField, ProviderKind
 
-_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-                    "InternalError", "ServiceUnavailable", "RequestTimeoutException", "BadDigest"}
+WEEK_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class S3Profile(ProfileBase):
+    provider: str = "s3"
+    bucket: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = secret_field()
+    secret_access_key: str | None = secret_field()
+    session_token: str | None = secret_field()
+    addressing_style: str = "auto"  # "path", "virtual" or "auto"
+    presign_expires_s: int = WEEK_S
+
+
+def parse(check: Checker, where: str, common: dict[str, Any], t: dict[str, Any]) -> S3Profile:
+    style = t.get("addressing_style", "auto")
+    if style not in ("path", "virtual", "auto"):
+        raise check.fail(f"{where}.addressing_style", f"{style!r} is not a style",
+                         'Write addressing_style = "path" (MinIO, rclone, most self-hosted) or "virtual".')
+    if ("access_key_id" in t) != ("secret_access_key" in t):
+        raise check.fail(where, "has only one of access_key_id / secret_access_key",
+                         "Set both, or neither to use the standard AWS credential chain.")
+    return S3Profile(
+        **common, bucket=check.bucket(where, t["bucket"]),
+        endpoint_url=check.url(f"{where}.endpoint_url", t.get("endpoint_url")),
+        region=t.get("region"), access_key_id=t.get("access_key_id"), secret_access_key=t.get("secret_access_key"),
+        session_token=t.get("session_token"), addressing_style=style,
+        presign_expires_s=check.ranged(f"{where}.presign_expires_s", t.get("presign_expires_s", WEEK_S), 1, WEEK_S))
+
+
+def summary(p: S3Profile, files_root: Path) -> str:
+    keys = "keys saved" if p.access_key_id else "AWS credential chain"
+    return f"Bucket {p.bucket} at {p.endpoint_url or 'AWS S3'} · {keys}"
+
+
+def build(p: S3Profile, ctx: BuildContext) -> S3Provider:
+    return S3Provider(p, ctx.transfers)
+
+
+KIND = ProviderKind(
+    name="s3", label="S3-compatible (AWS, R2, MinIO…)", legend="S3", profile_type=S3Profile,
+    keys={"bucket": (str, True), "endpoint_url": (str, False), "region": (str, False),
+          "access_key_id": (str, False), "secret_access_key": (str, False), "session_token": (str, False),
+          "addressing_style": (str, False), "presign_expires_s": (int, False)},
+    parse=parse, build=build, summary=summary,
+    form=(FormField("bucket", "Bucket"),
+          FormField("endpoint_url", "Endpoint URL", "url", "https://… (empty for AWS)"),
+          FormField("region", "Region", placeholder="us-east-1"),
+          FormField("addressing_style", "Addressing style", "select",
+                    choices=(("", "auto"), ("path", "path"), ("virtual", "virtual"))),
+          FormField("access_key_id", "Access key ID"),
+          FormField("secret_access_key", "Secret access key", "password")),
+)
 
 
 class S3Provider(ObjectStore):
     kind = "s3"
 
+    errors = (
+        rule("invalid_credentials", "{where} does not know the access key id of profile {name!r}. Check "
+             "access_key_id.", "InvalidAccessKeyId", "InvalidClientTokenId"),
+        rule("invalid_credentials", "{where} refused the signature: the secret access key of profile {name!r} is "
+             "wrong. Check secret_access_key.", "SignatureDoesNotMatch"),
+        rule("bucket_not_found", "Bucket {bucket!r} does not exist at {where}. Create it, or fix bucket in "
+             "[profiles.{name}].", "NoSuchBucket", "404", "NotFound"),
+        rule("upload_gone", "", "NoSuchUpload"),
+        rule("access_denied", "{where} denied access to bucket {bucket!r} for profile {name!r}: the credentials "
+             "work but lack permission (s3:PutObject and multipart actions are needed).",
+             "AccessDenied", "AllAccessDisabled", "403", statuses=(403,)),
+        rule("server_error", "{where} answered {status} {code}; it may be overloaded or restarting.",
+             "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+             "InternalError", "ServiceUnavailable", "RequestTimeoutException", "BadDigest", statuses=(429,),
+             any_5xx=True, transient=True),
+    )
+    network_errors = (bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ConnectTimeoutError,
+                      bce.ReadTimeoutError, bce.HTTPClientError, aiohttp.ClientError, asyncio.TimeoutError,
+                      ConnectionError)
+    config_errors = (bce.ParamValidationError, ValueError)
+    endpoint_key = "endpoint_url"
+
     def __init__(self, profile: S3Profile, transfers: TransferSettings) -> None:
-        super().__init__(transfers)
+        super().__init__(transfers, profile_name=profile.name, where=profile.endpoint_url or "AWS S3",
+                         bucket=profile.bucket)
         self.profile = profile
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
-
-    @property
-    def _where(self) -> str:
-        return self.profile.endpoint_url or "AWS S3"
 
     async def client(self) -> Any:
         async with self._lock:
@@ -79,12 +147,7 @@ class S3Provider(ObjectStore):
 
     async def _call(self, op: str, **kwargs: Any) -> Any:
         client = await self.client()
-        try:
-            return await getattr(client, op)(Bucket=self.profile.bucket, **kwargs)
-        except TransferError:
-            raise
-        except Exception as exc:
-            raise self.translate(exc) from exc
+        return await self.guarded(getattr(client, op)(Bucket=self.profile.bucket, **kwargs))
 
     # -- primitives --------------------------------------------------------------------------------------
     async def _put_object(self, key: str, body: SliceReader, source: Source) -> None:
@@ -124,74 +187,27 @@ class S3Provider(ObjectStore):
         if self.profile.public_base_url:
             return public_url(self.profile.public_base_url, key)
         client = await self.client()
-        try:
-            url = await client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.profile.bucket, "Key": key},
-                ExpiresIn=self.profile.presign_expires_s)
-        except Exception as exc:
-            raise self.translate(exc) from exc
+        url = await self.guarded(client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.profile.bucket, "Key": key}, ExpiresIn=self.profile.presign_expires_s))
         return str(url)
 
     async def check(self) -> str:
         await self._call("list_objects_v2", MaxKeys=1)
-        return f"bucket {self.profile.bucket!r} at {self._where} is reachable and the credentials work"
+        return f"bucket {self.profile.bucket!r} at {self.where} is reachable and the credentials work"
 
     # -- errors --------------------------------------------------------------------------------------------
-    def translate(self, exc: BaseException) -> TransferError | ConfigError:
-        """Turn a botocore/aiohttp exception into an error that says what to fix."""
-        name, where, bucket = self.profile.name, self._where, self.profile.bucket
-        cause = _find_cause(exc, (SourceError, Interrupted))
-        if cause is not None:
-            return cause
+    def reply_of(self, exc: BaseException) -> StoreReply | None:
+        if not isinstance(exc, bce.ClientError):
+            return None
+        err = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return StoreReply(str(err.get("Code", "")), status, str(err.get("Message", "") or ""))
+
+    def special(self, exc: BaseException) -> TransferError | None:
         if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
+            name = self.profile_name
             return PermanentStorageError(
                 f"No S3 credentials for profile {name!r}: set access_key_id and secret_access_key in "
-                "[profiles.%s], or configure the AWS credential chain (AWS_ACCESS_KEY_ID, ~/.aws/credentials)."
-                % name, code="no_credentials")
-        if isinstance(exc, bce.ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            msg = str(err.get("Message", "") or "")
-            if code in ("InvalidAccessKeyId", "InvalidClientTokenId"):
-                return PermanentStorageError(
-                    f"{where} does not know the access key id of profile {name!r}. Check access_key_id.",
-                    code="invalid_credentials")
-            if code == "SignatureDoesNotMatch":
-                return PermanentStorageError(
-                    f"{where} refused the signature: the secret access key of profile {name!r} is wrong. "
-                    "Check secret_access_key.", code="invalid_credentials")
-            if code == "NoSuchBucket" or (status == 404 and code in ("404", "NotFound")):
-                return PermanentStorageError(
-                    f"Bucket {bucket!r} does not exist at {where}. Create it, or fix bucket in [profiles.{name}].",
-                    code="bucket_not_found")
-            if code == "NoSuchUpload":
-                return UploadGone()
-            if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
-                return PermanentStorageError(
-                    f"{where} denied access to bucket {bucket!r} for profile {name!r}: the credentials work but "
-                    "lack permission (s3:PutObject and multipart actions are needed).", code="access_denied")
-            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-                return TransientStorageError(f"{where} answered {status} {code or ''}".strip() + "; it may be "
-                                             "overloaded or restarting.", code="server_error")
-            return PermanentStorageError(f"{where} refused the request: {code} {msg}".strip(), code="rejected")
-        if isinstance(exc, bce.EndpointConnectionError | bce.ConnectionClosedError | bce.ConnectTimeoutError |
-                      bce.ReadTimeoutError | bce.HTTPClientError | aiohttp.ClientError | asyncio.TimeoutError |
-                      ConnectionError):
-            return TransientStorageError(f"Could not reach {where} ({describe(exc)}). Check the network and "
-                                         "endpoint_url.", code="network_error")
-        if isinstance(exc, bce.ParamValidationError | ValueError):
-            return ConfigError(f"Profile {name!r} is not usable: {describe(exc)}")
-        return TransientStorageError(f"Unexpected error talking to {where}: {describe(exc)}", code="network_error")
-
-
-def _find_cause(exc: BaseException, kind: tuple[type[TransferError], ...]) -> TransferError | None:
-    seen = 0
-    cur: BaseException | None = exc
-    while cur is not None and seen < 10:
-        if isinstance(cur, kind):
-            return cur
-        cur = cur.__cause__ or cur.__context__
-        seen += 1
-    return None
-
+                f"[profiles.{name}], or configure the AWS credential chain (AWS_ACCESS_KEY_ID, ~/.aws/credentials).",
+                code="no_credentials")
+        return None

@@ -1,0 +1,184 @@
+"""The application layer: every operation pixlift offers, typed, in one place.
+
+Every face is an adapter over this class: the JSON-RPC methods, the HTTP routes (browser uploads), the tray
+and the in-process parts of the CLI. None of them reaches the engine, a provider, the journal or the spool.
+It owns the submit pipeline once (profile, rate charging, the path rules or the byte checks, spooling), so a
+file dropped in the browser, a clipboard image and a path from a script pass the same gates.
+
+    adapters (rpc_methods, web, tray, cli)  ->  Application  ->  Engine, Profiles, Journal, Spool
+                                            <-  TaskView / Summary / events
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .config import SettingsBox
+from .engine import Engine
+from .errors import RateLimited
+from .events import Event, EventBus, Handler, TaskFinished
+from .home import Home
+from .journal import Journal
+from .profiles import Profiles
+from .security import Limits
+from .sources import CheckedFile, PathChecker
+from .spool import Spool
+from .tasks import TaskSource, TaskStatus
+from .views import Summary, TaskView, summarize
+
+
+@dataclass(frozen=True)
+class Submitted:
+    batch_id: str
+    tasks: list[TaskView]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "tasks": [t.to_json() for t in self.tasks]}
+
+
+@dataclass(frozen=True)
+class Progress:
+    tasks: list[TaskView]
+    summary: Summary
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tasks": [t.to_json() for t in self.tasks], "summary": self.summary.to_json()}
+
+
+class Application:
+    def __init__(self, *, home: Home, config: SettingsBox, engine: Engine, journal: Journal, events: EventBus,
+                 profiles: Profiles, spool: Spool, port: Callable[[], int]) -> None:
+        self.home = home
+        self.config = config
+        self.profiles = profiles
+        self._engine = engine
+        self._journal = journal
+        self._events = events
+        self._spool = spool
+        self._port = port
+        self._limits = Limits(lambda: config.current.security)
+        self._unsubscribe = events.subscribe(self._on_event)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    # -- submitting ------------------------------------------------------------------------------------------
+    def charge_call(self, client: str) -> None:
+        """One API call against the client's rate limit (RateLimited when over it)."""
+        self._limits.charge_call(client)
+
+    def _admit(self, client: str, files: int, profile: str | None) -> str:
+        """The gates every submission passes before any byte is read: a known profile, then the file caps."""
+        chosen = self.config.current.profile(profile).name
+        cap = self.config.current.security.max_queued_files
+        active = self._engine.active_count()
+        if active + files > cap:
+            raise RateLimited(f"{active} files are already waiting; at most {cap} may be queued at once. "
+                              "Retry when some have finished.", 30.0)
+        self._limits.charge_files(client, files)
+        return chosen
+
+    async def submit_paths(self, client: str, paths: list[str], *, profile: str | None,
+                           batch_size: int | None = None) -> Submitted:
+        """Files named by path, as one batch; one refused path refuses the call (PathRefused lists them all)."""
+        chosen = self._admit(client, len(paths), profile)
+        checked = await asyncio.to_thread(self.path_checker().check_all, paths)
+        size = batch_size if batch_size is not None else self.config.current.transfers.max_concurrent
+        batch_id, tasks = self._engine.submit(checked, profile=chosen, batch_size=size, source=TaskSource.PATH)
+        return Submitted(batch_id, [self._engine.view(t) for t in tasks])
+
+    async def submit_bytes(self, client: str, name: str, data: bytes, *, profile: str | None = None,
+                           source: TaskSource = TaskSource.CLIPBOARD) -> TaskView:
+        """Bytes held in memory (a clipboard image), as a one-file batch."""
+        chosen = self._admit(client, 1, profile)
+        checked = await asyncio.to_thread(self._spool.keep_bytes, name, data, self.config.current.security)
+        return self._queue_spooled(checked, chosen, source, batch_id=None, batch_size=1).tasks[0]
+
+    async def submit_stream(self, client: str, name: str, chunks: AsyncIterator[bytes], *, profile: str | None,
+                            batch_id: str | None, batch_size: int) -> Submitted:
+        """A body streamed in by the browser, added to ``batch_id`` (the browser sends a drop file by file)."""
+        chosen = self._admit(client, 1, profile)
+        checked = await self._spool.keep_stream(name, chunks, self.config.current.security)
+        return self._queue_spooled(checked, chosen, TaskSource.BROWSER, batch_id=batch_id, batch_size=batch_size)
+
+    def _queue_spooled(self, checked: CheckedFile, profile: str, source: TaskSource, *, batch_id: str | None,
+                       batch_size: int) -> Submitted:
+        try:
+            batch, tasks = self._engine.submit([checked], profile=profile, batch_size=batch_size, source=source,
+                                               names=[checked.name], batch_id=batch_id)
+        except BaseException:
+            self._spool.drop(checked)
+            raise
+        return Submitted(batch, [self._engine.view(t) for t in tasks])
+
+    def path_checker(self) -> PathChecker:
+        return PathChecker(self.config.current.security)  # the rules in force now, after any settings change
+
+    # -- acting --------------------------------------------------------------------------------------------------
+    def cancel(self, task_id: str) -> TaskView:
+        return self._engine.view(self._engine.cancel(task_id))
+
+    def retry(self, task_id: str) -> TaskView:
+        return self._engine.view(self._engine.retry(task_id, self.path_checker()))
+
+    def pause(self, task_id: str | None = None) -> int:
+        return self._engine.pause(task_id)
+
+    def resume(self, task_id: str | None = None) -> int:
+        return self._engine.resume(task_id)
+
+    def clear(self) -> int:
+        """Finished tasks leave the list (history keeps their links); their spooled bytes are deleted."""
+        gone = self._engine.clear()
+        for job in gone:
+            if job.task.source.spooled:
+                self._spool.drop(job.checked)
+        return len(gone)
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def task(self, task_id: str) -> TaskView:
+        return self._engine.view(self._engine.get(task_id))
+
+    def progress(self, batch_id: str | None = None) -> Progress:
+        tasks = self._engine.tasks(batch_id)
+        now = self._engine.clock()
+        return Progress([TaskView.of(t, now) for t in tasks], summarize(tasks, now))
+
+    def summary(self) -> Summary:
+        return summarize(self._engine.tasks(), self._engine.clock())
+
+    def current_name(self) -> str:
+        """An uploading (else a queued) file's name, for a title that names the only file in flight."""
+        tasks = self._engine.tasks()
+        for status in (TaskStatus.UPLOADING, TaskStatus.QUEUED):
+            found = next((t.name for t in tasks if t.status is status), None)
+            if found:
+                return found
+        return ""
+
+    def history(self, limit: int = 50, offset: int = 0, query: str | None = None) -> dict[str, Any]:
+        items, total = self._journal.history(limit, offset, query)
+        return {"items": items, "total": total}
+
+    def subscribe(self, handler: Handler) -> Callable[[], None]:
+        """Engine events (typed, see events.py) until the returned function is called."""
+        return self._events.subscribe(handler)
+
+    def describe(self) -> dict[str, Any]:
+        s = self.config.current
+        return {"version": __version__, "pid": os.getpid(), "port": self._port(), "home": str(self.home.root),
+                "config_file": str(self.home.config), "default_profile": s.default_profile,
+                "profiles": sorted(s.profiles), "max_concurrent": s.transfers.max_concurrent,
+                "allowed_roots": [str(r) for r in s.security.allowed_roots],
+                "images_only": s.security.images_only, "max_file_size": s.security.max_file_size,
+                "files_root": str(self.home.files)}
+
+    def _on_event(self, event: Event) -> None:
+        # A completed upload no longer needs its spooled bytes.
+        if isinstance(event, TaskFinished) and event.task.status is TaskStatus.COMPLETED and event.task.source.spooled:
+            self._spool.drop(self._engine.checked(event.task.task_id))

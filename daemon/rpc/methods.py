@@ -1,0 +1,140 @@
+"""The JSON-RPC methods: each one a thin adapter from params to one application-layer operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .machinery import Call, Param, openrpc_document, rpc
+
+PATHS = Param("paths", "paths", "absolute paths of the files to upload, inside the allowed folders")
+PROFILE = Param("profile", "string", "storage profile name; the default profile when omitted", required=False)
+TASK_ID = Param("task_id", "string", "a task id from upload_images")
+OPT_TASK_ID = Param("task_id", "string", "a task id; every task when omitted", required=False)
+
+
+@rpc("upload_images", "Queue files for upload as one batch; returns at once with a task per file, in input order.",
+     '{"batch_id", "tasks": [Task]}', PATHS, PROFILE)
+async def upload_images(call: Call, p: dict[str, Any]) -> Any:
+    # The profile is judged first, so a bad profile name is a config error even when a path is also bad.
+    return (await call.app.submit_paths(call.client, p["paths"], profile=p["profile"])).to_json()
+
+
+@rpc("upload_images_batch", "Like upload_images, with at most batch_size files of this batch in flight at once.",
+     '{"batch_id", "tasks": [Task]}', PATHS,
+     Param("batch_size", "integer", "files of this batch in flight at once", required=False, default=5, minimum=1,
+           maximum=100), PROFILE)
+async def upload_images_batch(call: Call, p: dict[str, Any]) -> Any:
+    return (await call.app.submit_paths(call.client, p["paths"], profile=p["profile"],
+                                        batch_size=p["batch_size"])).to_json()
+
+
+@rpc("get_upload_progress", "One task's progress.", "Task", TASK_ID)
+async def get_upload_progress(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.task(p["task_id"]).to_json()
+
+
+@rpc("get_all_upload_progress", "Every listed task (or one batch's) and a summary.",
+     '{"tasks": [Task], "summary": Summary}',
+     Param("batch_id", "string", "only this batch's tasks", required=False))
+async def get_all_upload_progress(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.progress(p["batch_id"]).to_json()
+
+
+@rpc("cancel_upload", "Cancel a queued, uploading or paused task; a started multipart upload is aborted.", "Task",
+     TASK_ID)
+async def cancel_upload(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.cancel(p["task_id"]).to_json()
+
+
+@rpc("retry_upload", "Queue a failed or cancelled task again, under the same task_id.", "Task", TASK_ID)
+async def retry_upload(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.retry(p["task_id"]).to_json()
+
+
+@rpc("clear_upload_progress", "Remove finished tasks (completed, failed, cancelled) from the list; history keeps "
+     "every link.", '{"cleared": int}')
+async def clear_upload_progress(call: Call, p: dict[str, Any]) -> Any:
+    return {"cleared": call.app.clear()}
+
+
+@rpc("pause_upload", "Pause one task, or everything queued and uploading. Finished multipart parts are kept.",
+     '{"paused": int}', OPT_TASK_ID)
+async def pause_upload(call: Call, p: dict[str, Any]) -> Any:
+    return {"paused": call.app.pause(p["task_id"])}
+
+
+@rpc("resume_upload", "Resume one paused task, or every paused task; multipart uploads continue from their last "
+     "whole part.", '{"resumed": int}', OPT_TASK_ID)
+async def resume_upload(call: Call, p: dict[str, Any]) -> Any:
+    return {"resumed": call.app.resume(p["task_id"])}
+
+
+@rpc("get_upload_history", "Every uploaded link, newest first; kept across restarts.",
+     '{"items": [{"task_id", "name", "url", "size", "profile", "key", "uploaded_at"}], "total": int}',
+     Param("limit", "integer", "items per page", required=False, default=50, minimum=1, maximum=1000),
+     Param("offset", "integer", "items to skip", required=False, default=0, minimum=0, maximum=10**9),
+     Param("query", "string", "only names containing this text", required=False))
+async def get_upload_history(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.history(p["limit"], p["offset"], p["query"])
+
+
+@rpc("list_profiles", "The storage profiles (never their secrets) and which is the default.",
+     '{"default": str, "profiles": [{"name", "provider", "bucket", "endpoint", ...}]}')
+async def list_profiles(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.profiles.listing()
+
+
+@rpc("list_provider_kinds", "The storage providers pixlift supports and the settings each one takes (for a "
+     "settings form).", '{"kinds": [{"provider", "label", "legend", "fields": [{"name", "label", "input", '
+     '"secret", "placeholder", "choices"}]}]}')
+async def list_provider_kinds(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.profiles.kinds()
+
+
+@rpc("check_profile", "Test a profile's connection and credentials; says exactly what is wrong.",
+     '{"profile", "ok": bool, "message"}', PROFILE)
+async def check_profile(call: Call, p: dict[str, Any]) -> Any:
+    return await call.app.profiles.check(p["profile"])
+
+
+@rpc("get_daemon_info", "Version, pid, limits and profile names of the running daemon.", "object")
+async def get_daemon_info(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.describe()
+
+
+@rpc("rpc.discover", "This API described as an OpenRPC document.", "OpenRPC document")
+async def discover(call: Call, p: dict[str, Any]) -> Any:
+    return openrpc_document()
+
+
+PROFILE_NAME = Param("name", "string", "the profile's name: 1 to 64 letters, digits, '-' or '_'")
+PROFILE_FIELDS = Param("profile", "object", 'the profile\'s settings as in config.toml, e.g. {"provider": "s3", '
+                       '"bucket": "photos", ...}; a secret field left out or empty keeps the saved secret')
+PROFILE_LIST = '{"default": str, "profiles": [...]} as list_profiles'
+
+
+@rpc("save_profile", "Add a storage profile or replace one's settings in config.toml (checked first, written "
+     "atomically, in force at once). Secret fields left out or empty keep the saved secret.", PROFILE_LIST,
+     PROFILE_NAME, PROFILE_FIELDS)
+async def save_profile(call: Call, p: dict[str, Any]) -> Any:
+    return await call.app.profiles.save(p["name"], p["profile"])
+
+
+@rpc("delete_profile", "Delete a storage profile from config.toml. The default profile, the last profile and a "
+     "profile that active uploads use cannot be deleted.", PROFILE_LIST, PROFILE_NAME)
+async def delete_profile(call: Call, p: dict[str, Any]) -> Any:
+    return await call.app.profiles.delete(p["name"])
+
+
+@rpc("set_default_profile", "Make a profile the default (storage.default in config.toml).", PROFILE_LIST,
+     PROFILE_NAME)
+async def set_default_profile(call: Call, p: dict[str, Any]) -> Any:
+    return await call.app.profiles.set_default(p["name"])
+
+
+@rpc("check_profile_draft", "Test settings for a profile before saving them (as save_profile would store them); "
+     "writes nothing.", '{"profile", "ok": bool, "message"}', PROFILE_NAME, PROFILE_FIELDS)
+async def check_profile_draft(call: Call, p: dict[str, Any]) -> Any:
+    return await call.app.profiles.check_draft(p["name"], p["profile"])
+
+
