@@ -25,6 +25,7 @@ let offline = false;
 let countdownTimer = 0;
 let stopped = false;
 let userPickedProfile = false;
+let uploadList = null; // what uploads.init made
 
 const $ = (id) => document.getElementById(id);
 
@@ -74,12 +75,12 @@ async function poll() {
   polling = true;
   let delay = IDLE_MS;
   try {
-    const seq = uploads.nextPollSeq();
+    const seq = uploadList.nextPollSeq();
     const data = await rpc("get_all_upload_progress");
-    uploads.applyPoll(data, seq);
+    uploadList.applyPoll(data, seq);
     if (offline) backOnline();
     failures = 0;
-    const active = uploads.hasActive();
+    const active = uploadList.hasActive();
     delay = active ? ACTIVE_MS : IDLE_MS;
     if (document.hidden) delay = active ? 2 * IDLE_MS / 3 : HIDDEN_MS;
   } catch (err) {
@@ -210,7 +211,7 @@ async function boot() {
   started = true;
   $("booting").hidden = true;
   $("app").hidden = false;
-  uploads.init(ctx);
+  uploadList = uploads.init(ctx);
   history.init(ctx);
   settings.init(ctx);
   fillProfiles(list);
@@ -230,7 +231,7 @@ async function boot() {
   route();
   // A hook for the benchmark (bench/ui_poll.py): apply one poll's data, get back the milliseconds it took.
   window.__pixlift = {
-    applyPoll: (data) => uploads.applyPoll(data),
+    applyPoll: (data) => uploadList.applyPoll(data),
     stopPolling: () => {
       stopped = true;
       clearTimeout(pollTimer);
