@@ -1,37 +1,27 @@
 // The settings view: storage profiles (list, add, edit, delete, default, test) and the custom copy format.
 // Secret fields are write-only: the daemon never sends them, the form shows whether one is saved, and an
-// empty secret field keeps the saved one.
+// empty secret field keeps the saved one. Which providers there are, and their fields, the daemon says
+// (list_provider_kinds); the editor's form is built from that once.
 
 import { el } from "./format.js";
 import { confirmDialog, toast } from "./notify.js";
+import { providerFieldset, providerOption, shortName } from "./provider-fields.js";
 import { RpcError, rpc } from "./rpc.js";
 import { DEFAULT_TEMPLATE, formatLink, setTemplate, template } from "./share.js";
 
 const DEFAULT_KEY_TEMPLATE = "{year}/{month}/{stem}-{hash8}{ext}";
-const PROVIDER_NAMES = { s3: "S3", oss: "OSS", local: "Local" };
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
-const SECRET_FLAGS = {
-  access_key_id: "access_key_id_set",
-  secret_access_key: "secret_access_key_set",
-  access_key_secret: "access_key_secret_set",
-};
-
-function describe(p) {
-  if (p.provider === "local") return `Folder ${p.root || "(pixlift's files folder)"}`;
-  const where = p.provider === "s3" ? (p.endpoint_url || "AWS S3") : p.endpoint;
-  const keys = p.access_key_id_set ? "keys saved" : (p.provider === "s3" ? "AWS credential chain" : "keys from environment");
-  return `Bucket ${p.bucket} at ${where} · ${keys}`;
-}
 
 function render(state, list) {
   const { dom } = state;
+  state.list = list;
   state.profiles = list.profiles;
   const frag = document.createDocumentFragment();
   for (const p of state.profiles) {
     const result = el("p", { class: "result", role: "status", "aria-live": "polite" });
     const title = el("div", { class: "ptitle" },
       el("strong", { text: p.name }),
-      el("span", { class: "tag", text: PROVIDER_NAMES[p.provider] || p.provider }),
+      el("span", { class: "tag", text: shortName(state.kinds?.find((k) => k.provider === p.provider), p.provider) }),
       p.default ? el("span", { class: "tag default", text: "default" }) : null);
     const buttons = el("div", { class: "pactions" },
       el("button", { type: "button", class: "btn small", "data-do": "test", "aria-label": `Test connection of ${p.name}`,
@@ -42,7 +32,7 @@ function render(state, list) {
       p.default ? null : el("button", { type: "button", class: "btn small danger", "data-do": "delete",
         "aria-label": `Delete ${p.name}`, text: "Delete" }));
     const li = el("li", { class: "profile", "data-name": p.name },
-      el("div", { class: "pinfo" }, title, el("div", { class: "muted", text: describe(p) }), result), buttons);
+      el("div", { class: "pinfo" }, title, el("div", { class: "muted", text: p.summary || "" }), result), buttons);
     li._profile = p;
     frag.append(li);
   }
@@ -104,6 +94,22 @@ async function change(state, method, name, done) {
 }
 
 // -- the editor --------------------------------------------------------------------------------------------
+// The kinds of storage the daemon offers, fetched once (again after a failure) and built into the form.
+function loadKinds(state) {
+  state.kindsLoading ??= rpc("list_provider_kinds").then(({ kinds }) => {
+    const { form, providerFields } = state.dom;
+    state.kinds = kinds;
+    form.elements.provider.replaceChildren(...kinds.map(providerOption));
+    providerFields.replaceChildren(...kinds.map(providerFieldset));
+    if (state.list) render(state, state.list); // the cards' tags
+    return kinds;
+  }, (err) => {
+    state.kindsLoading = null;
+    throw err;
+  });
+  return state.kindsLoading;
+}
+
 function fieldsets(state) {
   return Array.from(state.dom.form.querySelectorAll("fieldset[data-provider]"));
 }
@@ -121,8 +127,14 @@ function input(state, name) {
   return state.dom.form.querySelector(`details [name="${name}"]`);
 }
 
-function openEditor(state, p) {
+async function openEditor(state, p) {
   const { dom } = state;
+  try {
+    await loadKinds(state);
+  } catch (err) {
+    state.ctx.report(err);
+    return;
+  }
   state.editing = p || null;
   dom.form.reset();
   dom.result.textContent = "";
@@ -131,13 +143,13 @@ function openEditor(state, p) {
   const name = dom.form.elements.name;
   name.value = p ? p.name : "";
   name.readOnly = Boolean(p);
-  const provider = p ? p.provider : "s3";
+  const provider = p ? p.provider : state.kinds[0]?.provider;
   dom.form.elements.provider.value = provider;
   showProvider(state, provider);
   for (const fs of fieldsets(state)) {
     for (const field of fs.querySelectorAll("input, select")) {
       if (field.hasAttribute("data-secret")) {
-        const saved = p && p.provider === fs.dataset.provider && p[SECRET_FLAGS[field.name]];
+        const saved = p && p.provider === fs.dataset.provider && p[`${field.name}_set`];
         field.placeholder = saved ? "saved (leave empty to keep)" : "not set";
         continue;
       }
@@ -159,7 +171,7 @@ function collect(state) {
   const provider = dom.form.elements.provider.value;
   const fields = { provider };
   const fs = fieldsets(state).find((f) => f.dataset.provider === provider);
-  for (const field of fs.querySelectorAll("input, select")) fields[field.name] = field.value.trim();
+  for (const field of fs?.querySelectorAll("input, select") ?? []) fields[field.name] = field.value.trim();
   fields.public_base_url = input(state, "public_base_url").value.trim();
   fields.key_template = input(state, "key_template").value.trim();
   return fields;
@@ -238,13 +250,18 @@ export function init(ctx) {
     template: document.getElementById("template"),
     preview: document.getElementById("template-preview"),
     about: document.getElementById("about"),
+    providerFields: document.getElementById("provider-fields"),
   };
   const state = {
     ctx,
     dom,
     profiles: [],
     editing: null, // the profile being edited, or null when adding
+    list: null, // the last list_profiles answer shown
+    kinds: null, // list_provider_kinds: [{provider, label, legend, fields}], in display order
+    kindsLoading: null, // its request, while on its way or once answered
   };
+  loadKinds(state).catch((err) => ctx.report(err, { quiet: true })); // openEditor asks again if this fails
   dom.list.addEventListener("click", (e) => onListClick(state, e));
   document.getElementById("add-profile").addEventListener("click", () => openEditor(state, null));
   document.getElementById("profile-cancel").addEventListener("click", () => dom.dialog.close());
