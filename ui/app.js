@@ -15,21 +15,25 @@ const IDLE_MS = 3000;
 const HIDDEN_MS = 6000;
 const MAX_BACKOFF_MS = 10000;
 
-let info = {};
-let started = false;
-let pollTimer = 0;
-let polling = false;
-let pollAgain = false;
-let failures = 0;
-let offline = false;
-let countdownTimer = 0;
-let stopped = false;
-let userPickedProfile = false;
+// The page's state, in one object.
+const state = {
+  info: {},
+  started: false,
+  pollTimer: 0,
+  polling: false,
+  pollAgain: false,
+  failures: 0,
+  offline: false,
+  countdownTimer: 0,
+  stopped: false,
+  userPickedProfile: false,
+  views: null, // uploads, history and settings, as their init made them (once signed in)
+};
 
 const $ = (id) => document.getElementById(id);
 
 const ctx = {
-  info: () => info,
+  info: () => state.info,
   pollSoon,
   report,
   signedOut: showSignedOut,
@@ -41,9 +45,9 @@ const ctx = {
 
 // -- signed out: say how to get in, show nothing else ------------------------------------------------------
 function showSignedOut() {
-  stopped = true;
-  clearTimeout(pollTimer);
-  clearInterval(countdownTimer);
+  state.stopped = true;
+  clearTimeout(state.pollTimer);
+  clearInterval(state.countdownTimer);
   $("booting").hidden = true;
   $("app").hidden = true;
   $("signed-out").hidden = false;
@@ -65,58 +69,58 @@ function report(err, { quiet = false } = {}) {
 
 // -- polling and the offline banner ------------------------------------------------------------------------
 async function poll() {
-  clearTimeout(pollTimer);
-  if (stopped) return;
-  if (polling) {
-    pollAgain = true;
+  clearTimeout(state.pollTimer);
+  if (state.stopped) return;
+  if (state.polling) {
+    state.pollAgain = true;
     return;
   }
-  polling = true;
+  state.polling = true;
   let delay = IDLE_MS;
   try {
-    const seq = uploads.nextPollSeq();
+    const seq = state.views.uploads.nextPollSeq();
     const data = await rpc("get_all_upload_progress");
-    uploads.applyPoll(data, seq);
-    if (offline) backOnline();
-    failures = 0;
-    const active = uploads.hasActive();
+    state.views.uploads.applyPoll(data, seq);
+    if (state.offline) backOnline();
+    state.failures = 0;
+    const active = state.views.uploads.hasActive();
     delay = active ? ACTIVE_MS : IDLE_MS;
     if (document.hidden) delay = active ? 2 * IDLE_MS / 3 : HIDDEN_MS;
   } catch (err) {
     if (err instanceof SignedOut) {
-      polling = false;
+      state.polling = false;
       showSignedOut();
       return;
     }
     if (err instanceof RpcError && err.code === -32029) {
       delay = (err.data?.retry_after_s ?? 1) * 1000 + 100;
     } else {
-      failures += 1;
-      delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (failures - 1));
+      state.failures += 1;
+      delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (state.failures - 1));
       goOffline(delay, err instanceof Offline ? "" : err.message);
     }
   } finally {
-    polling = false;
+    state.polling = false;
   }
-  if (pollAgain) {
-    pollAgain = false;
+  if (state.pollAgain) {
+    state.pollAgain = false;
     delay = 0;
   }
-  pollTimer = setTimeout(poll, delay);
+  state.pollTimer = setTimeout(poll, delay);
 }
 
 function pollSoon() {
-  if (stopped) return;
-  if (polling) {
-    pollAgain = true;
+  if (state.stopped) return;
+  if (state.polling) {
+    state.pollAgain = true;
     return;
   }
-  clearTimeout(pollTimer);
-  pollTimer = setTimeout(poll, 0);
+  clearTimeout(state.pollTimer);
+  state.pollTimer = setTimeout(poll, 0);
 }
 
 function goOffline(delay, detail = "") {
-  offline = true;
+  state.offline = true;
   const banner = $("offline");
   banner.hidden = false;
   const due = Date.now() + delay;
@@ -128,22 +132,22 @@ function goOffline(delay, detail = "") {
     $("offline-countdown").textContent = s > 0 ? ` in ${s} s…` : "…";
   };
   show();
-  clearInterval(countdownTimer);
-  countdownTimer = setInterval(show, 1000);
+  clearInterval(state.countdownTimer);
+  state.countdownTimer = setInterval(show, 1000);
 }
 
 async function backOnline() {
-  offline = false;
-  clearInterval(countdownTimer);
+  state.offline = false;
+  clearInterval(state.countdownTimer);
   $("offline").hidden = true;
   toast("Connected to pixlift again.");
   try {
     // The daemon may have restarted with other settings.
-    info = withFilesRoot(await rpc("get_daemon_info"));
+    state.info = withFilesRoot(await rpc("get_daemon_info"));
     const list = await rpc("list_profiles");
     fillProfiles(list);
-    settings.render(list);
-    settings.showAbout(info);
+    state.views.settings.render(list);
+    state.views.settings.showAbout(state.info);
   } catch (err) {
     report(err, { quiet: true });
   }
@@ -152,7 +156,7 @@ async function backOnline() {
 // -- profiles in the upload picker --------------------------------------------------------------------------
 function fillProfiles(list) {
   const select = $("profile-select");
-  const keep = userPickedProfile ? select.value : null;
+  const keep = state.userPickedProfile ? select.value : null;
   select.replaceChildren(...list.profiles.map((p) => {
     const option = document.createElement("option");
     option.value = p.name;
@@ -182,10 +186,10 @@ function route() {
     else link.removeAttribute("aria-current");
   }
   document.title = { uploads: "pixlift", history: "History · pixlift", settings: "Settings · pixlift" }[view];
-  if (view === "history") history.load(true);
+  if (view === "history") state.views.history.load(true);
   if (view === "settings") {
     rpc("list_profiles").then((list) => {
-      settings.render(list);
+      state.views.settings.render(list);
       fillProfiles(list);
     }, (err) => report(err, { quiet: true }));
   }
@@ -196,7 +200,7 @@ async function boot() {
   let list;
   try {
     list = await rpc("list_profiles"); // one call decides: signed in (the app) or not (how to get in)
-    info = withFilesRoot(await rpc("get_daemon_info"));
+    state.info = withFilesRoot(await rpc("get_daemon_info"));
   } catch (err) {
     if (err instanceof SignedOut) {
       showSignedOut();
@@ -206,21 +210,19 @@ async function boot() {
     setTimeout(boot, 2000);
     return;
   }
-  if (started) return;
-  started = true;
+  if (state.started) return;
+  state.started = true;
   $("booting").hidden = true;
   $("app").hidden = false;
-  uploads.init(ctx);
-  history.init(ctx);
-  settings.init(ctx);
+  state.views = { uploads: uploads.init(ctx), history: history.init(ctx), settings: settings.init(ctx) };
   fillProfiles(list);
-  settings.render(list);
-  settings.showAbout(info);
+  state.views.settings.render(list);
+  state.views.settings.showAbout(state.info);
   $("profile-select").addEventListener("change", () => {
-    userPickedProfile = true;
+    state.userPickedProfile = true;
   });
   $("offline-retry").addEventListener("click", () => {
-    failures = 0;
+    state.failures = 0;
     pollSoon();
   });
   document.addEventListener("visibilitychange", () => {
@@ -230,10 +232,10 @@ async function boot() {
   route();
   // A hook for the benchmark (bench/ui_poll.py): apply one poll's data, get back the milliseconds it took.
   window.__pixlift = {
-    applyPoll: (data) => uploads.applyPoll(data),
+    applyPoll: (data) => state.views.uploads.applyPoll(data),
     stopPolling: () => {
-      stopped = true;
-      clearTimeout(pollTimer);
+      state.stopped = true;
+      clearTimeout(state.pollTimer);
     },
   };
   poll();

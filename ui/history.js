@@ -5,13 +5,6 @@ import { rpc } from "./rpc.js";
 import { copyFromButton, shareBlock } from "./share.js";
 
 const PAGE = 50;
-let ctx = null;
-let dom = null;
-let loaded = 0;
-let total = 0;
-let query = "";
-let generation = 0; // answers to an older search are dropped
-let debounce = 0;
 
 function item(h) {
   const thumb = fmt.el("div", { class: "thumb" },
@@ -27,27 +20,29 @@ function item(h) {
   return li;
 }
 
-export async function load(reset = true) {
-  const gen = ++generation;
-  const offset = reset ? 0 : loaded;
+async function load(state, reset = true) {
+  const { dom } = state;
+  const gen = ++state.generation;
+  const offset = reset ? 0 : state.loaded;
   const params = { limit: PAGE, offset };
-  if (query) params.query = query;
+  if (state.query) params.query = state.query;
   dom.more.disabled = true;
   let page;
   try {
     page = await rpc("get_upload_history", params);
   } catch (err) {
     dom.more.disabled = false;
-    ctx.report(err);
+    state.ctx.report(err);
     return;
   }
-  if (gen !== generation) return;
+  if (gen !== state.generation) return;
   const frag = document.createDocumentFragment();
   for (const h of page.items) frag.append(item(h));
   if (reset) dom.list.replaceChildren(frag);
   else dom.list.append(frag);
-  loaded = offset + page.items.length;
-  total = page.total;
+  state.loaded = offset + page.items.length;
+  state.total = page.total;
+  const { loaded, total, query } = state;
   dom.more.hidden = loaded >= total;
   dom.more.disabled = false;
   dom.empty.hidden = total > 0;
@@ -56,23 +51,32 @@ export async function load(reset = true) {
   dom.total.textContent = total === 0 ? "" : query ? `${what} match “${query}”` : `${what}, newest first`;
 }
 
-export function init(context) {
-  ctx = context;
-  dom = {
+// Wire the view to the page. Returns what app.js drives it with.
+export function init(ctx) {
+  const dom = {
     list: document.getElementById("history-list"),
     search: document.getElementById("history-search"),
     more: document.getElementById("history-more"),
     empty: document.getElementById("history-empty"),
     total: document.getElementById("history-total"),
   };
+  const state = {
+    ctx,
+    dom,
+    loaded: 0,
+    total: 0,
+    query: "",
+    generation: 0, // answers to an older search are dropped
+    debounce: 0,
+  };
   dom.search.addEventListener("input", () => {
-    clearTimeout(debounce);
-    debounce = setTimeout(() => {
-      query = dom.search.value.trim();
-      load(true);
+    clearTimeout(state.debounce);
+    state.debounce = setTimeout(() => {
+      state.query = dom.search.value.trim();
+      load(state, true);
     }, 200);
   });
-  dom.more.addEventListener("click", () => load(false));
+  dom.more.addEventListener("click", () => load(state, false));
   dom.list.addEventListener("click", (e) => {
     const button = e.target.closest("button[data-copy]");
     const h = button?.closest("li")?._item;
@@ -81,4 +85,5 @@ export function init(context) {
   dom.list.addEventListener("error", (e) => {
     if (e.target instanceof HTMLImageElement) e.target.hidden = true;
   }, true);
+  return { load: (reset = true) => load(state, reset) };
 }

@@ -1,0 +1,41 @@
+// The profile editor's provider-specific fields, built from the kinds of storage the daemon serves
+// (list_provider_kinds), so a provider the daemon gains needs no change here.
+//
+// Kind = {provider, label, legend, fields: [{name, label, input: text|url|password|select, secret, placeholder,
+// choices: [[value, label], ...] | null}]}. Secret fields are write-only: the daemon never sends their value,
+// only "<name>_set" on each profile.
+
+import { el } from "./format.js";
+
+// The short name on a profile's card. The kinds carry no short name (yet); these keep the cards as they were.
+const SHORT_NAMES = { s3: "S3", oss: "OSS", local: "Local" };
+
+export function shortName(kind, provider) {
+  return kind?.short || SHORT_NAMES[provider] || kind?.legend || provider;
+}
+
+export function providerOption(kind) {
+  return el("option", { value: kind.provider, text: kind.label });
+}
+
+function control(f) {
+  if (f.input === "select") {
+    return el("select", { name: f.name },
+      ...(f.choices || []).map(([value, label]) => el("option", { value, text: label })));
+  }
+  if (f.input === "password") {
+    // new-password: the browser must not fill in a saved login here, which would overwrite the saved secret.
+    return el("input", { name: f.name, type: "password", "data-secret": f.secret, autocomplete: "new-password",
+      placeholder: f.placeholder || null });
+  }
+  return el("input", { name: f.name, type: f.input === "url" ? "url" : null, "data-secret": f.secret,
+    autocomplete: "off", placeholder: f.placeholder || null, spellcheck: "false" });
+}
+
+// One fieldset per kind, hidden until its provider is chosen; a grid when it has more than one field.
+export function providerFieldset(kind) {
+  const labels = kind.fields.map((f) => el("label", { class: "field" }, el("span", { text: f.label }), control(f)));
+  return el("fieldset", { "data-provider": kind.provider, hidden: true },
+    el("legend", { text: kind.legend || kind.label }),
+    labels.length > 1 ? el("div", { class: "grid" }, ...labels) : labels[0]);
+}
