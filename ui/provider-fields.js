@@ -7,11 +7,9 @@
 
 import { el } from "./format.js";
 
-// The short name on a profile's card. The kinds carry no short name (yet); these keep the cards as they were.
-const SHORT_NAMES = { s3: "S3", oss: "OSS", local: "Local" };
-
+// The short name on a profile's card ("S3", "OSS", "Local").
 export function shortName(kind, provider) {
-  return kind?.short || SHORT_NAMES[provider] || kind?.legend || provider;
+  return kind?.legend || provider;
 }
 
 export function providerOption(kind) {
@@ -36,6 +34,6 @@ function control(f) {
 export function providerFieldset(kind) {
   const labels = kind.fields.map((f) => el("label", { class: "field" }, el("span", { text: f.label }), control(f)));
   return el("fieldset", { "data-provider": kind.provider, hidden: true },
-    el("legend", { text: kind.legend || kind.label }),
+    el("legend", { text: kind.label }),
     labels.length > 1 ? el("div", { class: "grid" }, ...labels) : labels[0]);
 }

@@ -10,7 +10,7 @@ import { Row } from "./row.js";
 import { holdBatch, settleSend } from "./state.js";
 
 const SENDS_AT_ONCE = 3; // leave the browser's other connections to this host for polls and clicks
-const IMAGE_EXT = /\.(png|jpe?g|gif|webp|avif|hei[cf]|bmp|tiff?|ico|svg)$/i;
+const IMAGE_EXT = /\.(png|jpe?g|gif|webp|avif|hei[cf]|jxl|bmp|tiff?|ico|svg)$/i;
 
 export function addFiles(state, files) {
   if (!files.length) return;
@@ -50,7 +50,7 @@ function refuse(file, info) {
   }
   if (file.size === 0) return `${file.name} is empty (or is a folder this browser cannot read).`;
   if (info.images_only && !(file.type.startsWith("image/") || IMAGE_EXT.test(file.name))) {
-    return `${file.name} is not an image (PNG, JPEG, GIF, WebP, AVIF, HEIC, BMP, TIFF, ICO or SVG).`;
+    return `${file.name} is not an image (PNG, JPEG, GIF, WebP, AVIF, HEIC, JPEG XL, BMP, TIFF, ICO or SVG).`;
   }
   return "";
 }
