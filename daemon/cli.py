@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from . import __version__
 from .client import Client, DaemonNotRunning, RpcError
-from .config import Settings, SettingsBox
-from .errors import PATH_REFUSED, ConfigError, PixliftError
+from .config import SettingsBox
+from .errors import PATH_REFUSED, ConfigError
 from .home import Home
 from .sources import sniff_image
 
@@ -226,33 +226,16 @@ def cmd_config(home: Home, args: argparse.Namespace) -> int:
     names = [args.profile] if args.profile else list(settings.profiles)
     for name in names:
         settings.profile(name)
-    results = asyncio.run(_check_profiles(home, settings, names))
+    from .profiles import check_offline
+
     bad = 0
-    for name, ok, message in results:
-        mark = "ok  " if ok else "FAIL"
+    for result in asyncio.run(check_offline(settings, home.files, names)):
+        name = result["profile"]
+        mark = "ok  " if result["ok"] else "FAIL"
         default = " (default)" if name == settings.default_profile else ""
-        print(f"  {mark} {name}{default}: {message}")
-        bad += not ok
+        print(f"  {mark} {name}{default}: {result['message']}")
+        bad += not result["ok"]
     return 1 if bad else 0
-
-
-async def _check_profiles(home: Home, settings: Settings, names: list[str]) -> list[tuple[str, bool, str]]:
-    from .providers.registry import ProviderPool
-
-    pool = ProviderPool(SettingsBox(settings), home.files, lambda: "http://127.0.0.1")
-    out = []
-    try:
-        for name in names:
-            try:
-                provider = pool.get(name)
-                out.append((name, True, await asyncio.wait_for(provider.check(), 30)))
-            except PixliftError as exc:
-                out.append((name, False, exc.message))
-            except TimeoutError:
-                out.append((name, False, "no answer within 30 s; check the endpoint and the network"))
-    finally:
-        await pool.close()
-    return out
 
 
 def cmd_token(home: Home, args: argparse.Namespace) -> int:

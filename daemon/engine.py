@@ -197,13 +197,19 @@ class Engine:
         self._wake.set()
         return task
 
+    def _targets(self, task_id: str | None, verb: str) -> list[Job]:
+        """One named task (refused when finished), or every task."""
+        if not task_id:
+            return list(self._jobs.values())
+        job = self._job(task_id)
+        if job.task.status in FINISHED:
+            raise InvalidState(f"Task {task_id} is {job.task.status}; it cannot be {verb}.",
+                               data={"task_id": task_id, "status": str(job.task.status)})
+        return [job]
+
     def pause(self, task_id: str | None = None) -> int:
-        jobs = [self._job(task_id)] if task_id else list(self._jobs.values())
-        if task_id and jobs[0].task.status in FINISHED:
-            raise InvalidState(f"Task {task_id} is {jobs[0].task.status}; it cannot be paused.",
-                               data={"task_id": task_id, "status": str(jobs[0].task.status)})
         count = 0
-        for job in jobs:
+        for job in self._targets(task_id, "paused"):
             if job.task.status in (TaskStatus.QUEUED, TaskStatus.UPLOADING):
                 self._move(job, TaskStatus.PAUSED)
                 job.stop()
@@ -213,12 +219,8 @@ class Engine:
         return count
 
     def resume(self, task_id: str | None = None) -> int:
-        jobs = [self._job(task_id)] if task_id else list(self._jobs.values())
-        if task_id and jobs[0].task.status in FINISHED:
-            raise InvalidState(f"Task {task_id} is {jobs[0].task.status}; it cannot be resumed.",
-                               data={"task_id": task_id, "status": str(jobs[0].task.status)})
         count = 0
-        for job in jobs:
+        for job in self._targets(task_id, "resumed"):
             if job.task.status is TaskStatus.PAUSED:  # a worker still unwinding re-queues it on release
                 self._move(job, TaskStatus.QUEUED)
                 self.journal.update(job.task)

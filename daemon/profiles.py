@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import ProfileBase, SettingsBox
+from .config import ProfileBase, Settings, SettingsBox
 from .errors import InvalidState, PixliftError
 from .providers.base import Provider
 from .providers.registry import KINDS, ProviderPool, build_provider, kind_of
@@ -82,3 +82,12 @@ async def _check(name: str, provider: Provider) -> dict[str, Any]:
                 "message": f"The store did not answer within {CHECK_TIMEOUT_S} s. Check the endpoint and the "
                            "network."}
     return {"profile": name, "ok": True, "message": message}
+
+
+async def check_offline(settings: Settings, files_root: Path, names: list[str]) -> list[dict[str, Any]]:
+    """``check`` for each named profile without a running daemon (``pixlift config check``)."""
+    pool = ProviderPool(SettingsBox(settings), files_root, lambda: "http://127.0.0.1")
+    try:
+        return [await _check(name, pool.get(name)) for name in names]
+    finally:
+        await pool.close()
