@@ -1,0 +1,74 @@
+"""What the tray shows: a frozen ``TrayState`` read on the loop, and the words made of it.
+
+Pure: no pystray, no threads. ``read_state`` is handed to ``Crossing.call`` and so runs on the event loop; the
+tray's threads only ever see the frozen result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..application import Application
+from ..views import Summary
+
+NAME = "pixlift"
+RECENT = 5  # links in "Recent links"
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class TrayState:
+    uploading: int = 0
+    queued: int = 0
+    paused: int = 0
+    failed: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    first_name: str = ""  # an uploading (or queued) file, named in the title when it is the only one
+    recent: tuple[Link, ...] = ()
+
+    @property
+    def active(self) -> int:
+        """Files that are sending or waiting to send."""
+        return self.uploading + self.queued
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.bytes_done / self.bytes_total) if self.bytes_total else 0
+
+
+def read_state(app: Application) -> TrayState:
+    """Runs on the loop: what the tray shows, from the same summary the web UI shows."""
+    s: Summary = app.summary()
+    items = app.history(RECENT, 0)["items"]
+    return TrayState(uploading=s.uploading, queued=s.queued, paused=s.paused, failed=s.failed,
+                     bytes_total=s.bytes_total, bytes_done=s.bytes_uploaded, first_name=app.current_name(),
+                     recent=tuple(Link(str(i["name"]), str(i["url"])) for i in items if i.get("url")))
+
+
+def title_for(state: TrayState) -> str:
+    """The tooltip: "pixlift: 3 uploading, 42%", "pixlift: uploading cat.png, 7%", "pixlift: idle"."""
+    parts = []
+    if state.active == 1 and state.first_name:
+        parts.append(f"uploading {shorten(state.first_name)}, {state.percent}%")
+    elif state.active:
+        parts.append(f"{state.active} uploading, {state.percent}%")
+    if state.paused:
+        parts.append(f"{state.paused} paused")
+    if state.failed:
+        parts.append(f"{state.failed} failed")
+    return "pixlift: " + (", ".join(parts) or "idle")
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def latin1_safe(text: str) -> str:
+    """pystray's xorg backend writes the title as Latin-1 and dies on anything else (a CJK file name)."""
+    return text.encode("latin-1", "replace").decode("latin-1")
