@@ -29,6 +29,7 @@ How each part is observed:
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import io
 import json
@@ -55,7 +56,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import Daemon, Home, make_image, oss_profile, pixlift_env, start_daemon, wait_until
 from ossserver import OssServerThread
 from pixlift import clipboard
-from pixlift.tray import TrayState, icon_key, latin1_safe, missing_session, render_icon, title_for
+from pixlift.errors import DaemonGone
+from pixlift.tray import Crossing, TrayState, icon_key, latin1_safe, missing_session, render_icon, title_for
 
 MENU = ["Open uploader", "Upload image from clipboard", "Pause all", "Resume all", "Recent links", "Copy last link",
         "Quit"]
@@ -659,6 +661,32 @@ def test_graphical_session_detection() -> None:
     assert missing_session({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
     assert missing_session({}, "darwin") is None
     assert missing_session({}, "win32") is None
+
+
+def test_the_crossing_ends_its_subscription_on_the_loop() -> None:
+    """The application's unsubscribe edits the loop's event bus: the crossing runs it there, not on the tray's
+    thread, and says DaemonGone (which the tray ignores when stopping) once the loop is closed."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    ended: list[threading.Thread] = []
+
+    class App:
+        def subscribe(self, handler: Callable[[Any], None]) -> Callable[[], None]:
+            return lambda: ended.append(threading.current_thread())
+
+    try:
+        end = Crossing(loop, App(), timeout=5).subscribe()  # type: ignore[arg-type]
+        assert ended == []
+        end()
+        assert ended == [thread]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    with pytest.raises(DaemonGone):
+        end()
+    assert ended == [thread]
 
 
 # -- the driver (runs in its own process; see the module docstring) --------------------------------------------------

@@ -74,8 +74,12 @@ class Crossing:
             raise DaemonGone(f"pixlift's daemon did not answer within {self._timeout:.0f} s.") from exc
 
     def subscribe(self) -> Callable[[], None]:
-        """Engine events become Notices on ``notices``; returns the function that ends the subscription."""
-        return self.call(lambda app: app.subscribe(self._on_event))
+        """Engine events become Notices on ``notices``; returns the function that ends the subscription.
+
+        The application's unsubscribe edits the event bus, which belongs to the loop, so the returned function
+        runs it there too (and, like ``call``, raises DaemonGone once the loop is gone)."""
+        unsubscribe = self.call(lambda app: app.subscribe(self._on_event))
+        return lambda: self.call(lambda _app: unsubscribe())
 
     def _on_event(self, event: Event) -> None:
         """Runs on the loop, inside the engine: copy what the tray needs, never block."""

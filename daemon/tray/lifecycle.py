@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType, ModuleType
 from typing import Any
 
@@ -147,12 +148,13 @@ class Tray:
         if self._fallback is not None or self.crossing is None:
             return
         give_up = False
+        unsubscribe: Callable[[], None] | None = None
         try:
             if self._stopping.is_set():
                 return
             try:
                 icon.visible = True
-                self.crossing.subscribe()
+                unsubscribe = self.crossing.subscribe()
             except Exception as exc:
                 self._fallback = f"the icon could not be shown ({type(exc).__name__}: {exc})"
                 give_up = True
@@ -172,6 +174,10 @@ class Tray:
                 self._wake.wait(POLL_S)
                 self._wake.clear()
         finally:
+            if unsubscribe is not None and self.daemon.thread.is_alive():
+                # before the daemon stops: the engine's last events (interrupted uploads) have no tray to go to
+                with contextlib.suppress(PixliftError):  # the daemon went away meanwhile: so did its listeners
+                    unsubscribe()
             if not give_up:
                 self._stopping.set()
                 self.daemon.stop()
