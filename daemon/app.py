@@ -21,6 +21,7 @@ from aiohttp import web
 
 from . import __version__
 from .application import Application
+from .changes import ChangeLog
 from .config import SettingsBox
 from .engine import Engine
 from .events import EventBus
@@ -58,7 +59,7 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
     journal = Journal(home.journal)
     events = EventBus()
     providers = ProviderPool(box, home.files, lambda: runtime.base_url)
-    engine = Engine(config=box, providers=providers, journal=journal, events=events)
+    engine = Engine(config=box, providers=providers, journal=journal, changes=ChangeLog(journal), events=events)
     profiles = Profiles(config=box, store=SettingsStore(home.config, home.root, box), providers=providers,
                         files_root=home.files, busy=engine.busy_with)
     application = Application(home=home, config=box, engine=engine, journal=journal, events=events,
@@ -72,7 +73,9 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
 
     async def engine_ctx(_: web.Application) -> AsyncIterator[None]:
         await engine.start()
+        await application.start()
         yield
+        await application.stop()
         await engine.stop()
         application.close()
         await providers.close()
@@ -118,7 +121,7 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
 
 
 def serve_headless(home: Home, box: SettingsBox, port: int) -> int:
-    """Serve on this thread with no tray: ``--no-tray``, or when the tray cannot start (tray.py falls back here)."""
+    """Serve on this thread with no tray: ``--no-tray``, or when the tray cannot start (the tray falls back here)."""
     return asyncio.run(_run_headless(home, box, port))
 
 

@@ -12,6 +12,7 @@ file dropped in the browser, a clipboard image and a path from a script pass the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from .security import Limits
 from .sources import CheckedFile, PathChecker
 from .spool import Spool
 from .tasks import TaskSource, TaskStatus
-from .views import Summary, TaskView, summarize
+from .views import Progress, Summary, TaskView, summarize
+from .worker import Job
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,6 @@ class Submitted:
 
     def to_json(self) -> dict[str, Any]:
         return {"batch_id": self.batch_id, "tasks": [t.to_json() for t in self.tasks]}
-
-
-@dataclass(frozen=True)
-class Progress:
-    tasks: list[TaskView]
-    summary: Summary
-
-    def to_json(self) -> dict[str, Any]:
-        return {"tasks": [t.to_json() for t in self.tasks], "summary": self.summary.to_json()}
 
 
 class Application:
@@ -63,9 +56,38 @@ class Application:
         self._port = port
         self._limits = Limits(lambda: config.current.security)
         self._unsubscribe = events.subscribe(self._on_event)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle: the application's own background work ------------------------------------------------------
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(), name="pixlift-expiry")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
 
     def close(self) -> None:
         self._unsubscribe()
+
+    async def _sweep(self) -> None:
+        """Completed and cancelled tasks leave the live list ``forget_finished_after_s`` after they finished."""
+        while True:
+            keep = self.config.current.transfers.forget_finished_after_s
+            if keep > 0:
+                self.expire(keep)
+            await asyncio.sleep(min(30.0, max(0.5, keep / 10)) if keep > 0 else 30.0)
+
+    def expire(self, keep_s: float) -> int:
+        return self._drop_spooled(self._engine.expire(self._engine.clock() - keep_s))
+
+    def _drop_spooled(self, gone: list[Job]) -> int:
+        for job in gone:
+            if job.task.source.spooled:
+                self._spool.drop(job.checked)
+        return len(gone)
 
     # -- submitting ------------------------------------------------------------------------------------------
     def charge_call(self, client: str) -> None:
@@ -134,23 +156,44 @@ class Application:
 
     def clear(self) -> int:
         """Finished tasks leave the list (history keeps their links); their spooled bytes are deleted."""
-        gone = self._engine.clear()
-        for job in gone:
-            if job.task.source.spooled:
-                self._spool.drop(job.checked)
-        return len(gone)
+        return self._drop_spooled(self._engine.clear())
 
     # -- reading ---------------------------------------------------------------------------------------------
     def task(self, task_id: str) -> TaskView:
         return self._engine.view(self._engine.get(task_id))
 
-    def progress(self, batch_id: str | None = None) -> Progress:
-        tasks = self._engine.tasks(batch_id)
+    def progress(self, batch_id: str | None = None, since: int | None = None) -> Progress:
+        """The live list (or a batch): everything, or what changed after version ``since``."""
+        engine = self._engine
+        now = engine.clock()
+        changes = engine.changes
+        full = since is not None and not changes.answers(since)
+        tasks = engine.tasks(batch_id) if batch_id is not None or since is None or full else None
+        summary = summarize(tasks, now) if batch_id is not None and tasks is not None else engine.index.summary(now)
+        if tasks is not None and (since is None or full):
+            return Progress(changes.version, summary, [], full, now, tasks)
+        assert since is not None
+        changed = engine.index.changed_since(since)
+        if batch_id is not None:
+            changed = [t for t in changed if t.batch_id == batch_id]
+        return Progress(changes.version, summary, changes.removed_since(since), False, now, changed)
+
+    def batch_summary(self, batch_id: str) -> Summary:
+        return summarize(self._engine.tasks(batch_id), self._engine.clock())
+
+    def finished_batches(self, since: int, batch_id: str | None = None) -> list[tuple[str, Summary]]:
+        """Batches that finished after version ``since`` (their last change is after it), with their summaries."""
         now = self._engine.clock()
-        return Progress([TaskView.of(t, now) for t in tasks], summarize(tasks, now))
+        return [(bid, summarize(tasks, now)) for bid, tasks in self._engine.finished_batches(batch_id)
+                if max(t.version for t in tasks) > since]
+
+    @property
+    def version(self) -> int:
+        """The latest change's version."""
+        return self._engine.changes.version
 
     def summary(self) -> Summary:
-        return summarize(self._engine.tasks(), self._engine.clock())
+        return self._engine.index.summary(self._engine.clock())
 
     def current_name(self) -> str:
         """An uploading (else a queued) file's name, for a title that names the only file in flight."""

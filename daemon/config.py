@@ -56,6 +56,7 @@ class TransferSettings:
     part_concurrency: int = 4
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
+    forget_finished_after_s: int = 3600  # completed and cancelled tasks leave the live list; 0 keeps them
 
 
 @dataclass(frozen=True)

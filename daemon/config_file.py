@@ -42,6 +42,7 @@ TRANSFER_KEYS: Keys = {
     "part_concurrency": (int, False),
     "connect_timeout_s": (float, False),
     "read_timeout_s": (float, False),
+    "forget_finished_after_s": (int, False),
 }
 SECURITY_KEYS: Keys = {
     "allowed_roots": (list, False),
@@ -156,6 +157,8 @@ def _transfers(check: Checker, raw: Any) -> TransferSettings:
         part_concurrency=check.ranged("transfers.part_concurrency", t.get("part_concurrency", 4), 1, 32),
         connect_timeout_s=float(t.get("connect_timeout_s", 10.0)),
         read_timeout_s=float(t.get("read_timeout_s", 60.0)),
+        forget_finished_after_s=check.ranged("transfers.forget_finished_after_s",
+                                             t.get("forget_finished_after_s", 3600), 0, 10 * 365 * 86400),
     )
 
 

@@ -20,31 +20,29 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
+from .changes import ChangeLog
 from .config import SettingsBox
-from .errors import ConfigError, InvalidState, NotFound, PathRefused, PixliftError, TransferError
+from .errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
 from .events import BatchFinished, EventBus, TaskChanged, TaskFinished
 from .journal import Journal
 from .providers.base import MultipartState
 from .providers.registry import ProviderPool
 from .retry import Backoff
 from .sources import CheckedFile, PathChecker
-from .tasks import ACTIVE, FINISHED, Task, TaskSource, TaskStatus
-from .views import TaskView
-from .worker import Batch, Job, send
+from .task_list import TaskList
+from .tasks import FINISHED, Task, TaskSource, TaskStatus
+from .worker import Job, attempts
 
 log = logging.getLogger(__name__)
 
 
-class Engine:
-    def __init__(self, *, config: SettingsBox, providers: ProviderPool, journal: Journal, events: EventBus,
-                 clock: Callable[[], float] = time.time) -> None:
+class Engine(TaskList):
+    def __init__(self, *, config: SettingsBox, providers: ProviderPool, journal: Journal, changes: ChangeLog,
+                 events: EventBus, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(journal=journal, changes=changes, clock=clock)
         self.config = config
         self.providers = providers
-        self.journal = journal
         self.events = events
-        self.clock = clock
-        self._jobs: dict[str, Job] = {}
-        self._batches: dict[str, Batch] = {}
         self._running = 0
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -60,6 +58,8 @@ class Engine:
                 checked = CheckedFile.from_json(stored.checked)
             except (KeyError, TypeError):
                 continue
+            task.version = self.changes.version
+            self.index.saved(task)
             batch = self._batch(task.batch_id, stored.batch_size)
             job = Job(task, checked, batch, MultipartState.from_json(stored.multipart))
             self._jobs[task.task_id] = job
@@ -69,7 +69,7 @@ class Engine:
                 task.status = TaskStatus.QUEUED  # interrupted by a crash or a restart: send it again
             if task.status in (TaskStatus.QUEUED, TaskStatus.PAUSED):
                 task.bytes_uploaded = job.multipart.bytes_done(task.bytes_total)
-                self.journal.update(task)
+                self._save(task)
             if task.status is TaskStatus.QUEUED:
                 batch.queue.append(task.task_id)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="pixlift-dispatcher")
@@ -107,6 +107,8 @@ class Engine:
                         created_at=now, source=source)
             job = Job(task, checked, batch)
             self._jobs[task.task_id] = job
+            self._touch(task)
+            self.index.saved(task)
             batch.task_ids.append(task.task_id)
             batch.queue.append(task.task_id)
             batch.unfinished += 1
@@ -115,41 +117,6 @@ class Engine:
         self.journal.add(rows)
         self._wake.set()
         return batch_id, tasks
-
-    def _batch(self, batch_id: str, batch_size: int) -> Batch:
-        batch = self._batches.get(batch_id)
-        if batch is None:
-            batch = self._batches[batch_id] = Batch(batch_id, batch_size)
-        return batch
-
-    # -- reading -------------------------------------------------------------------------------------------
-    def get(self, task_id: str) -> Task:
-        job = self._jobs.get(task_id)
-        if job is None:
-            raise NotFound(f"No task {task_id!r}; it may have been cleared.", data={"task_id": task_id})
-        return job.task
-
-    def tasks(self, batch_id: str | None = None) -> list[Task]:
-        if batch_id is None:
-            return [j.task for j in self._jobs.values()]
-        batch = self._batches.get(batch_id)
-        if batch is None:
-            raise NotFound(f"No batch {batch_id!r}; it may have been cleared.", data={"batch_id": batch_id})
-        return [self._jobs[t].task for t in batch.task_ids if t in self._jobs]
-
-    def checked(self, task_id: str) -> CheckedFile:
-        """The file a task sends."""
-        return self._job(task_id).checked
-
-    def view(self, task: Task) -> TaskView:
-        return TaskView.of(task, self.clock())
-
-    def busy_with(self, profile: str) -> int:
-        """Unfinished tasks that use a profile (a profile in use cannot be deleted)."""
-        return sum(1 for j in self._jobs.values() if j.task.profile == profile and j.task.status in ACTIVE)
-
-    def active_count(self) -> int:
-        return sum(1 for j in self._jobs.values() if j.task.status in ACTIVE)
 
     # -- acting --------------------------------------------------------------------------------------------
     def cancel(self, task_id: str) -> Task:
@@ -161,7 +128,7 @@ class Engine:
         self._move(job, TaskStatus.CANCELLED)
         task.finished_at = self.clock()
         task.bytes_uploaded = 0
-        self.journal.update(task)
+        self._save(task)
         if job.worker is not None:
             job.stop()  # its release aborts the multipart upload
         else:
@@ -192,7 +159,7 @@ class Engine:
         task.error = task.url = None
         task.finished_at = task.started_at = None
         task.bytes_uploaded = 0
-        self.journal.update(task)
+        self._save(task)
         job.batch.queue.append(task_id)
         self._wake.set()
         return task
@@ -214,7 +181,7 @@ class Engine:
                 self._move(job, TaskStatus.PAUSED)
                 job.stop()
                 job.task.bytes_uploaded = job.multipart.bytes_done(job.task.bytes_total)
-                self.journal.update(job.task)
+                self._save(job.task)
                 count += 1
         return count
 
@@ -223,7 +190,7 @@ class Engine:
         for job in self._targets(task_id, "resumed"):
             if job.task.status is TaskStatus.PAUSED:  # a worker still unwinding re-queues it on release
                 self._move(job, TaskStatus.QUEUED)
-                self.journal.update(job.task)
+                self._save(job.task)
                 job.batch.queue.append(job.task.task_id)
                 count += 1
         self._wake.set()
@@ -231,20 +198,26 @@ class Engine:
 
     def clear(self) -> list[Job]:
         """Forget finished tasks (history keeps their links); active ones stay. Returns what was forgotten."""
-        gone = [tid for tid, j in self._jobs.items() if j.task.status in FINISHED and j.worker is None]
+        return self._forget([tid for tid, j in self._jobs.items() if j.task.status in FINISHED and j.worker is None])
+
+    def expire(self, finished_before: float) -> list[Job]:
+        """Forget completed and cancelled tasks that finished before a time; failed ones wait to be retried."""
+        return self._forget([tid for tid, j in self._jobs.items()
+                             if j.task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED) and j.worker is None
+                             and (j.task.finished_at or 0) < finished_before])
+
+    def _forget(self, gone: list[str]) -> list[Job]:
         jobs = []
         for tid in gone:
             job = self._jobs.pop(tid)
+            self.index.remove(job.task)
             jobs.append(job)
             job.batch.task_ids.remove(tid)
             if not job.batch.task_ids:
                 self._batches.pop(job.batch.batch_id, None)
         self.journal.remove(gone)
+        self.changes.remove(gone)
         return jobs
-
-    def _job(self, task_id: str) -> Job:
-        self.get(task_id)
-        return self._jobs[task_id]
 
     # -- running -------------------------------------------------------------------------------------------
     async def _dispatch(self) -> None:
@@ -264,7 +237,7 @@ class Engine:
         self._move(job, TaskStatus.UPLOADING)
         job.task.started_at = self.clock()
         job.task.error = None
-        self.journal.update(job.task)
+        self._save(job.task)
         self._running += 1
         job.batch.running += 1
         job.worker = asyncio.create_task(self._run(job), name=f"upload-{job.task.task_id}")
@@ -275,7 +248,9 @@ class Engine:
         backoff = Backoff(transfers.attempts, transfers.backoff_base_s, transfers.backoff_max_s)
         try:
             with self.providers.lease(task.profile) as provider:
-                await self._attempts(job, provider, backoff)
+                await attempts(job, provider, self.config.current.profile(task.profile), backoff,
+                               on_bytes=partial(self._on_bytes, task), save=partial(self._save, task),
+                               save_multipart=partial(self._save_multipart, job))
                 task.url = await provider.link(task.key or "")
         except asyncio.CancelledError:
             self._unwind(job)
@@ -292,28 +267,10 @@ class Engine:
             self._release(job)
         self._complete(job)
 
-    async def _attempts(self, job: Job, provider: Any, backoff: Backoff) -> None:
-        task = job.task
-        profile = self.config.current.profile(task.profile)
-        for attempt in range(1, backoff.attempts + 1):
-            task.attempts += 1
-            task.bytes_uploaded = 0
-            try:
-                await send(job, provider, profile, on_bytes=partial(self._on_bytes, task),
-                           on_key=partial(self.journal.update, task), on_part=partial(self._save_multipart, job))
-                return
-            except TransferError as exc:
-                if not exc.retryable or attempt == backoff.attempts:
-                    raise
-                log.info("%s: attempt %d failed (%s); retrying", task.name, attempt, exc.message)
-                task.error = {**exc.to_dict(), "message": f"{exc.message} Retrying (attempt {attempt + 1} "
-                              f"of {backoff.attempts})."}
-                self.journal.update(task)
-            await asyncio.sleep(backoff.delay(attempt))
-
     def _on_bytes(self, task: Task, delta: int) -> None:
         if task.status is TaskStatus.UPLOADING:
             task.add_bytes(delta, self.clock())
+            self._touch(task)
 
     def _save_multipart(self, job: Job) -> None:
         state = job.multipart
@@ -337,7 +294,7 @@ class Engine:
         if task.status is TaskStatus.UPLOADING:  # shutdown: back to the queue for the next start
             self._move(job, TaskStatus.QUEUED)
         task.bytes_uploaded = 0 if task.status is TaskStatus.CANCELLED else job.multipart.bytes_done(task.bytes_total)
-        self.journal.update(task)
+        self._save(task)
 
     async def _abort(self, job: Job) -> None:
         """Leave nothing of the task on the store (a provider's abort is a no-op when nothing was started)."""
@@ -351,7 +308,7 @@ class Engine:
         self._move(job, TaskStatus.FAILED)
         task.error = exc.to_dict()
         task.finished_at = self.clock()
-        self.journal.update(task)
+        self._save(task)
         log.warning("%s failed: %s", task.name, exc.message)
         self._finished(job)
 
@@ -362,7 +319,7 @@ class Engine:
         task.finished_at = self.clock()
         task.error = None
         job.multipart.reset()
-        self.journal.update(task)
+        self._save(task)
         self.journal.save_multipart(task.task_id, None)
         self.journal.record_upload(task, task.finished_at)
         self._finished(job)
@@ -371,6 +328,7 @@ class Engine:
         """Every transition passes here (Task.move refuses illegal ones), keeping the batch's count true."""
         was_finished = job.task.status.finished
         job.task.move(to)
+        self._touch(job.task)
         if was_finished != to.finished:
             job.batch.unfinished += -1 if to.finished else 1
         if not to.finished:

@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS history (
     uploaded_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_time ON history(uploaded_at);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
 
 
@@ -77,6 +81,15 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+
+    # -- the change counter's ceiling (see changes.py) ---------------------------------------------------------
+    def reserved_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def reserve_version(self, ceiling: int) -> None:
+        self._db.execute("INSERT INTO meta (name, value) VALUES ('version', ?) "
+                         "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (ceiling,))
 
     def add(self, items: list[tuple[Task, int, dict[str, Any]]]) -> None:
         rows = []

@@ -154,17 +154,34 @@ class Gate:
     def token_ok(self, candidate: str | None) -> bool:
         return bool(candidate) and hmac.compare_digest(candidate.encode(), self._token().encode())  # type: ignore[union-attr]
 
-    def client(self, request: web.Request) -> Client | None:
-        """The authenticated caller, or None."""
+    def client(self, request: web.Request, *, stream: bool = False) -> Client | None:
+        """The authenticated caller, or None.
+
+        The session cookie counts only on requests the daemon's own pages make: with the daemon's own Origin,
+        or, for the event streams (an EventSource sends no Origin to its own origin), with no Origin and a
+        ``Sec-Fetch-Site`` that is absent, ``same-origin`` or ``none``."""
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer":  # auth schemes are case-insensitive (RFC 9110)
             return Client("token", False) if self.token_ok(credential.strip()) else None
         cookie = request.cookies.get(COOKIE)
-        if cookie and request.headers.get("Origin") in self.origins():
+        origin = request.headers.get("Origin")
+        own = origin in self.origins() or (
+            stream and origin is None and request.headers.get("Sec-Fetch-Site", "none") in ("same-origin", "none"))
+        if cookie and own:
             nonce, _, mac = cookie.partition(".")
             if mac and hmac.compare_digest(mac, self._sign(nonce)):
                 return Client(f"session:{nonce}", True)
         return None
+
+    def require(self, request: web.Request, *, stream: bool = False) -> Client:
+        """The authenticated caller, or HTTP 401 saying how to authenticate."""
+        client = self.client(request, stream=stream)
+        if client is None:
+            raise web.HTTPUnauthorized(
+                text='{"error": {"status": 401, "message": "Missing or wrong token: send Authorization: Bearer '
+                     '<contents of the token file>, or open the UI with pixlift open."}}',
+                content_type="application/json", headers={"WWW-Authenticate": 'Bearer realm="pixlift"'})
+        return client
 
     # -- the middleware --------------------------------------------------------------------------------------
     def middleware(self) -> Middleware:

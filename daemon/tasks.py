@@ -9,6 +9,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from .errors import InvalidState
 
@@ -107,6 +108,8 @@ class Task:
     started_at: float | None = None
     finished_at: float | None = None
     source: TaskSource = TaskSource.PATH
+    version: int = 0  # the daemon-wide change counter at this task's last change (changes.py)
+    wire: tuple[int, Any] | None = field(default=None, repr=False)  # (version, JSON fragment): see views.task_json
     meter: SpeedMeter = field(default_factory=SpeedMeter, repr=False)
 
     def move(self, to: TaskStatus) -> None:

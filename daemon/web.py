@@ -16,7 +16,8 @@ from aiohttp import web
 from .application import Application
 from .errors import FileRefused, PixliftError, RateLimited
 from .rpc import Call, Dispatcher
-from .security import COOKIE, Client, Gate
+from .security import COOKIE, Gate
+from .web_push import PushRoutes
 
 RPC_MAX_BODY = 1024 * 1024
 # User files are served from our origin, so they must never run script there (an uploaded SVG or HTML).
@@ -41,21 +42,13 @@ class Routes:
         app.router.add_post("/rpc", self.rpc)
         app.router.add_post("/api/upload", self.browser_upload)
         app.router.add_get("/files/{key:.+}", self.serve_file)
+        PushRoutes(self.app, self.gate, self.dispatcher).install(app.router)
         app.router.add_static("/static/", ui_dir(), show_index=False, follow_symlinks=False)
         app.on_response_prepare.append(_headers)
 
-    def _auth(self, request: web.Request) -> Client:
-        client = self.gate.client(request)
-        if client is None:
-            raise web.HTTPUnauthorized(
-                text='{"error": {"status": 401, "message": "Missing or wrong token: send Authorization: Bearer '
-                     '<contents of the token file>, or open the UI with pixlift open."}}',
-                content_type="application/json", headers={"WWW-Authenticate": 'Bearer realm="pixlift"'})
-        return client
-
     # -- /rpc ------------------------------------------------------------------------------------------
     async def rpc(self, request: web.Request) -> web.StreamResponse:
-        client = self._auth(request)
+        client = self.gate.require(request)
         if request.content_type != "application/json":
             raise web.HTTPUnsupportedMediaType(text="POST /rpc needs Content-Type: application/json.")
         if request.content_length is not None and request.content_length > RPC_MAX_BODY:
@@ -100,7 +93,7 @@ class Routes:
 
     # -- browser uploads: bytes streamed into the spool, then a task like any other -----------------------
     async def browser_upload(self, request: web.Request) -> web.StreamResponse:
-        client = self._auth(request)
+        client = self.gate.require(request)
         limit = self.app.config.current.security.max_file_size
         if request.content_length is not None and request.content_length > limit:  # refuse before reading a byte
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)

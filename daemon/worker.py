@@ -8,17 +8,21 @@ retried or resumed upload goes to the same key.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .config import ProfileBase
+from .errors import TransferError
 from .keys import needs_hash, render_key
 from .providers.base import MultipartState, OnBytes, Provider
+from .retry import Backoff
 from .sources import CheckedFile, Source
 from .tasks import Task
 
+log = logging.getLogger("pixlift.engine")
 
 @dataclass
 class Batch:
@@ -47,6 +51,26 @@ class Job:
             self.source.stop.set()
         if self.worker is not None:
             self.worker.cancel()
+
+
+async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: Backoff, *, on_bytes: OnBytes,
+                   save: Callable[[], None], save_multipart: Callable[[], None]) -> None:
+    """Send the task, retrying transient failures with backoff; raises the last failure."""
+    task = job.task
+    for attempt in range(1, backoff.attempts + 1):
+        task.attempts += 1
+        task.bytes_uploaded = 0
+        try:
+            await send(job, provider, profile, on_bytes=on_bytes, on_key=save, on_part=save_multipart)
+            return
+        except TransferError as exc:
+            if not exc.retryable or attempt == backoff.attempts:
+                raise
+            log.info("%s: attempt %d failed (%s); retrying", task.name, attempt, exc.message)
+            task.error = {**exc.to_dict(), "message": f"{exc.message} Retrying (attempt {attempt + 1} "
+                          f"of {backoff.attempts})."}
+            save()
+        await asyncio.sleep(backoff.delay(attempt))
 
 
 async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: OnBytes,

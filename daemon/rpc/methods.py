@@ -33,11 +33,14 @@ async def get_upload_progress(call: Call, p: dict[str, Any]) -> Any:
     return call.app.task(p["task_id"]).to_json()
 
 
-@rpc("get_all_upload_progress", "Every listed task (or one batch's) and a summary.",
-     '{"tasks": [Task], "summary": Summary}',
-     Param("batch_id", "string", "only this batch's tasks", required=False))
+@rpc("get_all_upload_progress", "Every listed task (or one batch's) and a summary; with since, only the tasks "
+     "changed after that version and the ids removed since.",
+     '{"tasks": [Task], "summary": Summary, "version": int, "removed"?: [str], "full"?: true}',
+     Param("batch_id", "string", "only this batch's tasks", required=False),
+     Param("since", "integer", "a version from an earlier read: only what changed after it", required=False,
+           minimum=0, maximum=2**62))
 async def get_all_upload_progress(call: Call, p: dict[str, Any]) -> Any:
-    return call.app.progress(p["batch_id"]).to_json()
+    return call.app.progress(p["batch_id"], p["since"]).to_json(incremental=p["since"] is not None)
 
 
 @rpc("cancel_upload", "Cancel a queued, uploading or paused task; a started multipart upload is aborted.", "Task",
