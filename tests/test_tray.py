@@ -14,35 +14,37 @@ from typing import Any
 import pytest
 from pixlift.errors import DaemonGone
 from pixlift.tray import Crossing, TrayState, icon_key, latin1_safe, missing_session, render_icon, title_for
+from pixlift.views import Summary
 from tray_harness import count, greenish
 
 
 # -- the pure parts: titles, pictures ---------------------------------------------------------------------------------
 def test_titles_say_what_is_happening() -> None:
     assert title_for(TrayState()) == "pixlift: idle"
-    assert title_for(TrayState(uploading=2, queued=1, bytes_total=100, bytes_done=42)) == "pixlift: 3 uploading, 42%"
-    assert title_for(TrayState(uploading=1, bytes_total=10, bytes_done=1, first_name="a.png")) == \
+    assert title_for(TrayState(Summary(uploading=2, queued=1, bytes_total=100, bytes_uploaded=42))) == \
+        "pixlift: 3 uploading, 42%"
+    assert title_for(TrayState(Summary(uploading=1, bytes_total=10, bytes_uploaded=1), first_name="a.png")) == \
         "pixlift: uploading a.png, 10%"
-    assert title_for(TrayState(paused=2, failed=1)) == "pixlift: 2 paused, 1 failed"
-    long = title_for(TrayState(queued=1, first_name="x" * 100, bytes_total=1))
+    assert title_for(TrayState(Summary(paused=2, failed=1))) == "pixlift: 2 paused, 1 failed"
+    long = title_for(TrayState(Summary(queued=1, bytes_total=1), first_name="x" * 100))
     assert len(long) < 80 and long.endswith("..., 0%")
     assert latin1_safe("pixlift: uploading café — 截图.png") == "pixlift: uploading café ? ??.png"
-    latin1_safe(title_for(TrayState(uploading=1, first_name="截图.png"))).encode("latin-1")
+    latin1_safe(title_for(TrayState(Summary(uploading=1), first_name="截图.png"))).encode("latin-1")
 
 
 def test_icons_differ_by_state() -> None:
     idle = render_icon(*icon_key(TrayState()))
-    half = render_icon(*icon_key(TrayState(uploading=1, bytes_total=100, bytes_done=50)))
-    full = render_icon(*icon_key(TrayState(uploading=1, bytes_total=100, bytes_done=95)))
-    paused = render_icon(*icon_key(TrayState(paused=1)))
-    failed = render_icon(*icon_key(TrayState(failed=1)))
+    half = render_icon(*icon_key(TrayState(Summary(uploading=1, bytes_total=100, bytes_uploaded=50))))
+    full = render_icon(*icon_key(TrayState(Summary(uploading=1, bytes_total=100, bytes_uploaded=95))))
+    paused = render_icon(*icon_key(TrayState(Summary(paused=1))))
+    failed = render_icon(*icon_key(TrayState(Summary(failed=1))))
     pictures = [i.tobytes() for i in (idle, half, full, paused, failed)]
     assert len(set(pictures)) == 5
     assert all(i.size == (64, 64) and i.mode == "RGBA" for i in (idle, half, full, paused, failed))
     green = [count(i.convert("RGB"), greenish) for i in (half, full)]
     assert 0 < green[0] < green[1]
-    assert icon_key(TrayState(uploading=1, bytes_total=100, bytes_done=51)) == icon_key(
-        TrayState(uploading=1, bytes_total=100, bytes_done=54))  # redrawn in 5 % steps, not on every byte
+    assert icon_key(TrayState(Summary(uploading=1, bytes_total=100, bytes_uploaded=51))) == icon_key(
+        TrayState(Summary(uploading=1, bytes_total=100, bytes_uploaded=54)))  # redrawn in 5 % steps, not on every byte
 
 
 def test_graphical_session_detection() -> None:

@@ -6,7 +6,7 @@ tray's threads only ever see the frozen result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..application import Application
 from ..views import Summary
@@ -23,32 +23,36 @@ class Link:
 
 @dataclass(frozen=True)
 class TrayState:
-    uploading: int = 0
-    queued: int = 0
-    paused: int = 0
-    failed: int = 0
-    bytes_total: int = 0
-    bytes_done: int = 0
+    """The summary the web UI shows (``views.summarize``: one rule for totals), plus what only the tray names."""
+
+    summary: Summary = field(default_factory=Summary)
     first_name: str = ""  # an uploading (or queued) file, named in the title when it is the only one
     recent: tuple[Link, ...] = ()
 
     @property
     def active(self) -> int:
         """Files that are sending or waiting to send."""
-        return self.uploading + self.queued
+        return self.summary.active
+
+    @property
+    def paused(self) -> int:
+        return self.summary.paused
+
+    @property
+    def failed(self) -> int:
+        return self.summary.failed
 
     @property
     def percent(self) -> int:
-        return int(100 * self.bytes_done / self.bytes_total) if self.bytes_total else 0
+        s = self.summary
+        return int(100 * s.bytes_uploaded / s.bytes_total) if s.bytes_total else 0
 
 
 def read_state(app: Application) -> TrayState:
     """Runs on the loop: what the tray shows, from the same summary the web UI shows."""
-    s: Summary = app.summary()
     items = app.history(RECENT, 0)["items"]
-    return TrayState(uploading=s.uploading, queued=s.queued, paused=s.paused, failed=s.failed,
-                     bytes_total=s.bytes_total, bytes_done=s.bytes_uploaded, first_name=app.current_name(),
-                     recent=tuple(Link(str(i["name"]), str(i["url"])) for i in items if i.get("url")))
+    return TrayState(app.summary(), app.current_name(),
+                     tuple(Link(str(i["name"]), str(i["url"])) for i in items if i.get("url")))
 
 
 def title_for(state: TrayState) -> str:
