@@ -280,6 +280,49 @@ def test_pick_and_drop_files_upload_to_s3_and_copy_links(s3_home: Home, s3_serve
     ui.assert_no_console_errors()
 
 
+def test_polls_every_500_ms_with_since_and_a_drop_is_one_action(home: Home, oss_server: Any,
+                                                               daemon_factory: Callable[..., Daemon],
+                                                               open_ui: Callable[..., Ui]) -> None:
+    """While uploads run the page asks every 500 ms, each time only for what changed since its last answer; a
+    drop of many files adds at most one immediate poll (the answers to its sends update their rows)."""
+    home.write_config(profiles={"oss": oss_profile(oss_server)}, default="oss")
+    d = daemon_factory()
+    ui = open_ui(d)
+    page = ui.page
+    polls: list[tuple[float, dict[str, Any]]] = []
+
+    def record(request: Any) -> None:
+        if request.url.endswith("/rpc") and request.method == "POST":
+            body = json.loads(request.post_data or "{}")
+            if isinstance(body, dict) and body.get("method") == "get_all_upload_progress":
+                polls.append((time.monotonic(), body.get("params") or {}))
+
+    page.on("request", record)
+    oss_server.server.put_delay_s = 0.08  # about 3 s per file on the wire, one file at a time
+    slow = [noise_png(home.pictures / f"slow-{i}.png") for i in range(3)]
+    d.rpc("upload_images_batch", {"paths": [str(p) for p in slow], "batch_size": 1})
+    expect(ui.badge("slow-0.png")).to_have_text("uploading")
+    files = [(f"drop-{i}.png", base64.b64encode(png_bytes((i * 20, 90, 200))).decode(), "image/png")
+             for i in range(12)]
+    dropped_at = time.monotonic()
+    page.evaluate(DROP_JS, files)
+    for name in ("slow-2.png", "drop-11.png"):
+        expect(ui.badge(name)).to_have_text("completed", timeout=60_000)
+    done_at = time.monotonic()
+    oss_server.server.put_delay_s = 0
+
+    active = [(t, p) for t, p in polls if t <= done_at]
+    gaps = [b[0] - a[0] for a, b in zip(active, active[1:], strict=False)]
+    assert len(gaps) >= 6, polls
+    assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.5, abs=0.15), gaps  # the median gap: 500 ms
+    quick = [g for (t, _), g in zip(active[1:], gaps, strict=True) if g < 0.3 and t >= dropped_at]
+    assert len(quick) <= 1, gaps  # the drop: one immediate poll at most, however many files it sends
+    assert all("since" in p for _, p in polls[1:]), polls  # after the first answer, only what changed
+    assert isinstance(polls[-1][1]["since"], int) and polls[-1][1]["since"] > 0
+    expect(ui.count("Completed")).to_have_text("15")
+    ui.assert_no_console_errors()
+
+
 def test_cancel_pause_retry_and_clear_all_on_slow_uploads(home: Home, oss_server: Any,
                                                           daemon_factory: Callable[..., Daemon],
                                                           open_ui: Callable[..., Ui]) -> None:

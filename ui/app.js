@@ -1,7 +1,9 @@
 // pixlift's web UI: boot (signed in or not), the three views, and the poll loop with its offline banner.
 //
 // Polls get_all_upload_progress every 500 ms while something is uploading, every 3 s when idle (slower in a
-// hidden tab). When the daemon stops answering, the page says so and retries with backoff (1, 2, 4, 8, 10 s),
+// hidden tab), with `since`: each answer carries only the tasks changed after the last one it applied in full,
+// so a poll costs what changed, not what is listed. A user action may add one immediate poll (a drop of many
+// files is one action); the answers to the files it sends update their rows directly and ask for none. When the daemon stops answering, the page says so and retries with backoff (1, 2, 4, 8, 10 s),
 // then picks up where it was once the daemon is back; sessions are stateless, so a restart keeps us signed in.
 
 import * as history from "./history.js";
@@ -27,6 +29,7 @@ const state = {
   countdownTimer: 0,
   stopped: false,
   userPickedProfile: false,
+  version: null, // the daemon's change counter at the last answer applied in full: the next poll's `since`
   views: null, // uploads, history and settings, as their init made them (once signed in)
 };
 
@@ -79,8 +82,12 @@ async function poll() {
   let delay = IDLE_MS;
   try {
     const seq = state.views.uploads.nextPollSeq();
-    const data = await rpc("get_all_upload_progress");
-    state.views.uploads.applyPoll(data, seq);
+    const since = state.version;
+    const data = await rpc("get_all_upload_progress", since === null ? {} : { since });
+    const incremental = since !== null && !data.full;
+    state.views.uploads.applyPoll(data, seq, incremental);
+    // A task left for a send's answer, or older than a row's newer answer, is asked for again next time.
+    if (state.views.uploads.caughtUp()) state.version = data.version;
     if (state.offline) backOnline();
     state.failures = 0;
     const active = state.views.uploads.hasActive();

@@ -72,7 +72,8 @@ export function init(ctx) {
   refreshCounts(state);
   return {
     // Apply one answer of get_all_upload_progress; returns the milliseconds it took (the benchmark reads it).
-    applyPoll: (data, seq) => applyPoll(state, data, seq),
+    applyPoll: (data, seq, incremental) => applyPoll(state, data, seq, incremental),
+    caughtUp: () => state.caughtUp,
     nextPollSeq: () => nextPollSeq(state),
     hasActive: () => hasActive(state),
     addFiles: (files) => addFiles(state, files),

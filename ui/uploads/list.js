@@ -55,17 +55,22 @@ export function rekey(state, row, taskId) {
   state.rows.set(taskId, row);
 }
 
-// Apply one answer of get_all_upload_progress. Returns the milliseconds it took (the benchmark reads it).
-export function applyPoll(state, data, seq = ++state.requestSeq) {
+// Apply one answer of get_all_upload_progress: every listed task, or (incremental) the tasks changed since the
+// last one and the ids removed since. Returns the milliseconds it took (the benchmark reads it).
+export function applyPoll(state, data, seq = ++state.requestSeq, incremental = false) {
   const started = performance.now();
   const gen = ++state.pollGen;
   const { rows } = state;
   const fresh = [];
   let listed = 0;
+  state.caughtUp = true;
   for (const t of data.tasks) {
     let row = rows.get(t.task_id);
     if (!row) {
-      if (state.pendingBatches.has(t.batch_id)) continue; // its upload's answer will hand the task to its row
+      if (state.pendingBatches.has(t.batch_id)) {
+        state.caughtUp = false; // its upload's answer will hand the task to its row; ask again next time
+        continue;
+      }
       row = new Row(state, t.task_id, t.name);
       row.taskId = t.task_id;
       rows.set(t.task_id, row);
@@ -73,14 +78,20 @@ export function applyPoll(state, data, seq = ++state.requestSeq) {
       row.update(t, false);
     } else if (row.fresh < seq) {
       row.update(t);
+    } else {
+      state.caughtUp = false; // the row has a newer answer than this poll's; this task may have moved on since
     }
     row.gen = gen;
     listed += 1;
   }
   // Newest batches first; a batch's files in the order they were added.
   for (let i = fresh.length - 1; i >= 0; i -= 1) state.dom.rows.prepend(fresh[i]);
-  // Rows the daemon no longer lists were cleared elsewhere (another tab, the CLI).
-  if (rows.size > listed) {
+  if (incremental) {
+    for (const id of data.removed || []) { // cleared elsewhere (another tab, the CLI) or expired
+      const row = rows.get(id);
+      if (row && row.fresh < seq) removeRow(state, row);
+    }
+  } else if (rows.size > listed) { // a full answer: rows it does not list are gone
     for (const row of [...rows.values()]) {
       if (row.taskId && row.gen !== gen && row.fresh < seq) removeRow(state, row);
     }

@@ -123,8 +123,7 @@ async function send(state, row) {
     rekey(state, row, body.task.task_id);
     row.fresh = state.requestSeq;
     row.update(body.task);
-    refreshCounts(state);
-    ctx.pollSoon();
+    refreshCounts(state); // the regular polls carry it on from here: a send's answer asks for no extra poll
     return;
   }
   if (resp.status === 401) {

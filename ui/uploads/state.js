@@ -23,6 +23,7 @@ export function createState(ctx, dom, template) {
     sending: 0,
     localSeq: 0,
     pollGen: 0,
+    caughtUp: true, // the last poll applied every task it carried (else the next one asks from the same version)
     requestSeq: 0, // bumped as each poll request leaves; rows changed after that are newer than its answer
     lastSummary: null,
     dragDepth: 0, // files dragged over the page: dragenter minus dragleave
