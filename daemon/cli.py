@@ -8,11 +8,11 @@ import logging
 import logging.handlers
 import os
 import sys
-import time
 import webbrowser
 from collections.abc import Callable
 
 from . import __version__
+from .cli_progress import Board
 from .client import Client, DaemonNotRunning, RpcError
 from .config import SettingsBox
 from .errors import PATH_REFUSED, ConfigError
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None, help="files in flight at once for this upload (1-100)")
     p.add_argument("--format", choices=sorted(FORMATS), default="url", help="how to print each link")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on the terminal")
+
+    p = sub.add_parser("watch", help="follow a batch (or every upload) live until it is done")
+    p.add_argument("batch_id", nargs="?", metavar="BATCH_ID", help="a batch id (from upload_images or the UI)")
 
     sub.add_parser("status", help="is the daemon running, and what is it doing")
     p = sub.add_parser("open", help="open the web UI in the browser, logged in")
@@ -130,25 +133,16 @@ def cmd_upload(home: Home, args: argparse.Namespace) -> int:
         raise
     batch_id = started["batch_id"]
     order = [t["task_id"] for t in started["tasks"]]
-    show = sys.stderr.isatty() and not args.quiet
-    while True:
-        state = client.call("get_all_upload_progress", batch_id=batch_id)
-        s = state["summary"]
-        if show:
-            line = (f"\r{s['completed']}/{s['total']} done  {s['percent']:5.1f}%  {_size(s['bytes_uploaded'])}/"
-                    f"{_size(s['bytes_total'])}  {_size(s['speed_bps'])}/s" + (f"  {s['failed']} failed" if s["failed"]
-                                                                              else ""))
-            print(line.ljust(78), end="", file=sys.stderr, flush=True)
-        if s["queued"] + s["uploading"] + s["paused"] == 0:
-            break
-        if s["paused"] and not (s["queued"] or s["uploading"]):
-            if show:
-                print(file=sys.stderr)
+    board = Board(sys.stderr, show=sys.stderr.isatty() and not args.quiet, order=order)
+    for event in client.watch(batch_id):
+        board.apply(event)
+        s = board.summary
+        if event["event"] == "progress" and s.get("paused") and not (s.get("queued") or s.get("uploading")):
+            board.finish()
             print("pixlift: uploads are paused; resume them from the UI, the tray or resume_upload.", file=sys.stderr)
             return 4
-        time.sleep(0.25)
-    if show:
-        print(file=sys.stderr)
+    board.finish()
+    state = client.call("get_all_upload_progress", batch_id=batch_id)
     by_id = {t["task_id"]: t for t in state["tasks"]}
     failed = 0
     for tid in order:
@@ -159,6 +153,29 @@ def cmd_upload(home: Home, args: argparse.Namespace) -> int:
             failed += 1
             reason = (t.get("error") or {}).get("message") or t["status"]
             print(f"pixlift: {t['path'] or t['name']}: {t['status']}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_watch(home: Home, args: argparse.Namespace) -> int:
+    """Follow a batch (or everything) live: a line on stdout as each file finishes, progress on stderr."""
+    client = Client.from_home(home)
+    board = Board(sys.stderr, show=sys.stderr.isatty())
+    failed = 0
+    for event in client.watch(args.batch_id):
+        board.apply(event)
+        if event["event"] == "task":
+            t = event["data"]
+            if t["status"] == "completed":
+                print(f"completed  {t['name']}  {t['url']}", flush=True)
+            else:
+                failed += t["status"] == "failed"
+                reason = (t.get("error") or {}).get("message") or ""
+                print(f"{t['status']:<10} {t['name']}" + (f"  {reason}" if reason else ""), flush=True)
+        elif event["event"] == "batch" and not args.batch_id:
+            s = event["data"]["summary"]
+            print(f"batch {event['data']['batch_id']} done: {s['completed']} completed, {s['failed']} failed, "
+                  f"{s['cancelled']} cancelled", flush=True)
+    board.finish()
     return 1 if failed else 0
 
 
@@ -258,15 +275,7 @@ def cmd_history(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 COMMANDS: dict[str, Callable[[Home, argparse.Namespace], int]] = {
-    "serve": cmd_serve, "upload": cmd_upload, "status": cmd_status, "open": cmd_open, "config": cmd_config,
-    "token": cmd_token, "history": cmd_history,
+    "serve": cmd_serve, "upload": cmd_upload, "watch": cmd_watch, "status": cmd_status, "open": cmd_open,
+    "config": cmd_config, "token": cmd_token, "history": cmd_history,
 }

@@ -1,4 +1,5 @@
-"""A small synchronous JSON-RPC client for the CLI and scripts: finds the daemon through daemon.json + token."""
+"""A small synchronous client for the CLI and scripts: finds the daemon through daemon.json + token, calls its
+JSON-RPC methods, and follows its live events (``GET /events``, Server-Sent Events)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import itertools
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from .home import Home
@@ -62,6 +65,35 @@ class Client:
             raise RpcError(int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
         return reply["result"]
 
+    def watch(self, batch_id: str | None = None, since: int = 0) -> Iterator[dict[str, Any]]:
+        """The daemon's live events, ``{"event": "progress" | "task" | "batch", "id": version, "data": {...}}``.
+
+        Opens the stream with ``since`` (0: everything the daemon still lists, so a batch that finished before
+        the call still reports its tasks and its end), reconnects from the last event after a dropped connection,
+        and returns after the batch's ``batch`` event; with no batch it follows everything until stopped."""
+        last = since
+        while True:
+            query = {"since": str(last), **({"batch_id": batch_id} if batch_id else {})}
+            req = urllib.request.Request(f"{self.url}/events?{urllib.parse.urlencode(query)}", headers={
+                "Authorization": f"Bearer {self.token}", "Accept": "text/event-stream"})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as resp:  # a comment arrives every 15 s
+                    for event in _events(resp):
+                        last = max(last, int(event["id"]))
+                        yield event
+                        if batch_id and event["event"] == "batch" and event["data"].get("batch_id") == batch_id:
+                            return
+            except urllib.error.HTTPError as exc:
+                detail = _message(exc)
+                if exc.code == 401:
+                    raise RpcError(401, "The daemon refused the token. Was it rotated? Restart this command.") \
+                        from exc
+                raise RpcError(exc.code, detail or f"HTTP {exc.code} from the daemon") from exc
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                raise DaemonNotRunning(f"pixlift does not answer at {self.url} ({exc}). Start it with: "
+                                       "pixlift serve") from exc
+            # the stream ended (the daemon closed it, e.g. we read too slowly): pick up from the last event
+
     def login_url(self) -> str:
         return f"{self.url}/?token={self.token}"
 
@@ -76,3 +108,26 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists but belongs to another user: not our daemon
         return False
     return True
+
+
+def _events(resp: Any) -> Iterator[dict[str, Any]]:
+    """Parse a text/event-stream body into events."""
+    fields: dict[str, str] = {}
+    for raw in resp:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if line:
+            if not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value[1:] if value.startswith(" ") else value
+            continue
+        if "data" in fields:
+            yield {"event": fields.get("event", "message"), "id": int(fields.get("id") or 0),
+                   "data": json.loads(fields["data"])}
+        fields = {}
+
+
+def _message(exc: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(exc.read())["error"]["message"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return ""
