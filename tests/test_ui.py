@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import json
 import os
 import re
@@ -312,7 +313,7 @@ def test_polls_every_500_ms_with_since_and_a_drop_is_one_action(home: Home, oss_
     oss_server.server.put_delay_s = 0
 
     active = [(t, p) for t, p in polls if t <= done_at]
-    gaps = [b[0] - a[0] for a, b in zip(active, active[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(active)]
     assert len(gaps) >= 6, polls
     assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.5, abs=0.15), gaps  # the median gap: 500 ms
     quick = [g for (t, _), g in zip(active[1:], gaps, strict=True) if g < 0.3 and t >= dropped_at]

@@ -43,10 +43,12 @@ class Crossing:
     (exceptions travel back too). Loop to tray: ``subscribe`` registers an engine listener (on the loop) that puts
     frozen ``Notice`` objects on ``notices``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, app: Application, timeout: float = CALL_TIMEOUT_S) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: Application, timeout: float = CALL_TIMEOUT_S,
+                 on_change: Callable[[], None] | None = None) -> None:
         self._loop = loop
         self._app = app
         self._timeout = timeout
+        self._on_change = on_change  # thread-safe (a threading.Event's set): wakes the poller on any event
         self.notices: queue.SimpleQueue[Notice] = queue.SimpleQueue()
 
     def call(self, fn: Callable[[Application], T]) -> T:
@@ -83,6 +85,8 @@ class Crossing:
 
     def _on_event(self, event: Event) -> None:
         """Runs on the loop, inside the engine: copy what the tray needs, never block."""
+        if self._on_change is not None:
+            self._on_change()  # a task started, paused, finished...: redraw now, not at the next tick
         if isinstance(event, TaskFinished) and event.task.status is not TaskStatus.CANCELLED:
             t = event.task
             error = (t.error or {}).get("message") if t.status is TaskStatus.FAILED else None

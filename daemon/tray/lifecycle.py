@@ -92,7 +92,8 @@ class Tray:
         if self.daemon.error is not None:
             raise self.daemon.error  # e.g. the port is taken: SystemExit with the message for the user
         assert self.daemon.app is not None
-        self.crossing = self.menu.crossing = Crossing(self.daemon.loop, self.daemon.app[APPLICATION])
+        self.crossing = self.menu.crossing = Crossing(self.daemon.loop, self.daemon.app[APPLICATION],
+                                                         on_change=self._wake.set)
         if not self.icon.HAS_MENU:
             log.info("the %s tray backend has no menu: left-click opens the uploader. Install PyGObject "
                      "(python3-gi) for the menu and notifications.", self.backend)
@@ -185,10 +186,14 @@ class Tray:
 
     def _tick(self) -> None:
         assert self.crossing is not None
+        seen = self.menu.state.version
         try:
-            state = self.crossing.call(read_state)
+            state = self.crossing.call(lambda app: read_state(app, seen))
         except PixliftError as exc:
             log.warning("tray: %s", exc.message)
+            return
+        if state is None:  # nothing changed since the last tick: no redraw, only the notices
+            self.menu.deliver()
             return
         self.menu.state = state
         key = icon_key(state)

@@ -28,6 +28,7 @@ class TrayState:
     summary: Summary = field(default_factory=Summary)
     first_name: str = ""  # an uploading (or queued) file, named in the title when it is the only one
     recent: tuple[Link, ...] = ()
+    version: int = -1  # the daemon's change counter when this was read
 
     @property
     def active(self) -> int:
@@ -48,11 +49,14 @@ class TrayState:
         return int(100 * s.bytes_uploaded / s.bytes_total) if s.bytes_total else 0
 
 
-def read_state(app: Application) -> TrayState:
-    """Runs on the loop: what the tray shows, from the same summary the web UI shows."""
+def read_state(app: Application, since: int = -1) -> TrayState | None:
+    """Runs on the loop: what the tray shows, from the same summary the web UI shows; None when nothing has
+    changed since the version of the last reading (then nothing is read at all)."""
+    if app.version == since:
+        return None
     items = app.history(RECENT, 0)["items"]
     return TrayState(app.summary(), app.current_name(),
-                     tuple(Link(str(i["name"]), str(i["url"])) for i in items if i.get("url")))
+                     tuple(Link(str(i["name"]), str(i["url"])) for i in items if i.get("url")), app.version)
 
 
 def title_for(state: TrayState) -> str:
