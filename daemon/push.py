@@ -2,11 +2,13 @@
 
 A ``Feed`` first replays what a reconnecting client missed (a ``progress`` message with every task changed
 after ``since``, then a ``task`` message for each task that finished after it, then a ``batch`` message for
-each batch that finished after it), then follows the engine: ``task`` and ``batch`` messages as they happen,
-never coalesced away, and at most one ``progress`` message per interval, only when something changed. A
-progress message is computed when it is sent, so a client that reads slowly gets the newest state, never a
-backlog; the finished-task messages waiting for it are bounded, and past the bound the feed gives up
-(``FeedOverflow``) and the connection is closed: the client reconnects with ``Last-Event-ID`` and replays.
+each batch that finished after it), then follows the engine: ``task`` and ``batch`` messages for everything
+that finishes, never coalesced away, and at most one ``progress`` message per interval, only when something
+changed. Messages are delivered together once per interval (a busy batch finishing hundreds of files a
+second costs a subscriber a few writes a second, not one per file), and each event is serialised once for all
+subscribers. A progress message is computed when it is sent, so a client that reads slowly gets the newest
+state, never a backlog; the finished-task messages waiting for it are bounded, and past the bound the feed
+gives up (``FeedOverflow``) and the connection is closed: the client reconnects with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from .application import Application
 from .events import BatchFinished, Event, TaskFinished
@@ -34,7 +38,19 @@ class FeedOverflow(Exception):
 class Message:
     event: str  # "progress" | "task" | "batch"
     id: int  # the version it reflects: a client resumes from the last one it received
-    data: dict[str, Any]
+    payload: bytes  # the data as JSON: an object, without newlines
+
+    @classmethod
+    def of(cls, event: str, id: int, data: Any) -> Message:
+        return cls(event, id, orjson.dumps(data))
+
+    def sse(self) -> bytes:
+        return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.id, self.event.encode(), self.payload)
+
+    def notification(self, subscription: str) -> str:
+        """The JSON-RPC notification of a WebSocket subscription: the data with ``subscription`` added."""
+        params = self.payload[:-1] + b',"subscription":' + orjson.dumps(subscription) + b"}"
+        return (b'{"jsonrpc":"2.0","method":"%s","params":%s}' % (self.event.encode(), params)).decode()
 
 
 class Feed:
@@ -61,24 +77,23 @@ class Feed:
     def _replay(self, since: int) -> None:
         progress = self._app.progress(self._batch, since)
         if progress.full or progress.removed or progress.views():
-            self._pending.append(Message("progress", progress.version, progress.to_json(incremental=True)))
+            self._pending.append(Message.of("progress", progress.version, progress.to_json(incremental=True)))
         for view in progress.views():
             if view.status.finished:
-                self._pending.append(Message("task", view.version, view.to_json()))
+                self._pending.append(Message.of("task", view.version, view))
         for batch_id, summary in self._app.finished_batches(since, self._batch):
-            self._pending.append(Message("batch", progress.version, {"batch_id": batch_id,
-                                                                      "summary": summary.to_json()}))
+            self._pending.append(Message.of("batch", progress.version, {"batch_id": batch_id,
+                                                                         "summary": summary.to_json()}))
         self._last = progress.version
 
     def _on_event(self, event: Event) -> None:
         """Runs on the loop inside the engine: queue the message, never block."""
         if isinstance(event, TaskFinished):
             if self._batch in (None, event.task.batch_id):
-                self._push(Message("task", event.task.version, event.task.to_json()))
+                self._push(shared(event, lambda: Message.of("task", event.task.version, event.task)))
         elif isinstance(event, BatchFinished) and self._batch in (None, event.batch_id):
-            summary = self._app.batch_summary(event.batch_id)
-            self._push(Message("batch", self._app.version, {"batch_id": event.batch_id,
-                                                            "summary": summary.to_json()}))
+            self._push(shared(event, lambda: Message.of("batch", self._app.version, {
+                "batch_id": event.batch_id, "summary": self._app.batch_summary(event.batch_id).to_json()})))
 
     def _push(self, message: Message) -> None:
         if self._overflowed:
@@ -90,6 +105,8 @@ class Feed:
                 self._on_overflow()
         else:
             self._pending.append(message)
+            if asyncio.get_running_loop().time() < self._next_progress:
+                return  # a delivery is already due at the next tick: waking the sender now would find nothing to do
         self._wake.set()
 
     def _progress(self) -> Message | None:
@@ -101,25 +118,49 @@ class Feed:
         data = progress.to_json(incremental=True)
         if not (data["tasks"] or data["removed"] or progress.full):
             return None
-        return Message("progress", progress.version, data)
+        return Message.of("progress", progress.version, data)
 
-    async def next(self) -> Message:
-        """The next message to send; raises FeedOverflow when the client fell too far behind."""
+    async def next(self) -> list[Message]:
+        """The messages to send now, at most once per interval (the replay at once); raises FeedOverflow when
+        the client fell too far behind."""
         loop = asyncio.get_running_loop()
         while True:
             if self._overflowed:
                 raise FeedOverflow
-            if self._pending:
-                return self._pending.popleft()
             now = loop.time()
             if now >= self._next_progress:
-                self._next_progress = now + self._interval
-                message = self._progress()
-                if message is not None:
-                    return message
+                batch = list(self._pending)
+                self._pending.clear()
+                progress = self._progress()
+                if progress is not None:
+                    batch.append(progress)
+                if batch:
+                    self._next_progress = now + self._interval
+                    return batch
+                deadline = now + self._interval  # look again then (bytes move without events), or at an event
+            else:
+                deadline = self._next_progress
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, self._next_progress - now))
+                await asyncio.wait_for(self._wake.wait(), deadline - now)
+
+
+_SHARED: dict[int, tuple[object, Message]] = {}
+
+
+def shared(event: object, make: Callable[[], Message]) -> Message:
+    """One message per engine event, however many feeds send it: serialised once, for the first feed that asks.
+
+    Keyed by the event object (kept alive in the entry, so its id cannot be reused while it is there); the
+    table holds the last few events only."""
+    found = _SHARED.get(id(event))
+    if found is not None and found[0] is event:
+        return found[1]
+    message = make()
+    _SHARED[id(event)] = (event, message)
+    if len(_SHARED) > 64:
+        del _SHARED[next(iter(_SHARED))]
+    return message
 
 
 def interval_ms(raw: object) -> int:

@@ -26,12 +26,12 @@ from aiohttp_sse import EventSourceResponse
 
 from .application import Application
 from .errors import InvalidParams, NotFound, PixliftError, RateLimited
-from .push import DEFAULT_INTERVAL_MS, Feed, FeedOverflow, Message, interval_ms
+from .push import DEFAULT_INTERVAL_MS, Feed, FeedOverflow, interval_ms
 from .rpc import Call, Dispatcher
 from .security import Client, Gate
 
 log = logging.getLogger(__name__)
-MAX_STREAMS = 8  # SSE streams and WebSockets per client
+MAX_STREAMS = 64  # SSE streams and WebSockets per client (every app using the token is one client)
 MAX_OUTBOX = 1000  # notifications waiting to be written to one WebSocket
 HEARTBEAT_S = 15.0
 
@@ -42,10 +42,36 @@ class PushRoutes:
         self.gate = gate
         self.dispatcher = dispatcher
         self._open: Counter[str] = Counter()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
-    def install(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/events", self.events)
-        router.add_get("/ws", self.websocket)
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/events", self.events)
+        app.router.add_get("/ws", self.websocket)
+        app.on_shutdown.append(self._close_all)
+
+    async def _close_all(self, _: web.Application) -> None:
+        """Shutdown: streams never end by themselves, so end them (clients reconnect with Last-Event-ID)."""
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
+
+    def _held(self, client: Client) -> contextlib.AbstractContextManager[None]:
+        """Count a stream against its client's cap, and let shutdown end it."""
+        task = asyncio.current_task()
+        assert task is not None
+
+        @contextlib.contextmanager
+        def held() -> Any:
+            self._open[client.id] += 1
+            self._handlers.add(task)
+            try:
+                yield
+            finally:
+                self._open[client.id] -= 1
+                self._handlers.discard(task)
+
+        return held()
 
     def _admit(self, client: Client) -> None:
         if self._open[client.id] >= MAX_STREAMS:
@@ -76,37 +102,43 @@ class PushRoutes:
                         on_overflow=abort)
         except NotFound as exc:
             return _json_error(404, exc.message)
-        self._open[client.id] += 1
         # A comment line every 15 s keeps proxies and the browser from giving up on a quiet stream; a send that
         # cannot leave for 2 minutes (a client that stopped reading) ends it.
         sse = EventSourceResponse(headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
                                   ping_interval=HEARTBEAT_S, send_timeout=120)
         await sse.prepare(request)
-        try:
-            while sse.is_connected():
-                message = await feed.next()
-                await sse.send(orjson.dumps(message.data).decode(), id=str(message.id), event=message.event)
-        except (FeedOverflow, ConnectionResetError):
-            log.info("an event stream fell behind or went away; closed")
-        finally:
-            feed.close()
-            self._open[client.id] -= 1
-            sse.stop_streaming()
+        with self._held(client):
+            try:
+                while sse.is_connected():
+                    # Everything due in one write; our JSON has no newlines, so each event is one data line.
+                    await sse.write(b"".join(m.sse() for m in await feed.next()))
+            except (FeedOverflow, ConnectionResetError):
+                log.info("an event stream fell behind or went away; closed")
+            except asyncio.CancelledError:
+                pass  # the daemon is stopping
+            finally:
+                feed.close()
+                sse.stop_streaming()
         return sse
 
     # -- WebSocket -------------------------------------------------------------------------------------------
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         client = self.gate.require(request, stream=True)
         self._admit(client)
-        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=1024 * 1024)
+        # timeout: how long a close waits for the client's answering close frame; a client that is not reading
+        # must not hold up the daemon's shutdown. writer_limit: what one socket may buffer before sends wait.
+        # compress=False: deflating every frame on loopback cost more CPU than all the rest of a subscription.
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=1024 * 1024, timeout=1.0,
+                                   writer_limit=256 * 1024, compress=False)
         await ws.prepare(request)
-        self._open[client.id] += 1
         session = _Session(self.app, self.dispatcher, client, ws)
-        try:
-            await session.run()
-        finally:
-            session.close()
-            self._open[client.id] -= 1
+        with self._held(client):
+            try:
+                await session.run()
+            except asyncio.CancelledError:  # the daemon is stopping: say so to the client
+                await ws.close(code=1001, message=b"pixlift is stopping")
+            finally:
+                session.close()
         return ws
 
 
@@ -185,8 +217,8 @@ class _Session:
     async def _pump(self, sub: str, feed: Feed) -> None:
         with contextlib.suppress(FeedOverflow):
             while True:
-                message = await feed.next()
-                self.send(sub if message.event == "progress" else None, _notification(sub, message))
+                for message in await feed.next():
+                    self.send(sub if message.event == "progress" else None, message.notification(sub))
 
     def send(self, progress_of: str | None, text: str) -> None:
         """Queue a text frame; an unsent progress of the same subscription is replaced by the newest."""
@@ -221,11 +253,6 @@ class _Session:
             pump.cancel()
         self.feeds.clear()
         self.writer.cancel()
-
-
-def _notification(sub: str, message: Message) -> str:
-    return orjson.dumps({"jsonrpc": "2.0", "method": message.event,
-                         "params": {**message.data, "subscription": sub}}).decode()
 
 
 def _error_reply(ident: Any, code: int, message: str, data: Any = None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import Daemon, Home, RpcFailure, make_image, wait_until
+from pixlift.web_push import MAX_STREAMS
 
 Factory = Callable[..., Daemon]
 
@@ -224,6 +225,15 @@ def test_a_client_that_stops_reading_is_dropped_and_costs_no_memory(home: Home, 
 
 
 # -- WebSocket ---------------------------------------------------------------------------------------------------
+async def reply_to(ws: aiohttp.ClientWebSocketResponse, ident: int) -> dict[str, Any]:
+    """The answer to call ``ident``; notifications that arrive before it are passed over."""
+    async with asyncio.timeout(10):
+        while True:
+            msg = await ws.receive_json()
+            if msg.get("id") == ident:
+                return dict(msg)
+
+
 async def test_websocket_calls_methods_and_pushes_a_batch(home: Home, daemon: Daemon) -> None:
     paths = images(home, 3, size=100_000, prefix="ws")
     async with aiohttp.ClientSession() as http, http.ws_connect(f"{daemon.url}/ws", headers=bearer(home)) as ws:
@@ -243,13 +253,13 @@ async def test_websocket_calls_methods_and_pushes_a_batch(home: Home, daemon: Da
                     notes.append(msg)
         await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "get_upload_progress",
                                       "params": {"task_id": started["tasks"][0]["task_id"]}}))
-        reply = await ws.receive_json(timeout=10)
+        reply = await reply_to(ws, 3)
         await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 4, "method": "unsubscribe",
                                       "params": {"subscription": sub}}))
-        gone = await ws.receive_json(timeout=10)
+        gone = await reply_to(ws, 4)
         await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 5, "method": "unsubscribe",
                                       "params": {"subscription": sub}}))
-        again = await ws.receive_json(timeout=10)
+        again = await reply_to(ws, 5)
     assert reply["result"]["status"] == "completed"
     assert gone["result"] == {"unsubscribed": True} and again["error"]["code"] == -32002
     tasks = [n["params"] for n in notes if n["method"] == "task"]
@@ -260,14 +270,16 @@ async def test_websocket_calls_methods_and_pushes_a_batch(home: Home, daemon: Da
     assert batch["batch_id"] == started["batch_id"] and batch["summary"]["completed"] == 3
 
 
-async def test_websocket_refuses_strangers_and_frees_its_streams(home: Home, daemon: Daemon) -> None:
+async def test_websocket_refuses_strangers_and_frees_its_streams(home: Home, daemon_factory: Factory) -> None:
+    home.write_config(security={"calls_per_second": 1000, "call_burst": 1000})  # 200 subscribes in a second
+    daemon = daemon_factory()
     async with aiohttp.ClientSession() as http:
         for headers, status in (({}, 401), ({**bearer(home), "Origin": "https://evil.example"}, 403)):
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http.ws_connect(f"{daemon.url}/ws", headers=headers)
             assert refused.value.status == status
         for _ in range(3):  # subscriptions end with their socket: the per-client cap never fills up
-            sockets = [await http.ws_connect(f"{daemon.url}/ws", headers=bearer(home)) for _ in range(8)]
+            sockets = [await http.ws_connect(f"{daemon.url}/ws", headers=bearer(home)) for _ in range(MAX_STREAMS)]
             for ws in sockets:
                 await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {}}))
                 assert "subscription" in (await ws.receive_json(timeout=10))["result"]
@@ -285,3 +297,18 @@ async def test_websocket_refuses_strangers_and_frees_its_streams(home: Home, dae
             bad = await ws.receive_json(timeout=10)
             assert bad["error"]["code"] == -32602 and "interval_ms" in bad["error"]["message"]
     time.sleep(0)
+
+
+async def test_sigterm_ends_open_streams_and_exits_promptly(home: Home, daemon: Daemon) -> None:
+    async with aiohttp.ClientSession() as http:
+        stream = await http.get(f"{daemon.url}/events", headers=bearer(home))
+        ws = await http.ws_connect(f"{daemon.url}/ws", headers=bearer(home))
+        await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {}}))
+        assert "subscription" in (await ws.receive_json(timeout=10))["result"]
+        t0 = time.monotonic()
+        code = await asyncio.to_thread(daemon.stop)
+        assert code == 0 and time.monotonic() - t0 < 8
+        closing = await ws.receive(timeout=10)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert await asyncio.wait_for(stream.content.read(), 10) is not None  # the stream ended, not hung
+        stream.release()
