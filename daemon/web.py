@@ -42,7 +42,7 @@ class Routes:
         app.router.add_post("/rpc", self.rpc)
         app.router.add_post("/api/upload", self.browser_upload)
         app.router.add_get("/files/{key:.+}", self.serve_file)
-        PushRoutes(self.app, self.gate, self.dispatcher).install(app.router)
+        PushRoutes(self.app, self.gate, self.dispatcher).install(app)
         app.router.add_static("/static/", ui_dir(), show_index=False, follow_symlinks=False)
         app.on_response_prepare.append(_headers)
 
@@ -53,7 +53,9 @@ class Routes:
             raise web.HTTPUnsupportedMediaType(text="POST /rpc needs Content-Type: application/json.")
         if request.content_length is not None and request.content_length > RPC_MAX_BODY:
             raise web.HTTPRequestEntityTooLarge(max_size=RPC_MAX_BODY, actual_size=request.content_length)
-        body = await request.text()  # the app's client_max_size caps chunked bodies too
+        # Bytes, not text: JSON is UTF-8 whatever charset the header claims, and a body that is not is a
+        # JSON-RPC parse error, not a server error. The app's client_max_size caps chunked bodies too.
+        body = await request.read()
         out = await self.dispatcher.dispatch(body, Call(self.app, client.id))
         if not out:
             return web.Response(status=204)
