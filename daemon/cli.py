@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the daemon in the foreground")
-    p.add_argument("--port", type=int, default=36690, help="port on 127.0.0.1 (0 picks a free one); default 36690")
+    p.add_argument("--port", type=port_number, default=36690,
+                   help="port on 127.0.0.1 (0 picks a free one); default 36690")
     p.add_argument("--no-tray", action="store_true", help="no tray icon (servers, containers, CI)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -79,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def port_number(text: str) -> int:
+    """--port: a whole number from 0 to 65535 (argparse prints the refusal as a one-line usage error)."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a whole number from 0 to 65535")
+    return int(text)
 
 
 def cmd_serve(home: Home, args: argparse.Namespace) -> int:

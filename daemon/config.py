@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +149,20 @@ class Checker:
             return None
         if not value.startswith(("http://", "https://")):
             raise self.fail(where, f"{value!r} is not an http(s) URL", 'Write it with its scheme, e.g. "https://...".')
+        try:
+            parts = urllib.parse.urlsplit(value)
+            _ = parts.port  # raises for a port that is not a number or out of range
+        except ValueError:
+            raise self.fail(where, f"{value!r} is not a valid URL (its host or port cannot be read)",
+                            'Write it as scheme://host[:port], e.g. "http://127.0.0.1:9000".') from None
+        if not parts.hostname:
+            raise self.fail(where, f"{value!r} has no host", 'Write it as scheme://host[:port].')
         return value.rstrip("/")
+
+    def folder(self, where: str, value: str) -> str:
+        if "\x00" in value:
+            raise self.fail(where, "contains a NUL character", "Write the folder's path as plain text.")
+        return value
 
     def bucket(self, where: str, value: str) -> str:
         if not value.strip():

@@ -142,6 +142,10 @@ class PathChecker:
             return f"not a valid path: {len(raw)} characters, the limit is {MAX_PATH_LEN}"
         if "\x00" in raw:
             return "not a valid path: it contains a NUL byte"
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            return "not a valid path: it is not valid Unicode text (a lone surrogate)"
         expanded = os.path.expanduser(raw)
         if not os.path.isabs(expanded):
             return "relative path: give the absolute path (the daemon does not know your working directory)"

@@ -31,7 +31,7 @@ class LocalProfile(ProfileBase):
 
 
 def parse(check: Checker, where: str, common: dict[str, Any], t: dict[str, Any]) -> LocalProfile:
-    root = t.get("root")
+    root = check.folder(f"{where}.root", t["root"]) if t.get("root") else None
     return LocalProfile(**common, root=Path(os.path.expanduser(root)) if root else None)
 
 

@@ -27,6 +27,7 @@ MAX_PATHS = 10_000
 MAX_BATCH = 100  # calls in one batch; each one is also charged to the rate limit
 MAX_DEPTH = 16  # JSON nesting; a real request is at most 4 deep (batch > call > params > paths)
 INVALID_REQUEST = -32600
+PARSE_ERROR = -32700
 
 
 @dataclass
@@ -88,7 +89,20 @@ class Param:
         if not isinstance(value, str) or not value or len(value) > 512:
             raise InvalidParams(f"'{self.name}' must be a non-empty string, got {_show(value)}.",
                                 data={"param": self.name})
+        if not _is_text(value):
+            raise InvalidParams(f"'{self.name}' is not valid text (it holds a lone surrogate or a NUL).",
+                                data={"param": self.name})
         return value
+
+
+def _is_text(value: str) -> bool:
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON's \ud800 escapes can carry
+        return False
+    return True
 
 
 def _show(value: Any) -> str:
@@ -160,7 +174,8 @@ def _error(exc: PixliftError) -> Result:
 
 
 def _adapter(method: RpcMethod, before_call: Callable[[Call], None]) -> Callable[..., Awaitable[Result]]:
-    async def call(ctx: Call, *args: Any, **kwargs: Any) -> Result:
+    # ctx is positional-only, so a param a client names "ctx" is judged like any other unknown param.
+    async def call(ctx: Call, /, *args: Any, **kwargs: Any) -> Result:
         try:
             before_call(ctx)
             bound = method.bind(args, kwargs)
@@ -180,15 +195,13 @@ class Dispatcher:
         self._methods = {name: _adapter(m, lambda call: call.app.charge_call(call.client))
                          for name, m in REGISTRY.items()}
 
-    async def dispatch(self, body: str, ctx: Call) -> str:
+    async def dispatch(self, body: str | bytes, ctx: Call) -> str:
         try:
-            doc = json.loads(body)
+            doc = strict_json(body)
         except RecursionError:  # the C decoder gives up near 1,000 levels: say so instead of "Parse error"
             return _invalid_request(f"the JSON is nested more than {MAX_DEPTH} levels deep.", "depth", MAX_DEPTH)
-        except ValueError:
-            # Not JSON: jsonrpcserver answers with its Parse error.
-            return await async_dispatch(body, methods=self._methods, context=ctx,  # type: ignore[no-any-return]
-                                        serializer=dumps)
+        except ValueError as exc:
+            return _parse_error(str(exc) if isinstance(exc, NotJson) else "the body is not valid JSON.")
         if isinstance(doc, list) and len(doc) > MAX_BATCH:
             return _invalid_request(f"the batch has {len(doc)} calls; at most {MAX_BATCH} per batch. Split it.",
                                     "batch", MAX_BATCH)
@@ -196,6 +209,42 @@ class Dispatcher:
             return _invalid_request(f"the JSON is nested more than {MAX_DEPTH} levels deep.", "depth", MAX_DEPTH)
         return await async_dispatch(body, methods=self._methods, context=ctx,  # type: ignore[no-any-return]
                                     deserializer=lambda _: doc, serializer=dumps)
+
+
+class NotJson(ValueError):
+    """A body that is not strict JSON, said in words for the client (never Python's own text)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise NotJson(f"the body is not valid JSON: {name} is not a JSON number.")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise NotJson(f"the body is not valid JSON: the number {text[:40]} is out of range.")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 40:
+        raise NotJson("the body is not valid JSON for pixlift: a number has more than 40 digits.")
+    return int(text)
+
+
+def strict_json(body: str | bytes) -> Any:
+    """JSON as RFC 8259 has it: UTF-8, no NaN or Infinity, numbers that fit; NotJson says what is wrong."""
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise NotJson("the body is not UTF-8 text; JSON-RPC bodies must be UTF-8 JSON.") from None
+    return json.loads(body, parse_constant=_no_constant, parse_float=_finite, parse_int=_bounded_int)
+
+
+def _parse_error(message: str) -> str:
+    return json.dumps({"jsonrpc": "2.0", "error": {"code": PARSE_ERROR, "message": f"Parse error: {message}"},
+                       "id": None})
 
 
 def dumps(doc: Any) -> str:
