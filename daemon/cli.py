@@ -97,6 +97,12 @@ def cmd_serve(home: Home, args: argparse.Namespace) -> int:
 
     os.umask(0o077)  # everything the daemon creates (logs, rotated logs, spool, journal) is private
     home.ensure()
+    if home.lock() is None:  # before anything of the home is touched: the log, the journal, daemon.json
+        info = home.read_daemon_info() or {}
+        running = f"pid {info['pid']}, {info['url']}" if info.get("pid") and info.get("url") else "starting up"
+        print(f"pixlift: another pixlift is already serving {home.root} ({running}); use it, stop it first, or "
+              "set PIXLIFT_HOME to another folder.", file=sys.stderr)
+        return 1
     _setup_logging(home, args.log_level)
     box = SettingsBox(load_settings(home.config, home.root))
     if args.no_tray:

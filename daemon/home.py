@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,18 @@ def write_private(path: Path, data: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _lock(fd: int) -> None:
+    """An exclusive, non-blocking lock on an open file; OSError when another process holds it."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,22 @@ class Home:
     @property
     def log_file(self) -> Path:
         return self.root / "pixlift.log"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "daemon.lock"
+
+    # -- one daemon per home --------------------------------------------------------------------------------
+    def lock(self) -> int | None:
+        """Take the home's lock for this process's lifetime: the descriptor, or None when another process holds
+        it. The operating system drops it when the process ends, however it ends (kill -9 included)."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            _lock(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
 
     # -- token ---------------------------------------------------------------------------------------
     def read_token(self) -> str | None:

@@ -42,6 +42,13 @@ class Profiles:
             out.append(item)
         return {"default": settings.default_profile, "profiles": out}
 
+    def served_file(self, name: str, key: str) -> Path | None:
+        """A stored file that the daemon serves at a link of this profile (its own folder), if there is one."""
+        try:
+            return self._providers.get(name).served_file(key)
+        except PixliftError:
+            return None
+
     async def check(self, name: str | None) -> dict[str, Any]:
         profile = self.config.current.profile(name)
         return await _check(profile.name, self._providers.get(profile.name))

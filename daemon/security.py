@@ -38,7 +38,7 @@ from .errors import RateLimited
 
 log = logging.getLogger(__name__)
 COOKIE = "pixlift_session"
-PUBLIC_PREFIXES = ("/files/", "/static/")  # pasted links and the UI's own assets: no token needed
+PUBLIC_PREFIXES = ("/files/", "/local/", "/static/")  # pasted links and the UI's own assets: no token needed
 
 
 @dataclass

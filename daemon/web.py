@@ -42,6 +42,7 @@ class Routes:
         app.router.add_post("/rpc", self.rpc)
         app.router.add_post("/api/upload", self.browser_upload)
         app.router.add_get("/files/{key:.+}", self.serve_file)
+        app.router.add_get("/local/{profile}/{key:.+}", self.serve_profile_file)
         PushRoutes(self.app, self.gate, self.dispatcher).install(app)
         app.router.add_static("/static/", ui_dir(), show_index=False, follow_symlinks=False)
         app.on_response_prepare.append(_headers)
@@ -77,21 +78,13 @@ class Routes:
 
     # -- pasted links of the local store -----------------------------------------------------------------
     async def serve_file(self, request: web.Request) -> web.StreamResponse:
-        root = self.app.home.files.resolve()
+        return _file_response(_within(self.app.home.files.resolve(), request.match_info["key"]))
+
+    async def serve_profile_file(self, request: web.Request) -> web.StreamResponse:
+        """A local profile's own folder: its provider says which file a key names, inside that folder only."""
         key = request.match_info["key"]
-        # aiohttp has percent-decoded the path once (%2e%2e is "..", %252e stays "%2e"); what is left is judged
-        # as a path: no dot-parts, no NUL, nothing that resolves outside the store, and only regular files.
-        try:
-            target = (root / key).resolve()
-            ok = (len(key) <= 1024 and "\x00" not in key and not any(p.startswith(".") for p in Path(key).parts)
-                  and target.is_relative_to(root) and target.is_file())
-        except (OSError, ValueError):  # too long, too deep, a NUL byte: not a file we serve
-            ok = False
-        if not ok:
-            raise web.HTTPNotFound(text="No such file.")
-        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        return web.FileResponse(target, headers={"Content-Type": ctype, "Content-Security-Policy": FILE_CSP,
-                                                 "Cache-Control": "public, max-age=31536000, immutable"})
+        target = self.app.profiles.served_file(request.match_info["profile"], key) if _plain(key) else None
+        return _file_response(target)
 
     # -- browser uploads: bytes streamed into the spool, then a task like any other -----------------------
     async def browser_upload(self, request: web.Request) -> web.StreamResponse:
@@ -124,6 +117,29 @@ class Routes:
         return web.json_response({"batch_id": submitted.batch_id, "task": submitted.tasks[0].to_json()})
 
 
+def _plain(key: str) -> bool:
+    """A key as the stores write them: no dot-parts (hidden or temporary files, ``..``), no NUL, not too long."""
+    return len(key) <= 1024 and "\x00" not in key and not any(p.startswith(".") for p in Path(key).parts)
+
+
+def _within(root: Path, key: str) -> Path | None:
+    # aiohttp has percent-decoded the path once (%2e%2e is "..", %252e stays "%2e"); what is left is judged as a
+    # path: no dot-parts, no NUL, nothing that resolves outside the store, and only regular files.
+    try:
+        target = (root / key).resolve()
+        return target if _plain(key) and target.is_relative_to(root) and target.is_file() else None
+    except (OSError, ValueError):  # too long, too deep, a NUL byte: not a file we serve
+        return None
+
+
+def _file_response(target: Path | None) -> web.StreamResponse:
+    if target is None:
+        raise web.HTTPNotFound(text="No such file.")
+    ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return web.FileResponse(target, headers={"Content-Type": ctype, "Content-Security-Policy": FILE_CSP,
+                                             "Cache-Control": "public, max-age=31536000, immutable"})
+
+
 def _safe_name(raw: str) -> str:
     base = raw.replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = _SAFE_NAME.sub("_", base).strip(" .")[:200]
@@ -133,7 +149,7 @@ def _safe_name(raw: str) -> str:
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if not request.path.startswith("/files/"):
+    if not request.path.startswith(("/files/", "/local/")):
         response.headers.setdefault("Content-Security-Policy", UI_CSP)
         response.headers.setdefault("X-Frame-Options", "DENY")
 

@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
@@ -167,6 +168,10 @@ class Provider(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def served_file(self, key: str) -> Path | None:
+        """A stored object the daemon itself serves at its link (the embedded store); None for a remote store."""
+        return None
 
 
 class ObjectStore(Provider):

@@ -1,7 +1,10 @@
-"""The embedded default: files under a folder, served read-only by the daemon at ``/files/<key>``.
+"""The embedded default: files under a folder, served read-only by the daemon at ``/files/<key>`` (a profile
+with a folder of its own: ``/local/<profile>/<key>``).
 
-Works with no cloud account. A file is written to a temporary name beside its target and renamed into place
-when complete, so a link never serves half a file and a cancelled upload leaves nothing.
+Works with no cloud account. A file is written to a temporary name of its own beside its target, every write
+checked (a short write is written on, a full disk is a ``disk_full`` failure), synced, then read back and
+compared (size and SHA-256) before it is renamed into place: a link never serves half a file, a truncated
+copy is never reported completed, and a cancelled upload leaves nothing.
 """
 
 from __future__ import annotations
@@ -9,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..config import Checker, ProfileBase
 from ..errors import PermanentStorageError, SourceError, TransientStorageError
@@ -67,14 +73,18 @@ class LocalProvider(Provider):
     async def upload(self, source: Source, key: str, *, on_bytes: OnBytes, state: MultipartState,
                      on_part: Callable[[], None]) -> None:
         dest = self.target(key)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.part")  # unique: same-named uploads race
+
         def open_tmp() -> int:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
 
-        def copy_chunk(fd: int, pos: int) -> int:
+        def copy_chunk(fd: int, pos: int, digest: Any) -> int:
             data = os.pread(source.fd, CHUNK, pos)
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a filling disk): write on until all is down
+                view = view[os.write(fd, view):]
+            digest.update(data)
             return len(data)
 
         try:
@@ -82,10 +92,11 @@ class LocalProvider(Provider):
         except OSError as exc:
             raise _os_error(exc, self.root) from exc
         try:
+            sent = hashlib.sha256()
             try:
                 pos = 0
                 while pos < source.size:
-                    n = await asyncio.to_thread(copy_chunk, fd, pos)
+                    n = await asyncio.to_thread(copy_chunk, fd, pos, sent)
                     if n == 0:
                         raise SourceError(f"{source.name} got shorter while it was being uploaded.")
                     pos += n
@@ -93,6 +104,7 @@ class LocalProvider(Provider):
                 await asyncio.to_thread(os.fsync, fd)
             finally:
                 os.close(fd)
+            await asyncio.to_thread(_verify, tmp, source.size, sent.hexdigest())
             await asyncio.to_thread(os.replace, tmp, dest)
         except OSError as exc:
             raise _os_error(exc, self.root) from exc
@@ -104,7 +116,19 @@ class LocalProvider(Provider):
         state.reset()
 
     async def link(self, key: str) -> str:
-        return public_url(self.profile.public_base_url or f"{self._base_url()}/files", key)
+        if self.profile.public_base_url:
+            return public_url(self.profile.public_base_url, key)
+        if self.profile.root is None:
+            return public_url(f"{self._base_url()}/files", key)
+        return public_url(f"{self._base_url()}/local/{quote(self.profile.name, safe='')}", key)
+
+    def served_file(self, key: str) -> Path | None:
+        """The stored file a link of this store names, if it is one the daemon may serve."""
+        try:
+            path = self.target(key)
+        except PermanentStorageError:
+            return None
+        return path if path.is_file() else None
 
     async def check(self) -> str:
         try:
@@ -115,6 +139,20 @@ class LocalProvider(Provider):
         except OSError as exc:
             raise _os_error(exc, self.root) from exc
         return f"folder {self.root} is writable"
+
+def _verify(path: Path, size: int, sha256: str) -> None:
+    """What the disk holds is what was sent: the size, then the bytes read back."""
+    if os.stat(path).st_size != size:
+        raise PermanentStorageError(f"The store kept {os.stat(path).st_size} of {size} bytes; the disk may be full. "
+                                    "Free some space, then retry.", code="disk_full")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise TransientStorageError("The stored copy differs from the file; writing it again.",
+                                    code="checksum_mismatch")
+
 
 def _os_error(exc: OSError, root: Path) -> PermanentStorageError | TransientStorageError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -1,0 +1,96 @@
+"""Nothing lost, nothing faked: full disks, one daemon per home, racing writes; each fault made real.
+
+A tmpfs mounted by the test (as root, as CI runs) and filled to an exact edge stands for a full disk; a second
+``pixlift serve`` on the same home is started for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Daemon, Home, make_image, pixlift_env
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    assert os.geteuid() == 0, "these tests mount a tmpfs: run them as root (CI does)"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_leaving(folder: Path, free_bytes: int) -> Path:
+    """Fill the filesystem holding ``folder`` until exactly ``free_bytes`` (to a block) are left."""
+    st = os.statvfs(folder)
+    filler = folder / "filler"
+    with filler.open("wb") as fh:
+        fh.write(b"\0" * (st.f_bavail * st.f_frsize - free_bytes))
+    left = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    assert abs(left - free_bytes) <= st.f_frsize, left
+    return filler
+
+
+def test_a_full_disk_fails_the_upload_and_keeps_no_truncated_copy(home: Home, tmpfs: Path,
+                                                                  daemon_factory: Callable[..., Daemon]) -> None:
+    store = tmpfs / "store"
+    home.write_config(profiles={"disk": {"provider": "local", "root": str(store)}}, default="disk")
+    d = daemon_factory()
+    store.mkdir()
+    filler = fill_leaving(tmpfs, int(3.25 * MiB))
+    photo = make_image(home.pictures / "big.jpg", int(3.5 * MiB), seed=7)
+    task = d.rpc("upload_images", {"paths": [str(photo)]})["tasks"][0]
+    failed = d.wait_task(task["task_id"])
+    assert failed["status"] == "failed" and failed["error"]["code"] == "disk_full", failed
+    assert "full" in failed["error"]["message"] and failed["url"] is None
+    assert [p for p in store.rglob("*") if p.is_file()] == []  # no truncated object, no temporary file
+    assert d.rpc("get_upload_history")["total"] == 0
+
+    filler.unlink()  # space freed: the retry completes, byte for byte, with a link that works
+    d.rpc("retry_upload", {"task_id": task["task_id"]})
+    done = d.wait_task(task["task_id"])
+    assert done["status"] == "completed", done
+    assert done["url"].startswith(f"{d.url}/local/disk/")
+    with urllib.request.urlopen(done["url"]) as resp:
+        assert resp.read() == photo.read_bytes()
+    assert (store / done["key"]).read_bytes() == photo.read_bytes()
+
+
+def test_same_named_uploads_racing_to_one_folder_all_complete(home: Home, daemon: Daemon) -> None:
+    photo = make_image(home.pictures / "same.jpg", 400_000, seed=3)
+    batch = daemon.rpc("upload_images_batch", {"paths": [str(photo)] * 24, "batch_size": 24})
+    result = daemon.wait_batch(batch["batch_id"])
+    assert [t["status"] for t in result["tasks"]] == ["completed"] * 24, [t["error"] for t in result["tasks"]]
+    stored = [p for p in (home.root / "files").rglob("*") if p.is_file()]
+    assert len(stored) == 1 and stored[0].read_bytes() == photo.read_bytes()  # one key, one whole object
+
+
+def test_a_second_daemon_on_the_same_home_refuses_and_touches_nothing(home: Home, daemon: Daemon) -> None:
+    info = (home.root / "daemon.json").read_text()
+    log = home.root / "pixlift.log"
+    log_before = log.read_bytes() if log.exists() else b""
+    second = subprocess.run([sys.executable, "-m", "pixlift", "serve", "--no-tray", "--port", "0"],
+                            env=pixlift_env(home), capture_output=True, text=True, timeout=30)
+    assert second.returncode != 0
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    assert f"pid {daemon.proc.pid}" in lines[0] and daemon.url in lines[0] and "already" in lines[0]
+    assert (home.root / "daemon.json").read_text() == info  # the first one's files are untouched
+    assert (log.read_bytes() if log.exists() else b"") == log_before
+    status = subprocess.run([sys.executable, "-m", "pixlift", "status"], env=pixlift_env(home),
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0 and daemon.url in status.stdout
+    assert json.loads(info)["pid"] == daemon.proc.pid
