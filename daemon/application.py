@@ -21,7 +21,7 @@ from typing import Any
 from . import __version__
 from .config import SettingsBox
 from .engine import Engine
-from .errors import RateLimited
+from .errors import PixliftError, RateLimited
 from .events import Event, EventBus, Handler, TaskFinished
 from .home import Home
 from .journal import Journal
@@ -147,6 +147,21 @@ class Application:
 
     def retry(self, task_id: str) -> TaskView:
         return self._engine.view(self._engine.retry(task_id, self.path_checker()))
+
+    def retry_failed(self, batch_id: str | None = None) -> dict[str, Any]:
+        """Queue every failed task (of a batch) again. A file that can no longer be sent (gone, changed into
+        something refused) stays failed and is listed with the reason; the others go."""
+        retried, skipped = 0, []
+        checker = self.path_checker()
+        for task in self._engine.tasks(batch_id):
+            if task.status is not TaskStatus.FAILED:
+                continue
+            try:
+                self._engine.retry(task.task_id, checker)
+                retried += 1
+            except PixliftError as exc:
+                skipped.append({"task_id": task.task_id, "name": task.name, "reason": exc.message})
+        return {"retried": retried, "skipped": skipped}
 
     def pause(self, task_id: str | None = None) -> int:
         return self._engine.pause(task_id)

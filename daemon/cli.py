@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=sorted(FORMATS), default="url", help="how to print each link")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on the terminal")
 
+    p = sub.add_parser("retry", help="queue failed uploads again")
+    p.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="tasks to retry (failed or cancelled)")
+    p.add_argument("--failed", action="store_true", help="every failed upload (of --batch, if given)")
+    p.add_argument("--batch", metavar="BATCH_ID", help="with --failed: only this batch")
+
     p = sub.add_parser("watch", help="follow a batch (or every upload) live until it is done")
     p.add_argument("batch_id", nargs="?", metavar="BATCH_ID", help="a batch id (from upload_images or the UI)")
 
@@ -170,6 +175,28 @@ def cmd_upload(home: Home, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_retry(home: Home, args: argparse.Namespace) -> int:
+    if not args.failed and not args.task_ids:
+        print("pixlift: name the tasks to retry, or give --failed for every failed upload.", file=sys.stderr)
+        return 2
+    client = Client.from_home(home)
+    bad = 0
+    if args.failed:
+        result = client.call("retry_failed", batch_id=args.batch)
+        print(f"retried {result['retried']} failed upload{'s' if result['retried'] != 1 else ''}")
+        for item in result["skipped"]:
+            bad += 1
+            print(f"pixlift: {item['name']}: not retried: {item['reason']}", file=sys.stderr)
+    for task_id in args.task_ids:
+        try:
+            task = client.call("retry_upload", task_id=task_id)
+            print(f"retrying {task['name']}")
+        except RpcError as exc:
+            bad += 1
+            print(f"pixlift: {task_id}: {exc.message}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def cmd_watch(home: Home, args: argparse.Namespace) -> int:
     """Follow a batch (or everything) live: a line on stdout as each file finishes, progress on stderr."""
     client = Client.from_home(home)
@@ -290,6 +317,6 @@ def cmd_history(home: Home, args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[Home, argparse.Namespace], int]] = {
-    "serve": cmd_serve, "upload": cmd_upload, "watch": cmd_watch, "status": cmd_status, "open": cmd_open,
-    "config": cmd_config, "token": cmd_token, "history": cmd_history,
+    "serve": cmd_serve, "upload": cmd_upload, "watch": cmd_watch, "retry": cmd_retry, "status": cmd_status,
+    "open": cmd_open, "config": cmd_config, "token": cmd_token, "history": cmd_history,
 }

@@ -13,10 +13,11 @@ import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import Daemon, Home, make_image, pixlift_env
+from conftest import Daemon, Home, make_image, oss_profile, pixlift_env
 
 MiB = 1024 * 1024
 
@@ -94,3 +95,26 @@ def test_a_second_daemon_on_the_same_home_refuses_and_touches_nothing(home: Home
                             capture_output=True, text=True, timeout=30)
     assert status.returncode == 0 and daemon.url in status.stdout
     assert json.loads(info)["pid"] == daemon.proc.pid
+
+
+def test_retry_failed_queues_every_failed_task_again(home: Home, oss_server: Any,
+                                                     daemon_factory: Callable[..., Daemon]) -> None:
+    home.write_config(profiles={"oss": oss_profile(oss_server)}, default="oss")
+    daemon = daemon_factory()
+    photos = [make_image(home.pictures / f"r{i}.jpg", 200_000, seed=60 + i) for i in range(3)]
+    oss_server.server.put_delay_s = 0.3  # the first file takes about a second; the others wait their turn
+    batch = daemon.rpc("upload_images_batch", {"paths": [str(p) for p in photos], "batch_size": 1})
+    hidden = [p.rename(p.with_suffix(".moved")) for p in photos[1:]]  # two files vanish before they are sent
+    oss_server.server.put_delay_s = 0
+    result = daemon.wait_batch(batch["batch_id"])
+    assert [t["status"] for t in result["tasks"]] == ["completed", "failed", "failed"]
+    for moved, photo in zip(hidden, photos[1:], strict=True):
+        moved.rename(photo)  # back where they were: now they can be sent
+    again = daemon.rpc("retry_failed", {"batch_id": batch["batch_id"]})
+    assert again == {"retried": 2, "skipped": []}
+    result = daemon.wait_batch(batch["batch_id"])
+    assert [t["status"] for t in result["tasks"]] == ["completed"] * 3
+    assert daemon.rpc("retry_failed") == {"retried": 0, "skipped": []}
+    out = subprocess.run([sys.executable, "-m", "pixlift", "retry", "--failed"], env=pixlift_env(home),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.strip() == "retried 0 failed uploads"

@@ -5,7 +5,7 @@
 // state is one object (uploads/state.js), made here by init and handed to each of them.
 
 import { copyFromButton } from "./share.js";
-import { act, clearAll, clearFinished, pauseAll, resumeAll } from "./uploads/actions.js";
+import { act, clearAll, clearFinished, pauseAll, resumeAll, retryFailed } from "./uploads/actions.js";
 import { installInputs } from "./uploads/inputs.js";
 import { applyPoll, hasActive, nextPollSeq, refreshCounts, selectTab } from "./uploads/list.js";
 import { addFiles } from "./uploads/send.js";
@@ -22,6 +22,7 @@ export function init(ctx) {
     pauseAll: document.getElementById("pause-all"),
     resumeAll: document.getElementById("resume-all"),
     clearFinished: document.getElementById("clear-finished"),
+    retryFailed: document.getElementById("retry-failed"),
     clearAll: document.getElementById("clear-all"),
     pick: document.getElementById("pick"),
     picker: document.getElementById("picker"),
@@ -67,6 +68,7 @@ export function init(ctx) {
   dom.pauseAll.addEventListener("click", () => pauseAll(state));
   dom.resumeAll.addEventListener("click", () => resumeAll(state));
   dom.clearFinished.addEventListener("click", () => clearFinished(state));
+  dom.retryFailed.addEventListener("click", () => retryFailed(state));
   dom.clearAll.addEventListener("click", () => clearAll(state));
   installInputs(state);
   refreshCounts(state);

@@ -54,6 +54,13 @@ async def retry_upload(call: Call, p: dict[str, Any]) -> Any:
     return call.app.retry(p["task_id"]).to_json()
 
 
+@rpc("retry_failed", "Queue every failed task (of one batch, or all) again; files that can no longer be sent stay "
+     "failed and are listed with the reason.", '{"retried": int, "skipped": [{"task_id", "name", "reason"}]}',
+     Param("batch_id", "string", "only this batch's failed tasks", required=False))
+async def retry_failed(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.retry_failed(p["batch_id"])
+
+
 @rpc("clear_upload_progress", "Remove finished tasks (completed, failed, cancelled) from the list; history keeps "
      "every link.", '{"cleared": int}')
 async def clear_upload_progress(call: Call, p: dict[str, Any]) -> Any:

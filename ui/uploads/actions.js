@@ -49,6 +49,17 @@ export async function resumeAll(state) {
   state.ctx.pollSoon();
 }
 
+export async function retryFailed(state) {
+  try {
+    const { retried, skipped } = await rpc("retry_failed", {});
+    const words = retried ? `Retrying ${retried} upload${retried > 1 ? "s" : ""}.` : "Nothing could be retried.";
+    toast(skipped.length ? `${words} ${skipped[0].name}: ${skipped[0].reason}` : words, skipped.length ? "error" : "info");
+  } catch (err) {
+    state.ctx.report(err);
+  }
+  state.ctx.pollSoon();
+}
+
 function dropLocalFinished(state) {
   for (const row of [...state.rows.values()]) {
     if (!row.taskId && FINISHED.has(row.status)) removeRow(state, row);

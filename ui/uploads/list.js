@@ -127,6 +127,7 @@ export function refreshCounts(state) {
   dom.pauseAll.disabled = counts.queued + counts.uploading === 0;
   dom.resumeAll.disabled = counts.paused === 0;
   dom.clearFinished.disabled = counts.completed + failed === 0;
+  dom.retryFailed.disabled = counts.failed === 0;
   dom.clearAll.disabled = rows.size === 0;
   const filter = dom.rows.dataset.filter;
   const empty = byFilter[filter] === 0;
