@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import Daemon, Home, make_image, oss_profile, pixlift_env
 
 MiB = 1024 * 1024
