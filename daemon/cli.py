@@ -119,6 +119,7 @@ def cmd_serve(home: Home, args: argparse.Namespace) -> int:
 
 def _setup_logging(home: Home, level: str) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.raiseExceptions = False  # a log line the full disk refuses is dropped, not a traceback on stderr
     root = logging.getLogger()
     root.setLevel(level.upper())
     err = logging.StreamHandler()

@@ -95,26 +95,24 @@ class Engine(TaskList):
     def submit(self, files: list[CheckedFile], *, profile: str, batch_size: int,
                source: TaskSource = TaskSource.PATH, names: list[str] | None = None,
                batch_id: str | None = None) -> tuple[str, list[Task]]:
-        """Queue files as one batch (or add them to ``batch_id``, as the browser does file by file)."""
-        chosen = profile
+        """Queue files as one batch (or add them to ``batch_id``, as the browser does file by file).
+
+        Journal first: the tasks exist (in memory, for the dispatcher) only once their rows are committed, in
+        one transaction; when they cannot be, JournalUnavailable is raised and nothing is queued."""
         batch_id = batch_id or uuid.uuid4().hex
-        batch = self._batch(batch_id, batch_size)
         now = self.clock()
-        tasks, rows = [], []
-        for i, checked in enumerate(files):
-            task = Task(task_id=uuid.uuid4().hex, batch_id=batch_id, path="" if source.spooled else checked.path,
-                        name=names[i] if names else checked.name, profile=chosen, bytes_total=checked.size,
-                        created_at=now, source=source)
-            job = Job(task, checked, batch)
-            self._jobs[task.task_id] = job
+        tasks = [Task(task_id=uuid.uuid4().hex, batch_id=batch_id, path="" if source.spooled else checked.path,
+                      name=names[i] if names else checked.name, profile=profile, bytes_total=checked.size,
+                      created_at=now, source=source) for i, checked in enumerate(files)]
+        self.journal.add([(task, batch_size, checked.to_json()) for task, checked in zip(tasks, files, strict=True)])
+        batch = self._batch(batch_id, batch_size)
+        for task, checked in zip(tasks, files, strict=True):
+            self._jobs[task.task_id] = Job(task, checked, batch)
             self._touch(task)
             self.index.saved(task)
             batch.task_ids.append(task.task_id)
             batch.queue.append(task.task_id)
             batch.unfinished += 1
-            tasks.append(task)
-            rows.append((task, batch_size, checked.to_json()))
-        self.journal.add(rows)
         self._wake.set()
         return batch_id, tasks
 

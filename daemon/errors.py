@@ -15,6 +15,7 @@ boundary where they are raised (``raise StorageError(...) from exc``).
     │   ├── RateLimited              -32029  too many calls; ``data.retry_after_s``
     │   └── ClipboardError                   the clipboard holds no image, or the desktop cannot read it
     ├── ConfigError                  -32004  no valid storage profile, unknown profile, broken config.toml
+    ├── JournalUnavailable           -32005  the daemon could not store its own data (its disk is full)
     ├── DaemonGone                           the tray's event loop has stopped (the daemon is shutting down)
     └── TransferError                        an upload failed (lives in Task.error, not in an RPC error)
         ├── SourceError                      the local file changed, vanished or cannot be read
@@ -32,6 +33,7 @@ PATH_REFUSED = -32001
 NOT_FOUND = -32002
 INVALID_STATE = -32003
 CONFIG_ERROR = -32004
+JOURNAL_UNAVAILABLE = -32005
 RATE_LIMITED = -32029
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
@@ -119,6 +121,13 @@ class DaemonGone(PixliftError):
 class ConfigError(PixliftError):
     rpc_code = CONFIG_ERROR
     code = "config_error"
+
+
+class JournalUnavailable(PixliftError):
+    """The daemon could not store its own data; the call that needed it changed nothing."""
+
+    rpc_code = JOURNAL_UNAVAILABLE
+    code = "journal_unavailable"
 
 
 class TransferError(PixliftError):

@@ -7,14 +7,19 @@ Writes happen on state changes (and after each finished multipart part), never p
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import JournalUnavailable
 from .tasks import Task, TaskSource, TaskStatus
 from .views import iso
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -78,6 +83,7 @@ class Journal:
         path.chmod(0o600)
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
         self._seq = int(row[0])
+        self._complained = -3600.0
 
     def close(self) -> None:
         self._db.close()
@@ -88,37 +94,66 @@ class Journal:
         return int(row[0]) if row else 0
 
     def reserve_version(self, ceiling: int) -> None:
-        self._db.execute("INSERT INTO meta (name, value) VALUES ('version', ?) "
-                         "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (ceiling,))
+        self._write("INSERT INTO meta (name, value) VALUES ('version', ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (ceiling,))
 
     def add(self, items: list[tuple[Task, int, dict[str, Any]]]) -> None:
+        """New tasks, all or none (one transaction); JournalUnavailable when they cannot be stored."""
         rows = []
+        seq = self._seq
         for task, batch_size, checked in items:
-            self._seq += 1
-            rows.append((task.task_id, self._seq, task.batch_id, batch_size, task.path, task.name, task.profile,
+            seq += 1
+            rows.append((task.task_id, seq, task.batch_id, batch_size, task.path, task.name, task.profile,
                          str(task.status), task.bytes_total, task.created_at, str(task.source), json.dumps(checked)))
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO tasks (task_id, seq, batch_id, batch_size, path, name, profile, status, bytes_total,"
-                " created_at, source, checked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT INTO tasks (task_id, seq, batch_id, batch_size, path, name, profile, status,"
+                    " bytes_total, created_at, source, checked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        except sqlite3.Error as exc:
+            raise JournalUnavailable(self._why(exc)) from exc
+        self._seq = seq
+
+    def _write(self, sql: str, args: Any, *, many: bool = False) -> None:
+        """A change to what the journal holds. When the disk refuses it (full, read-only), the daemon goes on
+        from memory and says so once a minute: the next write that succeeds stores the task's whole state, so
+        the journal catches up; what was never stored is only what a crash in between would lose."""
+        try:
+            if many:
+                with self._db:
+                    self._db.executemany(sql, args)
+            else:
+                self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            now = time.monotonic()
+            if now - self._complained > 60:
+                self._complained = now
+                log.error("%s", self._why(exc).replace("nothing was queued", "uploads go on, unrecorded"))
+
+    def _why(self, exc: sqlite3.Error) -> str:
+        text = str(exc).lower()
+        if "full" in text:
+            return (f"The disk holding pixlift's data ({self.path.parent}) is full, so nothing was queued. Free "
+                    "some space there, then send the files again.")
+        return (f"pixlift could not write its journal ({self.path}), so nothing was queued. Check that the disk "
+                "is writable and has space, then send the files again.")
 
     def update(self, task: Task) -> None:
-        self._db.execute(
+        self._write(
             "UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, key=?, error=?, started_at=?,"
             " finished_at=? WHERE task_id=?",
             (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.key,
              json.dumps(task.error) if task.error else None, task.started_at, task.finished_at, task.task_id))
 
     def update_checked(self, task_id: str, checked: dict[str, Any]) -> None:
-        self._db.execute("UPDATE tasks SET checked=? WHERE task_id=?", (json.dumps(checked), task_id))
+        self._write("UPDATE tasks SET checked=? WHERE task_id=?", (json.dumps(checked), task_id))
 
     def save_multipart(self, task_id: str, state: dict[str, Any] | None) -> None:
-        self._db.execute("UPDATE tasks SET multipart=? WHERE task_id=?",
+        self._write("UPDATE tasks SET multipart=? WHERE task_id=?",
                          (json.dumps(state) if state else None, task_id))
 
     def remove(self, task_ids: list[str]) -> None:
-        with self._db:
-            self._db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in task_ids])
+        self._write("DELETE FROM tasks WHERE task_id=?", [(t,) for t in task_ids], many=True)
 
     def load(self) -> list[StoredTask]:
         out = []
@@ -138,7 +173,7 @@ class Journal:
     # -- history ---------------------------------------------------------------------------------------------
     def record_upload(self, task: Task, uploaded_at: float) -> None:
         assert task.url is not None and task.key is not None
-        self._db.execute(
+        self._write(
             "INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at) VALUES (?,?,?,?,?,?,?)",
             (task.task_id, task.name, task.url, task.bytes_total, task.profile, task.key, uploaded_at))
 

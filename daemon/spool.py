@@ -8,6 +8,7 @@ not over the size limit, and an image by its bytes unless the settings allow any
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import uuid
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from .config import SecuritySettings
-from .errors import FileRefused
+from .errors import FileRefused, JournalUnavailable
 from .sources import IMAGE_FORMATS, CheckedFile, Identity, sniff_image
 
 SNIFF_BYTES = 1024
@@ -27,8 +28,17 @@ class Spool:
 
     def _folder(self) -> Path:
         folder = self.root / uuid.uuid4().hex
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
         return folder
+
+    def _unavailable(self, exc: OSError) -> JournalUnavailable:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        return JournalUnavailable(f"The disk holding pixlift's spool ({self.root}) is "
+                                  f"{'full' if full else 'not writable'}, so nothing was queued. Free some space "
+                                  "there, then send the file again.")
 
     @staticmethod
     def content_type(name: str, head: bytes, security: SecuritySettings) -> str:
@@ -53,7 +63,11 @@ class Spool:
         kind = self.content_type(name, data[:SNIFF_BYTES], security)
         folder = self._folder()
         path = folder / name
-        path.write_bytes(data)
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise self._unavailable(exc) from exc
         return CheckedFile(path=str(path), root=str(folder), name=name, size=len(data), content_type=kind,
                            identity=Identity.of(path.stat()))
 
@@ -75,6 +89,9 @@ class Spool:
                 raise FileRefused(f"{name} is empty.")
             kind = self.content_type(name, head, security)
             st = os.stat(path)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise self._unavailable(exc) from exc
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

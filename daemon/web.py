@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .application import Application
-from .errors import FileRefused, PixliftError, RateLimited
+from .errors import FileRefused, JournalUnavailable, PixliftError, RateLimited
 from .rpc import Call, Dispatcher
 from .security import COOKIE, Gate
 from .web_push import PushRoutes
@@ -112,6 +112,8 @@ class Routes:
                                      headers={"Retry-After": str(max(1, round(exc.retry_after_s)))})
         except FileRefused as exc:
             return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+        except JournalUnavailable as exc:
+            return web.json_response({"error": exc.to_dict()}, status=507)
         except PixliftError as exc:
             return web.json_response({"error": exc.to_dict()}, status=400)
         return web.json_response({"batch_id": submitted.batch_id, "task": submitted.tasks[0].to_json()})

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, Home, make_image, oss_profile, pixlift_env
+from conftest import Daemon, Home, RpcFailure, make_image, oss_profile, pixlift_env, start_daemon
 
 MiB = 1024 * 1024
 
@@ -117,3 +117,35 @@ def test_retry_failed_queues_every_failed_task_again(home: Home, oss_server: Any
     out = subprocess.run([sys.executable, "-m", "pixlift", "retry", "--failed"], env=pixlift_env(home),
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.strip() == "retried 0 failed uploads"
+
+
+def test_a_call_whose_rows_cannot_be_written_queues_nothing(tmp_path: Path, tmpfs: Path) -> None:
+    """PIXLIFT_HOME on a full disk: the call answers -32005 saying what to do, and none of its files is uploaded
+    later, when something else wakes the daemon, or after a restart."""
+    home = Home(tmpfs / "home", tmp_path / "Pictures")
+    home.root.mkdir()
+    home.pictures.mkdir()
+    home.write_config(security={"files_per_minute": 100000})
+    photos = [str(make_image(home.pictures / f"j{i}.jpg", 3_000, seed=100 + i)) for i in range(400)]
+    d = start_daemon(home)
+    try:
+        filler = fill_leaving(tmpfs, 0)
+        with pytest.raises(RpcFailure) as refused:
+            d.rpc("upload_images_batch", {"paths": photos, "batch_size": 20})
+        assert refused.value.code == -32005 and "full" in refused.value.error["message"]
+        assert "nothing was queued" in refused.value.error["message"]
+        assert d.rpc("get_all_upload_progress")["tasks"] == []
+        filler.unlink()
+        one = make_image(home.pictures / "after.jpg", 3_000, seed=999)
+        task = d.rpc("upload_images", {"paths": [str(one)]})["tasks"][0]
+        assert d.wait_task(task["task_id"])["status"] == "completed"
+        assert [t["task_id"] for t in d.rpc("get_all_upload_progress")["tasks"]] == [task["task_id"]]
+        assert d.rpc("get_upload_history")["total"] == 1
+        assert d.stop() == 0
+        d = start_daemon(home)
+        assert [t["task_id"] for t in d.rpc("get_all_upload_progress")["tasks"]] == [task["task_id"]]
+        stored = [p for p in (home.root / "files").rglob("*") if p.is_file()]
+        assert len(stored) == 1
+    finally:
+        d.proc.kill()
+        d.proc.wait(10)
