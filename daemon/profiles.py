@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ProfileBase, Settings, SettingsBox
-from .errors import InvalidState, PixliftError
+from .errors import ConfigError, InvalidState, PixliftError
 from .providers.base import Provider
 from .providers.registry import KINDS, ProviderPool, build_provider, kind_of
 from .settings_store import SettingsStore
@@ -62,7 +62,14 @@ class Profiles:
         finally:
             await provider.close()
 
-    async def save(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+    async def save(self, name: str, fields: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
+        """Save after the settings check; unless ``force``, also after a connection test that passes, so a typo
+        in a key or an endpoint is caught while the person is still at the form."""
+        if not force:
+            result = await self.check_draft(name, fields)
+            if not result["ok"]:
+                raise ConfigError(f"Not saved: the connection test failed: {result['message']} Fix the settings, "
+                                  "or save anyway (force).", data={"check": result, "force": True})
         await self._store.save_profile(name, fields)
         return self.listing()
 

@@ -619,9 +619,13 @@ def test_save_profile_checks_before_writing_and_keeps_secrets(home: Home, daemon
     assert config.read_text() == before
 
     odd = 'a "quoted" \\ path\twith\ttabs\nand a newline ☃'
-    listed = daemon.rpc("save_profile", {"name": "p-1", "profile": {
-        **s3_server.profile("rpc-bucket"), "key_template": "{stem}{ext}", "public_base_url": "https://cdn.example.com/x",
-        "region": odd}})
+    fields = {**s3_server.profile("rpc-bucket"), "key_template": "{stem}{ext}",
+              "public_base_url": "https://cdn.example.com/x", "region": odd}
+    with pytest.raises(RpcFailure) as untested:  # the bucket does not exist: saving it needs force
+        daemon.rpc("save_profile", {"name": "p-1", "profile": fields})
+    assert untested.value.code == -32004 and untested.value.data["check"]["ok"] is False
+    assert "Not saved" in untested.value.error["message"] and config.read_text() == before
+    listed = daemon.rpc("save_profile", {"name": "p-1", "profile": fields, "force": True})
     assert [p["name"] for p in listed["profiles"]] == ["local", "p-1"] and listed["default"] == "local"
     assert SK not in json.dumps(listed)
     saved = tomllib.loads(config.read_text())
@@ -629,8 +633,8 @@ def test_save_profile_checks_before_writing_and_keeps_secrets(home: Home, daemon
     assert saved["storage"]["default"] == "local" and saved["security"]["allowed_roots"] == [str(home.pictures)]
 
     # A patch: blank non-secret fields are removed, left-out fields and blank secrets are kept.
-    daemon.rpc("save_profile", {"name": "p-1", "profile": {"public_base_url": "", "secret_access_key": "",
-                                                           "region": "eu-west-1"}})
+    daemon.rpc("save_profile", {"name": "p-1", "force": True, "profile": {
+        "public_base_url": "", "secret_access_key": "", "region": "eu-west-1"}})
     table = tomllib.loads(config.read_text())["profiles"]["p-1"]
     assert "public_base_url" not in table and table["secret_access_key"] == SK
     assert table["region"] == "eu-west-1" and table["key_template"] == "{stem}{ext}"

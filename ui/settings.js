@@ -217,7 +217,21 @@ async function save(state, e) {
   if (problem) return formError(state, problem);
   dom.save.disabled = true;
   try {
-    const list = await rpc("save_profile", { name, profile: collect(state) });
+    let list;
+    try {
+      list = await rpc("save_profile", { name, profile: collect(state) });
+    } catch (err) {
+      // The settings are valid but the store did not answer as it should: say why, and ask before saving.
+      if (!(err instanceof RpcError) || !err.data?.check) throw err;
+      showResult(dom.result, err.data.check);
+      const anyway = await confirmDialog({
+        title: `Save ${name} anyway?`,
+        text: `The connection test failed: ${err.data.check.message} Uploads to this profile will fail until that is fixed.`,
+        yes: "Save anyway", no: "Keep editing",
+      });
+      if (!anyway) return undefined;
+      list = await rpc("save_profile", { name, profile: collect(state), force: true });
+    }
     dom.dialog.close();
     render(state, list);
     ctx.profilesChanged(list);

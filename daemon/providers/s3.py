@@ -137,8 +137,8 @@ class S3Provider(ObjectStore):
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required",
                 )
-                self._client = await self._stack.enter_async_context(
-                    session.client("s3", endpoint_url=p.endpoint_url, config=config))
+                self._client = await self.guarded(self._stack.enter_async_context(  # a bad region: ConfigError
+                    session.client("s3", endpoint_url=p.endpoint_url, config=config)))
             return self._client
 
     async def close(self) -> None:

@@ -41,7 +41,7 @@ class Call:
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "string", "integer", "paths", "object"
+    kind: str  # "string", "integer", "boolean", "paths", "object"
     help: str
     required: bool = True
     default: Any = None
@@ -75,6 +75,11 @@ class Param:
                 # Never echo the value: a profile object carries secrets.
                 got = f"{len(value)} fields" if isinstance(value, dict) else type(value).__name__
                 raise InvalidParams(f"'{self.name}' must be an object of at most 64 fields, got {got}.",
+                                    data={"param": self.name})
+            return value
+        if self.kind == "boolean":
+            if not isinstance(value, bool):
+                raise InvalidParams(f"'{self.name}' must be true or false, got {_show(value)}.",
                                     data={"param": self.name})
             return value
         if self.kind == "integer":

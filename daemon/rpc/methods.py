@@ -123,11 +123,12 @@ PROFILE_FIELDS = Param("profile", "object", 'the profile\'s settings as in confi
 PROFILE_LIST = '{"default": str, "profiles": [...]} as list_profiles'
 
 
-@rpc("save_profile", "Add a storage profile or replace one's settings in config.toml (checked first, written "
-     "atomically, in force at once). Secret fields left out or empty keep the saved secret.", PROFILE_LIST,
-     PROFILE_NAME, PROFILE_FIELDS)
+@rpc("save_profile", "Add a storage profile or replace one's settings in config.toml (checked first, its connection "
+     "tested, written atomically, in force at once). Secret fields left out or empty keep the saved secret. A "
+     "profile whose connection test fails is saved only with force.", PROFILE_LIST, PROFILE_NAME, PROFILE_FIELDS,
+     Param("force", "boolean", "save even when the connection test fails", required=False, default=False))
 async def save_profile(call: Call, p: dict[str, Any]) -> Any:
-    return await call.app.profiles.save(p["name"], p["profile"])
+    return await call.app.profiles.save(p["name"], p["profile"], force=p["force"])
 
 
 @rpc("delete_profile", "Delete a storage profile from config.toml. The default profile, the last profile and a "
