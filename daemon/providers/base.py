@@ -152,8 +152,13 @@ class Provider(abc.ABC):
 
         Progress is what the store has, never what was merely handed to the network: a request that fails takes
         back every byte it reported (a negative delta). Resumes ``state`` if it holds a multipart upload for this
-        key (its finished parts count as uploaded), and calls ``on_part`` after each finished part so the caller
-        can persist ``state``. Raises TransferError subclasses (or ConfigError) only.
+        key, and calls ``on_part`` after each finished part so the caller can persist ``state``.
+
+        Kept parts are the caller's to show: before calling, the caller counts ``state.bytes_done(source.size)``
+        as uploaded, and the provider never reports those bytes again. If the store turns out not to have some
+        kept parts, the provider reports their bytes as a negative delta; if the whole multipart upload is gone
+        (it starts again from byte 0), it takes back all of them. Raises TransferError subclasses (or
+        ConfigError) only.
         """
 
     @abc.abstractmethod
@@ -254,6 +259,7 @@ class ObjectStore(Provider):
 
     async def _multipart(self, source: Source, key: str, state: MultipartState, on_bytes: OnBytes,
                          on_part: Callable[[], None]) -> None:
+        kept = state.bytes_done(source.size)  # already shown by the caller
         if state.upload_id and state.key == key and not state.verified:
             try:
                 held = await self._list_parts(key, state.upload_id)
@@ -269,9 +275,9 @@ class ObjectStore(Provider):
             state.upload_id = await self._create_multipart(key, source)
             state.verified = True
             on_part()
-        done = state.bytes_done(source.size)
-        if done:
-            on_bytes(done)  # resumed parts count as uploaded
+        lost = kept - state.bytes_done(source.size)
+        if lost:
+            on_bytes(-lost)  # kept parts the store turned out not to have
         plan = part_plan(source.size, state.part_size)
         upload_id = state.upload_id
         sem = asyncio.Semaphore(self.transfers.part_concurrency)
@@ -303,6 +309,7 @@ class ObjectStore(Provider):
         except* TransferError as group:
             first = _first(group)
             if isinstance(first, UploadGone):  # worth one more attempt, from the first byte
+                on_bytes(-state.bytes_done(source.size))  # no part of it is kept any more
                 state.reset()
                 raise TransientStorageError("The store forgot the multipart upload; starting the file again.",
                                             code="upload_expired") from None
