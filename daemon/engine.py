@@ -297,7 +297,7 @@ class Engine:
         profile = self.config.current.profile(task.profile)
         for attempt in range(1, backoff.attempts + 1):
             task.attempts += 1
-            task.bytes_uploaded = 0
+            task.bytes_uploaded = job.multipart.bytes_done(task.bytes_total)
             try:
                 await send(job, provider, profile, on_bytes=partial(self._on_bytes, task),
                            on_key=partial(self.journal.update, task), on_part=partial(self._save_multipart, job))
