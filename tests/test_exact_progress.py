@@ -63,10 +63,14 @@ def progress(d: Daemon, task_id: str) -> dict[str, Any]:
 def test_bytes_uploaded_is_what_the_store_has_received(home: Home, linked: Linked,
                                                        daemon_factory: Callable[..., Daemon]) -> None:
     """Four parts in flight through 2 MiB/s: at every reading, within 1% of the file (or 64 KiB) of the
-    bytes the link has forwarded to the store. Counting bytes handed to the socket is megabytes ahead."""
+    bytes the link has forwarded to the store. Counting bytes handed to the socket is megabytes ahead.
+
+    Part of what the link has acknowledged it has not forwarded yet (up to ~40 KiB per connection, in its
+    kernel and its reader): that shows here as progress ahead of the store, and it is why the file has four
+    whole parts, so that 1% of it (205 KiB) leaves room for it."""
     configure(home, linked, part_concurrency=4)
     d = daemon_factory()
-    size = 16 * MiB
+    size = 20 * MiB
     bound = max(size // 100, 64 * KiB)
     f = make_image(home.pictures / "big.jpg", size)
     task_id = d.rpc("upload_images", {"paths": [str(f)]})["tasks"][0]["task_id"]
@@ -90,7 +94,7 @@ def test_bytes_uploaded_is_what_the_store_has_received(home: Home, linked: Linke
         time.sleep(0.1)
     assert t["status"] == "completed", t["error"]
     assert t["bytes_uploaded"] == size
-    assert samples >= 40, "the upload should take seconds through a 2 MiB/s link"
+    assert samples >= 50, "the upload should take seconds through a 2 MiB/s link"
     assert linked.link.body >= size
     print(f"{linked.kind}: {samples} readings, at most {worst_ahead // KiB} KiB ahead and "
           f"{worst_behind // KiB} KiB behind the store (bound {bound // KiB} KiB)")
