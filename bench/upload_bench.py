@@ -822,7 +822,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16,
                    help="pixlift's [transfers] max_concurrent, and rclone's --transfers")
     p.add_argument("--batch-size", type=int, default=16, help="pixlift's upload_images_batch batch_size")
-    p.add_argument("--pixlift-part-mib", type=float, default=None, help="pixlift's part_size_mb; None: its own (8)")
+    p.add_argument("--pixlift-part-mib", type=float, default=None, help="pixlift's part_size_mb; None: its own (5)")
     p.add_argument("--pixlift-part-concurrency", type=int, default=None,
                    help="pixlift's part_concurrency; None: its own (4)")
     p.add_argument("--pixlift-key-template", default="{name}",

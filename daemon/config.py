@@ -53,7 +53,7 @@ class TransferSettings:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 8.0
     multipart_threshold: int = 5 * MiB
-    part_size: int = 8 * MiB
+    part_size: int = 5 * MiB  # the smallest S3 allows: a pause or a crash loses at most part_concurrency of these
     part_concurrency: int = 4
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0

@@ -153,7 +153,7 @@ def _transfers(check: Checker, raw: Any) -> TransferSettings:
         backoff_max_s=float(t.get("backoff_max_s", 8.0)),
         multipart_threshold=int(check.ranged("transfers.multipart_threshold_mb",
                                              t.get("multipart_threshold_mb", 5), 5, 5 * 1024) * MiB),
-        part_size=int(check.ranged("transfers.part_size_mb", t.get("part_size_mb", 8), 5, 5 * 1024) * MiB),
+        part_size=int(check.ranged("transfers.part_size_mb", t.get("part_size_mb", 5), 5, 5 * 1024) * MiB),
         part_concurrency=check.ranged("transfers.part_concurrency", t.get("part_concurrency", 4), 1, 32),
         connect_timeout_s=float(t.get("connect_timeout_s", 10.0)),
         read_timeout_s=float(t.get("read_timeout_s", 60.0)),

@@ -17,7 +17,7 @@ import io
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,27 +240,24 @@ class Source:
             pos += len(chunk)
         return h.hexdigest()
 
-    def reader(self, offset: int, length: int, on_read: Callable[[int], None]) -> SliceReader:
-        return SliceReader(self, offset, length, on_read)
+    def reader(self, offset: int, length: int) -> SliceReader:
+        return SliceReader(self, offset, length)
 
 
 class SliceReader(io.RawIOBase):
     """A seekable, read-only file object over ``[offset, offset+length)`` of a Source.
 
-    Counts bytes as the SDK reads them (``on_read(delta)``; negative when the SDK rewinds to resend), so progress
-    is byte-accurate whatever the part size. Raises Interrupted as soon as the source is stopped.
+    It counts nothing itself: bytes an SDK has read are not yet at the store, so progress is measured where
+    they leave, at the socket (``providers/acked.py``); ``tell()`` says how far the SDK has read. Raises
+    Interrupted as soon as the source is stopped.
     """
 
-    CHUNK = 256 * 1024
-
-    def __init__(self, source: Source, offset: int, length: int, on_read: Callable[[int], None]) -> None:
+    def __init__(self, source: Source, offset: int, length: int) -> None:
         super().__init__()
         self._src = source
         self._start = offset
         self._len = length
         self._pos = 0
-        self._reported = 0
-        self._on_read = on_read
 
     def __len__(self) -> int:
         return self._len
@@ -277,9 +274,6 @@ class SliceReader(io.RawIOBase):
     def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
         base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._len}[whence]
         self._pos = max(0, min(self._len, base + pos))
-        if self._pos < self._reported:  # a rewind: the SDK will send these bytes again
-            self._on_read(self._pos - self._reported)
-            self._reported = self._pos
         return self._pos
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -302,17 +296,7 @@ class SliceReader(io.RawIOBase):
         if not data:
             raise SourceError(f"{self._src.name} got shorter while it was being uploaded; nothing was kept.")
         self._pos += len(data)
-        if self._pos > self._reported:
-            self._on_read(self._pos - self._reported)
-            self._reported = self._pos
         return data
-
-    def rewind_all(self) -> None:
-        """Take back every byte this reader reported (its request failed and will not be kept)."""
-        if self._reported:
-            self._on_read(-self._reported)
-            self._reported = 0
-        self._pos = 0
 
     def close(self) -> None:
         """SDKs close bodies when a request ends; the shared descriptor belongs to the Source, and a resent

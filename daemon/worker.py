@@ -59,7 +59,7 @@ async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: 
     task = job.task
     for attempt in range(1, backoff.attempts + 1):
         task.attempts += 1
-        task.bytes_uploaded = 0
+        task.bytes_uploaded = job.multipart.bytes_done(task.bytes_total)  # kept parts show from the first read
         try:
             await send(job, provider, profile, on_bytes=on_bytes, on_key=save, on_part=save_multipart)
             return

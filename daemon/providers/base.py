@@ -1,9 +1,9 @@
 """The one small interface every storage provider implements.
 
 The engine hands a provider an opened ``Source``, a key, an ``on_bytes`` callback and a ``MultipartState``;
-the provider sends the bytes and calls ``on_bytes(delta)`` **on the event loop** as bytes leave (negative
-deltas when a request is resent). Everything SDK-specific, threads included, stays below this line, and every
-SDK exception is translated here into the ``errors`` hierarchy.
+the provider sends the bytes and calls ``on_bytes(delta)`` **on the event loop** as the store acknowledges
+them (negative deltas when a request fails and its bytes must be sent again). Everything SDK-specific, threads
+included, stays below this line, and every SDK exception is translated here into the ``errors`` hierarchy.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from ..errors import (
     TransientStorageError,
 )
 from ..retry import Backoff
-from ..sources import SliceReader, Source
+from ..sources import Source
+from .acked import Body, Ticker
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,17 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def upload(self, source: Source, key: str, *, on_bytes: OnBytes, state: MultipartState,
                      on_part: Callable[[], None]) -> None:
-        """Send ``source`` to ``key``, calling ``on_bytes(delta)`` on the event loop as bytes leave.
+        """Send ``source`` to ``key``, calling ``on_bytes(delta)`` on the event loop as the store acknowledges bytes.
 
-        Resumes ``state`` if it holds a multipart upload for this key, and calls ``on_part`` after each finished
-        part so the caller can persist ``state``. Raises TransferError subclasses (or ConfigError) only.
+        Progress is what the store has, never what was merely handed to the network: a request that fails takes
+        back every byte it reported (a negative delta). Resumes ``state`` if it holds a multipart upload for this
+        key, and calls ``on_part`` after each finished part so the caller can persist ``state``.
+
+        Kept parts are the caller's to show: before calling, the caller counts ``state.bytes_done(source.size)``
+        as uploaded, and the provider never reports those bytes again. If the store turns out not to have some
+        kept parts, the provider reports their bytes as a negative delta; if the whole multipart upload is gone
+        (it starts again from byte 0), it takes back all of them. Raises TransferError subclasses (or
+        ConfigError) only.
         """
 
     @abc.abstractmethod
@@ -191,6 +199,7 @@ class ObjectStore(Provider):
         self.transfers = transfers
         self.part_backoff = Backoff(transfers.attempts, transfers.backoff_base_s, transfers.backoff_max_s)
         self.profile_name, self.where, self.bucket = profile_name, where, bucket
+        self.ticker = Ticker()
 
     # -- one call path, one translation --------------------------------------------------------------------------
     async def guarded(self, call: Awaitable[T]) -> T:
@@ -247,23 +256,15 @@ class ObjectStore(Provider):
 
     async def upload(self, source: Source, key: str, *, on_bytes: OnBytes, state: MultipartState,
                      on_part: Callable[[], None]) -> None:
-        loop = asyncio.get_running_loop()
-
-        def on_read(delta: int) -> None:  # called from whichever thread the SDK reads the body on
-            loop.call_soon_threadsafe(on_bytes, delta)
-
         if source.size < self.transfers.multipart_threshold and not state.upload_id:
-            reader = source.reader(0, source.size, on_read)
-            try:
-                await self._put_object(key, reader, source)
-            except BaseException:
-                reader.rewind_all()
-                raise
+            body = Body(source, 0, source.size, on_bytes)
+            await self.ticker.send(body, self._put_object(key, body, source))
             return
-        await self._multipart(source, key, state, on_read, on_part)
+        await self._multipart(source, key, state, on_bytes, on_part)
 
-    async def _multipart(self, source: Source, key: str, state: MultipartState, on_read: OnBytes,
+    async def _multipart(self, source: Source, key: str, state: MultipartState, on_bytes: OnBytes,
                          on_part: Callable[[], None]) -> None:
+        kept = state.bytes_done(source.size)  # already shown by the caller
         if state.upload_id and state.key == key and not state.verified:
             try:
                 held = await self._list_parts(key, state.upload_id)
@@ -279,32 +280,29 @@ class ObjectStore(Provider):
             state.upload_id = await self._create_multipart(key, source)
             state.verified = True
             on_part()
+        lost = kept - state.bytes_done(source.size)
+        if lost:
+            on_bytes(-lost)  # kept parts the store turned out not to have
         plan = part_plan(source.size, state.part_size)
-        done = state.bytes_done(source.size)
-        if done:
-            on_read(done)  # resumed parts count as uploaded
         upload_id = state.upload_id
         sem = asyncio.Semaphore(self.transfers.part_concurrency)
 
         async def send(number: int, offset: int, length: int) -> None:
             async with sem:
                 for attempt in range(1, self.part_backoff.attempts + 1):
-                    reader = source.reader(offset, length, on_read)
+                    body = Body(source, offset, length, on_bytes)
                     try:
-                        etag, checksum = await self._upload_part(key, upload_id, number, reader, source)
+                        etag, checksum = await self.ticker.send(
+                            body, self._upload_part(key, upload_id, number, body, source))
                         state.parts[number] = etag
                         if checksum is not None:
                             state.checksums[number] = checksum
                         on_part()
                         return
-                    except TransferError as exc:
-                        reader.rewind_all()
+                    except TransferError as exc:  # the ticker took back what the failed request reported
                         if not exc.retryable or attempt == self.part_backoff.attempts:
                             raise
                         log.info("part %d of %s failed (%s); retrying", number, key, exc.message)
-                    except BaseException:
-                        reader.rewind_all()
-                        raise
                     await asyncio.sleep(self.part_backoff.delay(attempt))
 
         try:
@@ -316,6 +314,7 @@ class ObjectStore(Provider):
         except* TransferError as group:
             first = _first(group)
             if isinstance(first, UploadGone):  # worth one more attempt, from the first byte
+                on_bytes(-state.bytes_done(source.size))  # no part of it is kept any more
                 state.reset()
                 raise TransientStorageError("The store forgot the multipart upload; starting the file again.",
                                             code="upload_expired") from None
@@ -334,7 +333,7 @@ class ObjectStore(Provider):
 
     # -- primitives ------------------------------------------------------------------------------------------
     @abc.abstractmethod
-    async def _put_object(self, key: str, body: SliceReader, source: Source) -> None: ...
+    async def _put_object(self, key: str, body: Body, source: Source) -> None: ...
 
     @abc.abstractmethod
     async def _create_multipart(self, key: str, source: Source) -> str: ...
@@ -344,9 +343,12 @@ class ObjectStore(Provider):
         """The parts the store holds; raises UploadGone if the upload no longer exists."""
 
     @abc.abstractmethod
-    async def _upload_part(self, key: str, upload_id: str, number: int, body: SliceReader,
+    async def _upload_part(self, key: str, upload_id: str, number: int, body: Body,
                            source: Source) -> tuple[str, int | None]:
-        """Send one part; return its ETag and, where the store gives one, its CRC64."""
+        """Send one part; return its ETag and, where the store gives one, its CRC64.
+
+        Here and in ``_put_object``, tell the body which socket carries it (``Body.on_wire``): without that its
+        progress is the bytes handed to the SDK, which run ahead of the store by the socket's buffers."""
 
     @abc.abstractmethod
     async def _complete(self, key: str, upload_id: str, parts: dict[int, str], state: MultipartState,

@@ -1,8 +1,12 @@
 """Aliyun OSS, through oss2.
 
 oss2 is synchronous, so every call runs on this provider's own thread pool (the default executor has only a
-handful of threads on a small machine). Bytes are counted by our reader as oss2 pulls them, and cancellation
-crosses into the worker thread through the source's stop flag: the next read raises and the request dies.
+handful of threads on a small machine). Cancellation crosses into the worker thread through the source's stop
+flag: the next read raises and the request dies.
+
+Progress: http.client writes each block of a body to the socket in the thread that read it, so a connection
+class of our own (mounted on oss2's session) tells the body this thread is sending which socket carries it,
+and the body reports only what the store has acknowledged (``acked.py``).
 CRC64 checking is on: every PUT, part and completed object is compared with the store's checksum.
 """
 
@@ -13,6 +17,7 @@ import contextlib
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,10 +27,14 @@ from typing import Any, TypeVar
 import oss2
 import oss2.exceptions as ossx
 import requests
+import requests.adapters
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..config import Checker, ProfileBase, TransferSettings, secret_field
 from ..errors import TransferError, TransientStorageError
-from ..sources import SliceReader, Source
+from ..sources import Source
+from .acked import Body
 from .base import MultipartState, ObjectStore, StoreReply, part_plan, public_url, rule
 from .kind import BuildContext, FormField, ProviderKind
 
@@ -102,8 +111,10 @@ class OssProvider(ObjectStore):
         super().__init__(transfers, profile_name=profile.name, where=profile.endpoint, bucket=profile.bucket)
         self.profile = profile
         auth = oss2.Auth(profile.access_key_id, profile.access_key_secret)
+        size = oss2.defaults.connection_pool_size
+        session = oss2.Session(adapter=_WatchedAdapter(pool_connections=size, pool_maxsize=size))
         self._bucket = oss2.Bucket(auth, profile.endpoint, profile.bucket, enable_crc=True,
-                                   connect_timeout=transfers.connect_timeout_s, session=oss2.Session())
+                                   connect_timeout=transfers.connect_timeout_s, session=session)
         self._pool = ThreadPoolExecutor(max_workers=max(8, transfers.max_concurrent * transfers.part_concurrency),
                                         thread_name_prefix=f"oss-{profile.name}")
 
@@ -125,9 +136,9 @@ class OssProvider(ObjectStore):
             raise
 
     # -- primitives --------------------------------------------------------------------------------------
-    async def _put_object(self, key: str, body: SliceReader, source: Source) -> None:
-        await self._run(self._bucket.put_object, key, body, headers={"Content-Type": source.content_type},
-                        source=source)
+    async def _put_object(self, key: str, body: Body, source: Source) -> None:
+        await self._run(_sending, body, self._bucket.put_object, key, body,
+                        headers={"Content-Type": source.content_type}, source=source)
 
     async def _create_multipart(self, key: str, source: Source) -> str:
         result = await self._run(self._bucket.init_multipart_upload, key,
@@ -140,9 +151,10 @@ class OssProvider(ObjectStore):
 
         return await self._run(list_all)
 
-    async def _upload_part(self, key: str, upload_id: str, number: int, body: SliceReader,
+    async def _upload_part(self, key: str, upload_id: str, number: int, body: Body,
                            source: Source) -> tuple[str, int | None]:
-        result = await self._run(self._bucket.upload_part, key, upload_id, number, body, source=source)
+        result = await self._run(_sending, body, self._bucket.upload_part, key, upload_id, number, body,
+                                 source=source)
         return str(result.etag), result.crc
 
     async def _complete(self, key: str, upload_id: str, parts: dict[int, str], state: MultipartState,
@@ -181,3 +193,53 @@ class OssProvider(ObjectStore):
             return TransientStorageError(f"{self.where} stored different bytes than were sent (CRC64 mismatch); "
                                          "resending.", code="checksum_mismatch")
         return None
+
+
+# -- which socket carries the body a worker thread is sending ---------------------------------------------------
+_local = threading.local()
+
+
+def _sending(body: Body, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run an oss2 call that sends ``body`` (on a worker thread), letting its connection find the body."""
+    _local.body = body
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _local.body = None
+
+
+class _Watched:
+    """http.client sends a request's head, then each block of its body as soon as it has read it, in the calling
+    thread. After each send, the body that thread is sending learns its socket (the first send connects) and
+    that everything read so far is in that socket: a block being sent counts once it is all there."""
+
+    sock: Any
+
+    def send(self, data: Any) -> None:
+        super().send(data)  # type: ignore[misc]
+        body = getattr(_local, "body", None)
+        if isinstance(body, Body) and self.sock is not None:
+            body.on_wire(self.sock)
+            body.sent_what_was_read()
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}

@@ -5,12 +5,16 @@ aioboto3's ``upload_file``: its callback fires once per finished part and any er
 where we want byte progress and per-part retry. botocore's own retries are off so that the attempt count and
 the backoff are ours. Links are SigV4-presigned (the legacy signer's links are refused by rclone and newer AWS
 regions) unless the profile has a ``public_base_url``.
+
+Bodies go to aiohttp as a payload of our own (``WiredBody``), which aiohttp writes with the connection's own
+writer: so each body learns the socket that carries it and reports only what the store has acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +23,18 @@ import aioboto3
 import aiohttp
 import botocore.exceptions as bce
 from aiobotocore.config import AioConfig
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
 
 from ..config import Checker, ProfileBase, TransferSettings, secret_field
 from ..errors import PermanentStorageError, TransferError
-from ..sources import SliceReader, Source
+from ..sources import Source
+from .acked import Body
 from .base import MultipartState, ObjectStore, StoreReply, public_url, rule
 from .kind import BuildContext, FormField, ProviderKind
 
 WEEK_S = 7 * 24 * 3600
+CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -150,8 +158,9 @@ class S3Provider(ObjectStore):
         return await self.guarded(getattr(client, op)(Bucket=self.profile.bucket, **kwargs))
 
     # -- primitives --------------------------------------------------------------------------------------
-    async def _put_object(self, key: str, body: SliceReader, source: Source) -> None:
-        await self._call("put_object", Key=key, Body=body, ContentLength=len(body), ContentType=source.content_type)
+    async def _put_object(self, key: str, body: Body, source: Source) -> None:
+        await self._call("put_object", Key=key, Body=WiredBody(body), ContentLength=len(body),
+                         ContentType=source.content_type)
 
     async def _create_multipart(self, key: str, source: Source) -> str:
         resp = await self._call("create_multipart_upload", Key=key, ContentType=source.content_type)
@@ -168,10 +177,10 @@ class S3Provider(ObjectStore):
                 return parts
             marker = int(resp["NextPartNumberMarker"])
 
-    async def _upload_part(self, key: str, upload_id: str, number: int, body: SliceReader,
+    async def _upload_part(self, key: str, upload_id: str, number: int, body: Body,
                            source: Source) -> tuple[str, int | None]:
-        resp = await self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number, Body=body,
-                                ContentLength=len(body))
+        resp = await self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number,
+                                Body=WiredBody(body), ContentLength=len(body))
         return str(resp["ETag"]), None
 
     async def _complete(self, key: str, upload_id: str, parts: dict[int, str], state: MultipartState,
@@ -211,3 +220,59 @@ class S3Provider(ObjectStore):
                 f"[profiles.{name}], or configure the AWS credential chain (AWS_ACCESS_KEY_ID, ~/.aws/credentials).",
                 code="no_credentials")
         return None
+
+
+class WiredBody(Payload):
+    """A body aiohttp writes straight onto its connection, so that the body can watch the connection's socket.
+
+    botocore takes it for a stream (it has ``read``), and aiobotocore hands anything that is not an ``io.IOBase``
+    to aiohttp untouched; aiohttp then calls ``write_with_length`` with the connection's writer (again, from
+    the first byte, if it resends the request on a fresh connection). Bytes count as written the moment they
+    enter the transport: from then on the transport's buffer or the socket holds them until the store has them.
+    """
+
+    def __init__(self, body: Body) -> None:
+        super().__init__(body)
+        self._body = body
+        self._size = self._length = len(body)
+        self._written = 0
+        body.counts_writes(lambda: self._written)
+
+    # what botocore looks at
+    def read(self, n: int = -1) -> bytes:
+        return self._body.read(n)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._body.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._body.tell()
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a file's bytes are not text")
+
+    # what aiohttp calls
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        transport = getattr(writer, "transport", None)
+        if transport is not None:
+            self._body.on_wire(transport.get_extra_info("socket"), functools.partial(_buffered, transport))
+        self._body.seek(0)
+        self._written = 0
+        end = self._length if content_length is None else min(content_length, self._length)
+        loop = asyncio.get_running_loop()
+        while self._written < end:
+            chunk = await loop.run_in_executor(None, self._body.read, min(CHUNK, end - self._written))
+            self._written += len(chunk)  # no await before the write puts it in the transport
+            await writer.write(chunk)
+
+
+def _buffered(transport: asyncio.BaseTransport) -> int:
+    """Bytes a transport holds in user space; for TLS, the encrypting transport's and the TCP transport's."""
+    held = 0
+    for t in (transport, getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)):
+        if isinstance(t, asyncio.WriteTransport):
+            held += t.get_write_buffer_size()
+    return held
