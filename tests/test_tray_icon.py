@@ -48,7 +48,7 @@ def test_xorg_icon_docks_shows_progress_and_exits_on_sigterm(home: Home, desktop
     try:
         wid = wait_until(desktop.icon_window, 20, message="the pixlift icon window")
         wait_until(lambda: desktop.title(wid) == "pixlift: idle", 10, message="the idle title")
-        info = wait_until(lambda: (i := desktop.window_info(wid))["Map State"] == "IsViewable" and i, 10,
+        info = wait_until(lambda: (i := desktop.window_info(wid))["Map State"] == "IsViewable" and i, 30,
                           message="the icon to be mapped")
         assert info["parent"] != desktop.root_id(), "the icon was not reparented into the tray"
         idle = desktop.icon_pixels(wid, tmp_path)
