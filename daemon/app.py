@@ -22,6 +22,7 @@ from aiohttp import web
 from . import __version__
 from .application import Application
 from .changes import ChangeLog
+from .cleanup import Cleanup
 from .config import SettingsBox
 from .engine import Engine
 from .events import EventBus
@@ -59,7 +60,9 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
     journal = Journal(home.journal)
     events = EventBus()
     providers = ProviderPool(box, home.files, lambda: runtime.base_url)
-    engine = Engine(config=box, providers=providers, journal=journal, changes=ChangeLog(journal), events=events)
+    cleanup = Cleanup(journal, providers)
+    engine = Engine(config=box, providers=providers, journal=journal, changes=ChangeLog(journal), events=events,
+                    cleanup=cleanup)
     profiles = Profiles(config=box, store=SettingsStore(home.config, home.root, box), providers=providers,
                         files_root=home.files, busy=engine.busy_with)
     application = Application(home=home, config=box, engine=engine, journal=journal, events=events,
@@ -74,7 +77,9 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
     async def engine_ctx(_: web.Application) -> AsyncIterator[None]:
         await engine.start()
         await application.start()
+        await cleanup.start()
         yield
+        await cleanup.stop()
         await application.stop()
         await engine.stop()
         application.close()

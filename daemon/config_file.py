@@ -43,6 +43,7 @@ TRANSFER_KEYS: Keys = {
     "connect_timeout_s": (float, False),
     "read_timeout_s": (float, False),
     "forget_finished_after_s": (int, False),
+    "outage_tolerance_s": (float, False),
 }
 SECURITY_KEYS: Keys = {
     "allowed_roots": (list, False),
@@ -157,6 +158,8 @@ def _transfers(check: Checker, raw: Any) -> TransferSettings:
         part_concurrency=check.ranged("transfers.part_concurrency", t.get("part_concurrency", 4), 1, 32),
         connect_timeout_s=float(t.get("connect_timeout_s", 10.0)),
         read_timeout_s=float(t.get("read_timeout_s", 60.0)),
+        outage_tolerance_s=float(check.ranged("transfers.outage_tolerance_s", t.get("outage_tolerance_s", 600), 0,
+                                              7 * 86400)),
         forget_finished_after_s=check.ranged("transfers.forget_finished_after_s",
                                              t.get("forget_finished_after_s", 3600), 0, 10 * 365 * 86400),
     )

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from .changes import ChangeLog
+from .cleanup import Cleanup
 from .config import SettingsBox
 from .errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
 from .events import BatchFinished, EventBus, TaskChanged, TaskFinished
@@ -38,10 +39,11 @@ log = logging.getLogger(__name__)
 
 class Engine(TaskList):
     def __init__(self, *, config: SettingsBox, providers: ProviderPool, journal: Journal, changes: ChangeLog,
-                 events: EventBus, clock: Callable[[], float] = time.time) -> None:
+                 events: EventBus, cleanup: Cleanup, clock: Callable[[], float] = time.time) -> None:
         super().__init__(journal=journal, changes=changes, clock=clock)
         self.config = config
         self.providers = providers
+        self.cleanup = cleanup
         self.events = events
         self._running = 0
         self._wake = asyncio.Event()
@@ -130,7 +132,7 @@ class Engine(TaskList):
         if job.worker is not None:
             job.stop()  # its release aborts the multipart upload
         else:
-            self._spawn(self._abort(job))
+            self._abandon(job)
         self._finished(job)
         return task
 
@@ -146,7 +148,7 @@ class Engine(TaskList):
                 raise PathRefused([{"path": task.path, "reason": result}])
             if result.identity != job.checked.identity:
                 task.key = None  # new content: a new key (the hash in it changes)
-                job.multipart.reset()
+                self._abandon(job)
                 task.bytes_total = result.size
             job.checked = result
             self.journal.update_checked(task_id, result.to_json())
@@ -207,6 +209,7 @@ class Engine(TaskList):
     def _forget(self, gone: list[str]) -> list[Job]:
         jobs = []
         for tid in gone:
+            self._abandon(self._jobs[tid])  # a failed task's kept parts: nobody will retry it now
             job = self._jobs.pop(tid)
             self.index.remove(job.task)
             jobs.append(job)
@@ -247,6 +250,7 @@ class Engine(TaskList):
         try:
             with self.providers.lease(task.profile) as provider:
                 await attempts(job, provider, self.config.current.profile(task.profile), backoff,
+                               outage_tolerance_s=transfers.outage_tolerance_s,
                                on_bytes=partial(self._on_bytes, task), save=partial(self._save, task),
                                save_multipart=partial(self._save_multipart, job))
                 task.url = await provider.link(task.key or "")
@@ -280,8 +284,8 @@ class Engine(TaskList):
         self._running -= 1
         job.batch.running -= 1
         status = job.task.status
-        if status in (TaskStatus.CANCELLED, TaskStatus.FAILED):
-            self._spawn(self._abort(job))  # leave no parts behind
+        if status is TaskStatus.CANCELLED:
+            self._abandon(job)  # leave no parts behind (a failed task keeps its parts for a retry)
         elif status is TaskStatus.QUEUED and not self._closing:
             job.batch.queue.appendleft(job.task.task_id)  # resumed (or retried) before it finished unwinding
         self._wake.set()
@@ -294,11 +298,12 @@ class Engine(TaskList):
         task.bytes_uploaded = 0 if task.status is TaskStatus.CANCELLED else job.multipart.bytes_done(task.bytes_total)
         self._save(task)
 
-    async def _abort(self, job: Job) -> None:
-        """Leave nothing of the task on the store (a provider's abort is a no-op when nothing was started)."""
-        if job.multipart.started:
-            with contextlib.suppress(PixliftError), self.providers.lease(job.task.profile) as provider:
-                await provider.abort(job.multipart)
+    def _abandon(self, job: Job) -> None:
+        """The task's multipart upload will not go on: the clean-up aborts it, durably, until the store confirms."""
+        state = job.multipart
+        if state.started and state.key and state.upload_id:
+            self.cleanup.abort(job.task.profile, state.key, state.upload_id)
+            state.reset()
             self._save_multipart(job)
 
     def _fail(self, job: Job, exc: PixliftError) -> None:

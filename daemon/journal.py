@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS history (
     uploaded_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_time ON history(uploaded_at);
+CREATE TABLE IF NOT EXISTS aborts (
+    upload_id TEXT PRIMARY KEY,
+    profile TEXT NOT NULL,
+    key TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -169,6 +174,17 @@ class Journal:
                         started_at=started, finished_at=finished, source=TaskSource(source))
             out.append(StoredTask(task, batch_size, json.loads(checked), json.loads(multipart) if multipart else None))
         return out
+
+    # -- multipart uploads to abort (see cleanup.py) ------------------------------------------------------------
+    def add_abort(self, profile: str, key: str, upload_id: str) -> None:
+        self._write("INSERT OR IGNORE INTO aborts (upload_id, profile, key) VALUES (?,?,?)", (upload_id, profile, key))
+
+    def remove_abort(self, upload_id: str) -> None:
+        self._write("DELETE FROM aborts WHERE upload_id=?", (upload_id,))
+
+    def pending_aborts(self) -> list[tuple[str, str, str]]:
+        return [(str(p), str(k), str(u)) for u, p, k in
+                self._db.execute("SELECT upload_id, profile, key FROM aborts").fetchall()]
 
     # -- history ---------------------------------------------------------------------------------------------
     def record_upload(self, task: Task, uploaded_at: float) -> None:

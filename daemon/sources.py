@@ -10,6 +10,7 @@ the check is never sent.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -280,6 +281,18 @@ class SliceReader(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+    def md5_base64(self) -> str:
+        """The slice's MD5, as a Content-MD5 header wants it (blocking: run it on a worker thread)."""
+        digest = hashlib.md5(usedforsecurity=False)
+        pos = 0
+        while pos < self._len:
+            chunk = os.pread(self._src.fd, min(1024 * 1024, self._len - pos), self._start + pos)
+            if not chunk:
+                raise SourceError(f"{self._src.name} got shorter while it was being uploaded; nothing was kept.")
+            digest.update(chunk)
+            pos += len(chunk)
+        return base64.b64encode(digest.digest()).decode()
 
     def read(self, n: int | None = -1) -> bytes:
         if self._src.stop.is_set():

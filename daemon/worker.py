@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .config import ProfileBase
-from .errors import TransferError
+from .errors import TransferError, TransientStorageError
 from .keys import needs_hash, render_key
 from .providers.base import MultipartState, OnBytes, Provider
 from .retry import Backoff
@@ -53,24 +54,67 @@ class Job:
             self.worker.cancel()
 
 
-async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: Backoff, *, on_bytes: OnBytes,
-                   save: Callable[[], None], save_multipart: Callable[[], None]) -> None:
-    """Send the task, retrying transient failures with backoff; raises the last failure."""
+OUTAGE = frozenset({"network_error", "server_error"})  # the store could not be reached, or is restarting
+PROBE_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # waits between looks at a store that is out
+
+
+async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: Backoff, *, outage_tolerance_s: float,
+                   on_bytes: OnBytes, save: Callable[[], None], save_multipart: Callable[[], None]) -> None:
+    """Send the task; raises the failure that ends it.
+
+    An outage (the store cannot be reached, or answers that it is unavailable) is waited out: the task keeps
+    its parts, says so in its error, and looks again with growing waits, for up to ``outage_tolerance_s`` of
+    not reaching the store; then it goes on from its last whole part. Other transient failures are retried
+    ``backoff.attempts`` times. ``task.attempts`` counts the tries that reached the store (a byte was
+    acknowledged, or the store answered), but not one an outage cut short: neither an outage nor a restart
+    uses one up."""
     task = job.task
-    for attempt in range(1, backoff.attempts + 1):
-        task.attempts += 1
+    tries = 0
+    outage: float | None = None
+    probes = 0
+    while True:
         task.bytes_uploaded = job.multipart.bytes_done(task.bytes_total)  # kept parts show from the first read
+        reached = False
+
+        def counted(delta: int) -> None:
+            nonlocal reached
+            if delta > 0 and not reached:
+                reached = True
+                task.attempts += 1
+            on_bytes(delta)
+
         try:
-            await send(job, provider, profile, on_bytes=on_bytes, on_key=save, on_part=save_multipart)
+            await send(job, provider, profile, on_bytes=counted, on_key=save, on_part=save_multipart)
+            task.attempts += not reached
             return
         except TransferError as exc:
-            if not exc.retryable or attempt == backoff.attempts:
+            if exc.retryable and exc.code in OUTAGE:
+                task.attempts -= reached  # cut short by the outage: not a try of its own
+                now = time.monotonic()  # monotonic: a laptop's sleep does not count as waiting
+                outage = now if outage is None or reached else outage
+                if now - outage >= outage_tolerance_s:
+                    raise TransientStorageError(
+                        f"{exc.message} It could not be reached for {round(now - outage)} s ([transfers] "
+                        "outage_tolerance_s), so the upload stopped; retry it once the store is back.",
+                        code=exc.code) from exc
+                if (task.error or {}).get("code") != exc.code:  # one line per task per change, not per look
+                    log.warning("%s: %s Waiting for it.", task.name, exc.message)
+                    task.error = {"code": exc.code, "message": f"{exc.message} pixlift keeps what was sent and "
+                                  "goes on by itself as soon as the store answers."}
+                    save()
+                await asyncio.sleep(PROBE_S[min(probes, len(PROBE_S) - 1)])
+                probes += 1
+                continue
+            outage, probes = None, 0
+            task.attempts += not reached
+            tries += 1
+            if not exc.retryable or tries >= backoff.attempts:
                 raise
-            log.info("%s: attempt %d failed (%s); retrying", task.name, attempt, exc.message)
-            task.error = {**exc.to_dict(), "message": f"{exc.message} Retrying (attempt {attempt + 1} "
+            log.info("%s: attempt %d failed (%s); retrying", task.name, tries, exc.message)
+            task.error = {**exc.to_dict(), "message": f"{exc.message} Retrying (attempt {tries + 1} "
                           f"of {backoff.attempts})."}
             save()
-        await asyncio.sleep(backoff.delay(attempt))
+        await asyncio.sleep(backoff.delay(tries))
 
 
 async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: OnBytes,

@@ -2,7 +2,8 @@
 
 ``Proxy(target_port).start()`` listens on a free port and forwards to ``127.0.0.1:target_port``. While running:
 ``rate_bps`` caps client-to-server bytes per second per connection (0 = unlimited); ``cut()`` drops every open
-connection; ``refuse = True`` makes new connections fail at once (a dead server).
+connection; ``refuse = True`` makes new connections fail at once (a dead server); ``flip_after = N`` flips one
+bit of the client-to-server byte N bytes further on (once), as a faulty link or NIC would.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ class Proxy:
         self.target_port = target_port
         self.rate_bps = rate_bps
         self.refuse = False
+        self.flip_after: int | None = None
+        self.flipped = 0
         self.port = 0
         self.bytes_up = 0
         self._loop = asyncio.new_event_loop()
@@ -63,6 +66,14 @@ class Proxy:
                 with contextlib.suppress(Exception):
                     dst.write_eof()
                 return
+            if throttle and self.flip_after is not None:
+                if self.flip_after < len(data):
+                    i = self.flip_after
+                    data = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+                    self.flip_after = None
+                    self.flipped += 1
+                else:
+                    self.flip_after -= len(data)
             dst.write(data)
             await dst.drain()
             if throttle:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -162,9 +163,9 @@ class Provider(abc.ABC):
         ConfigError) only.
         """
 
-    @abc.abstractmethod
-    async def abort(self, state: MultipartState) -> None:
-        """Abort the multipart upload in ``state`` (if any), leaving no parts behind. Never raises."""
+    async def abort_upload(self, key: str, upload_id: str) -> None:  # noqa: B027 - stores without multipart
+        """Abort a multipart upload, leaving no parts behind; an upload the store no longer has is fine. Raises
+        TransferError when the store could not be told (it is then asked again later)."""
 
     @abc.abstractmethod
     async def link(self, key: str) -> str:
@@ -320,16 +321,9 @@ class ObjectStore(Provider):
                                             code="upload_expired") from None
             raise first from None
 
-    async def abort(self, state: MultipartState) -> None:
-        if not state.upload_id or not state.key:
-            return
-        try:
-            await self._abort(state.key, state.upload_id)
-        except UploadGone:
-            pass
-        except Exception as exc:  # a failed clean-up must not hide the reason the upload stopped
-            log.warning("could not abort multipart upload of %s: %s", state.key, exc)
-        state.reset()
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        with contextlib.suppress(UploadGone):
+            await self._abort(key, upload_id)
 
     # -- primitives ------------------------------------------------------------------------------------------
     @abc.abstractmethod

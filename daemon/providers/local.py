@@ -112,9 +112,6 @@ class LocalProvider(Provider):
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
-    async def abort(self, state: MultipartState) -> None:
-        state.reset()
-
     async def link(self, key: str) -> str:
         if self.profile.public_base_url:
             return public_url(self.profile.public_base_url, key)

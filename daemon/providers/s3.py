@@ -102,12 +102,14 @@ class S3Provider(ObjectStore):
         rule("bucket_not_found", "Bucket {bucket!r} does not exist at {where}. Create it, or fix bucket in "
              "[profiles.{name}].", "NoSuchBucket", "404", "NotFound"),
         rule("upload_gone", "", "NoSuchUpload"),
+        rule("checksum_mismatch", "{where} received different bytes than were sent (Content-MD5 mismatch); "
+             "sending them again.", "BadDigest", "InvalidDigest", transient=True),
         rule("access_denied", "{where} denied access to bucket {bucket!r} for profile {name!r}: the credentials "
              "work but lack permission (s3:PutObject and multipart actions are needed).",
              "AccessDenied", "AllAccessDisabled", "403", statuses=(403,)),
         rule("server_error", "{where} answered {status} {code}; it may be overloaded or restarting.",
              "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-             "InternalError", "ServiceUnavailable", "RequestTimeoutException", "BadDigest", statuses=(429,),
+             "InternalError", "ServiceUnavailable", "RequestTimeoutException", statuses=(429,),
              any_5xx=True, transient=True),
     )
     network_errors = (bce.EndpointConnectionError, bce.ConnectionClosedError, bce.ConnectTimeoutError,
@@ -159,8 +161,11 @@ class S3Provider(ObjectStore):
 
     # -- primitives --------------------------------------------------------------------------------------
     async def _put_object(self, key: str, body: Body, source: Source) -> None:
+        # Content-MD5: over plain http the payload is unsigned, and this is what makes the store refuse bytes
+        # damaged on the way (BadDigest: the part is sent again) instead of keeping them.
+        md5 = await asyncio.to_thread(body.md5_base64)
         await self._call("put_object", Key=key, Body=WiredBody(body), ContentLength=len(body),
-                         ContentType=source.content_type)
+                         ContentType=source.content_type, ContentMD5=md5)
 
     async def _create_multipart(self, key: str, source: Source) -> str:
         resp = await self._call("create_multipart_upload", Key=key, ContentType=source.content_type)
@@ -179,8 +184,9 @@ class S3Provider(ObjectStore):
 
     async def _upload_part(self, key: str, upload_id: str, number: int, body: Body,
                            source: Source) -> tuple[str, int | None]:
+        md5 = await asyncio.to_thread(body.md5_base64)
         resp = await self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number,
-                                Body=WiredBody(body), ContentLength=len(body))
+                                Body=WiredBody(body), ContentLength=len(body), ContentMD5=md5)
         return str(resp["ETag"]), None
 
     async def _complete(self, key: str, upload_id: str, parts: dict[int, str], state: MultipartState,
