@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, Home, RpcFailure, make_image, oss_profile, pixlift_env, start_daemon
+from conftest import Daemon, Home, RpcFailure, make_image, oss_profile, pixlift_env, start_daemon, wait_until
 
 MiB = 1024 * 1024
 
@@ -149,3 +149,47 @@ def test_a_call_whose_rows_cannot_be_written_queues_nothing(tmp_path: Path, tmpf
     finally:
         d.proc.kill()
         d.proc.wait(10)
+
+
+def test_a_store_restarted_mid_batch_forgets_its_uploads_and_every_file_still_arrives(
+        home: Home, tmp_path: Path, daemon_factory: Callable[..., Daemon]) -> None:
+    """rclone forgets its multipart uploads when it restarts: the files whose uploads it forgot start again from
+    their first byte, by themselves, and the batch completes with every object whole and none left behind."""
+    from conftest import start_rclone
+    from netproxy import Proxy
+
+    s3 = start_rclone(tmp_path / "s3")
+    s3.bucket("restart")
+    proxy = Proxy(s3.port, rate_bps=8 * MiB).start()
+    try:
+        home.write_config({"s3": {**s3.profile("restart"), "endpoint_url": proxy.endpoint}}, default="s3",
+                          transfers={"backoff_base_s": 0.05, "backoff_max_s": 0.2})
+        d = daemon_factory()
+        files = [make_image(home.pictures / f"big{i}.jpg", 24 * MiB, seed=200 + i) for i in range(2)]
+        batch = d.rpc("upload_images", {"paths": [str(f) for f in files]})
+
+        def under_way() -> bool:
+            return d.rpc("get_all_upload_progress")["summary"]["bytes_uploaded"] > 12 * MiB
+
+        wait_until(under_way, 30, message="both uploads under way")
+        s3.proc.terminate()
+        s3.proc.wait(10)
+        proxy.cut()
+        s3 = start_rclone(tmp_path / "s3", port=s3.port)  # the same folder and port; its uploads forgotten
+        proxy.rate_bps = 0
+        result = d.wait_batch(batch["batch_id"], timeout=120)
+        statuses = [t["status"] for t in result["tasks"]]
+        assert statuses == ["completed", "completed"], [t["error"] for t in result["tasks"]]
+        assert any(t["attempts"] >= 2 for t in result["tasks"])  # an upload the store forgot was started again
+        for t, f in zip(result["tasks"], files, strict=True):
+            assert s3.objects("restart")[t["key"]].read_bytes() == f.read_bytes()
+        client = s3.client()
+        try:
+            left = client.list_multipart_uploads(Bucket="restart").get("Uploads", [])
+        except client.exceptions.NoSuchUpload:
+            left = []
+        assert left == []
+    finally:
+        proxy.stop()
+        s3.proc.terminate()
+        s3.proc.wait(10)
