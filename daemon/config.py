@@ -58,6 +58,7 @@ class TransferSettings:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
     forget_finished_after_s: int = 3600  # completed and cancelled tasks leave the live list; 0 keeps them
+    max_bytes_in_flight: int = 64 * MiB  # the most bytes on their way at once (providers/inflight.py)
     outage_tolerance_s: float = 600.0  # a store that cannot be reached is waited for this long, then the task fails
 
 

@@ -44,6 +44,7 @@ TRANSFER_KEYS: Keys = {
     "read_timeout_s": (float, False),
     "forget_finished_after_s": (int, False),
     "outage_tolerance_s": (float, False),
+    "max_bytes_in_flight_mb": (float, False),
 }
 SECURITY_KEYS: Keys = {
     "allowed_roots": (list, False),
@@ -158,6 +159,8 @@ def _transfers(check: Checker, raw: Any) -> TransferSettings:
         part_concurrency=check.ranged("transfers.part_concurrency", t.get("part_concurrency", 4), 1, 32),
         connect_timeout_s=float(t.get("connect_timeout_s", 10.0)),
         read_timeout_s=float(t.get("read_timeout_s", 60.0)),
+        max_bytes_in_flight=int(check.ranged("transfers.max_bytes_in_flight_mb",
+                                             t.get("max_bytes_in_flight_mb", 64), 5, 10 * 1024) * MiB),
         outage_tolerance_s=float(check.ranged("transfers.outage_tolerance_s", t.get("outage_tolerance_s", 600), 0,
                                               7 * 86400)),
         forget_finished_after_s=check.ranged("transfers.forget_finished_after_s",

@@ -31,6 +31,7 @@ from ..errors import (
 from ..retry import Backoff
 from ..sources import Source
 from .acked import Body, Ticker
+from .inflight import InFlight
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +197,14 @@ class ObjectStore(Provider):
     config_errors: ClassVar[tuple[type[BaseException], ...]] = (ValueError,)
     endpoint_key: ClassVar[str] = "endpoint"  # the profile key to check when the store cannot be reached
 
-    def __init__(self, transfers: TransferSettings, *, profile_name: str, where: str, bucket: str) -> None:
+    def __init__(self, transfers: TransferSettings, *, profile_name: str, where: str, bucket: str,
+                 in_flight: InFlight | None = None) -> None:
         self.transfers = transfers
         self.part_backoff = Backoff(transfers.attempts, transfers.backoff_base_s, transfers.backoff_max_s)
         self.profile_name, self.where, self.bucket = profile_name, where, bucket
         self.ticker = Ticker()
+        # Shared by every provider of the daemon (the pool passes one); a provider built alone bounds itself.
+        self.in_flight = in_flight or InFlight(lambda: transfers.max_bytes_in_flight, lambda: transfers.part_size)
 
     # -- one call path, one translation --------------------------------------------------------------------------
     async def guarded(self, call: Awaitable[T]) -> T:
@@ -259,7 +263,8 @@ class ObjectStore(Provider):
                      on_part: Callable[[], None]) -> None:
         if source.size < self.transfers.multipart_threshold and not state.upload_id:
             body = Body(source, 0, source.size, on_bytes)
-            await self.ticker.send(body, self._put_object(key, body, source))
+            async with self.in_flight.hold(source.size):
+                await self.ticker.send(body, self._put_object(key, body, source))
             return
         await self._multipart(source, key, state, on_bytes, on_part)
 
@@ -289,7 +294,7 @@ class ObjectStore(Provider):
         sem = asyncio.Semaphore(self.transfers.part_concurrency)
 
         async def send(number: int, offset: int, length: int) -> None:
-            async with sem:
+            async with sem, self.in_flight.hold(length):
                 for attempt in range(1, self.part_backoff.attempts + 1):
                     body = Body(source, offset, length, on_bytes)
                     try:

@@ -15,6 +15,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from ..config import Checker, Keys, ProfileBase, TransferSettings
 from .base import Provider
+from .inflight import InFlight
 
 P = TypeVar("P", bound=ProfileBase)
 
@@ -37,6 +38,7 @@ class BuildContext:
     transfers: TransferSettings
     files_root: Path  # where the embedded store keeps files when a profile names no folder
     base_url: Callable[[], str]  # the daemon's own address, known once it listens
+    in_flight: InFlight | None = None  # the daemon-wide bound on bytes in flight
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from ..errors import TransferError, TransientStorageError
 from ..sources import Source
 from .acked import Body
 from .base import MultipartState, ObjectStore, StoreReply, part_plan, public_url, rule
+from .inflight import InFlight
 from .kind import BuildContext, FormField, ProviderKind
 
 T = TypeVar("T")
@@ -74,7 +75,7 @@ def summary(p: OssProfile, files_root: Path) -> str:
 
 
 def build(p: OssProfile, ctx: BuildContext) -> OssProvider:
-    return OssProvider(p, ctx.transfers)
+    return OssProvider(p, ctx.transfers, in_flight=ctx.in_flight)
 
 
 KIND = ProviderKind(
@@ -107,8 +108,9 @@ class OssProvider(ObjectStore):
     )
     network_errors = (ossx.RequestError, requests.RequestException, ConnectionError, TimeoutError)
 
-    def __init__(self, profile: OssProfile, transfers: TransferSettings) -> None:
-        super().__init__(transfers, profile_name=profile.name, where=profile.endpoint, bucket=profile.bucket)
+    def __init__(self, profile: OssProfile, transfers: TransferSettings, in_flight: InFlight | None = None) -> None:
+        super().__init__(transfers, profile_name=profile.name, where=profile.endpoint, bucket=profile.bucket,
+                         in_flight=in_flight)
         self.profile = profile
         auth = oss2.Auth(profile.access_key_id, profile.access_key_secret)
         size = oss2.defaults.connection_pool_size

@@ -15,6 +15,7 @@ from typing import Any
 from ..config import ProfileBase, SettingsBox
 from . import local, oss, s3
 from .base import Provider
+from .inflight import InFlight
 from .kind import BuildContext, ProviderKind
 
 KINDS: Mapping[str, ProviderKind[Any]] = {k.name: k for k in (s3.KIND, oss.KIND, local.KIND)}
@@ -25,8 +26,9 @@ def kind_of(profile: ProfileBase) -> ProviderKind[Any]:
     return KINDS[profile.provider]
 
 
-def build_provider(profile: ProfileBase, box: SettingsBox, files_root: Path, base_url: Callable[[], str]) -> Provider:
-    return kind_of(profile).build(profile, BuildContext(box.current.transfers, files_root, base_url))
+def build_provider(profile: ProfileBase, box: SettingsBox, files_root: Path, base_url: Callable[[], str],
+                   in_flight: InFlight | None = None) -> Provider:
+    return kind_of(profile).build(profile, BuildContext(box.current.transfers, files_root, base_url, in_flight))
 
 
 class ProviderPool:
@@ -43,6 +45,8 @@ class ProviderPool:
         self._users: dict[int, int] = {}  # id(provider) -> uploads using it
         self._retired: dict[int, Provider] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self.in_flight = InFlight(lambda: box.current.transfers.max_bytes_in_flight,
+                                  lambda: box.current.transfers.part_size)
 
     def get(self, name: str) -> Provider:
         settings = self.box.current
@@ -53,7 +57,7 @@ class ProviderPool:
             return cached[1]
         if cached is not None:
             self._retire(cached[1])
-        provider = build_provider(profile, self.box, self.files_root, self.base_url)
+        provider = build_provider(profile, self.box, self.files_root, self.base_url, self.in_flight)
         self._providers[name] = (fingerprint, provider)
         return provider
 

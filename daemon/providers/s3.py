@@ -31,6 +31,7 @@ from ..errors import PermanentStorageError, TransferError
 from ..sources import Source
 from .acked import Body
 from .base import MultipartState, ObjectStore, StoreReply, public_url, rule
+from .inflight import InFlight
 from .kind import BuildContext, FormField, ProviderKind
 
 WEEK_S = 7 * 24 * 3600
@@ -72,7 +73,7 @@ def summary(p: S3Profile, files_root: Path) -> str:
 
 
 def build(p: S3Profile, ctx: BuildContext) -> S3Provider:
-    return S3Provider(p, ctx.transfers)
+    return S3Provider(p, ctx.transfers, in_flight=ctx.in_flight)
 
 
 KIND = ProviderKind(
@@ -118,9 +119,9 @@ class S3Provider(ObjectStore):
     config_errors = (bce.ParamValidationError, ValueError)
     endpoint_key = "endpoint_url"
 
-    def __init__(self, profile: S3Profile, transfers: TransferSettings) -> None:
+    def __init__(self, profile: S3Profile, transfers: TransferSettings, in_flight: InFlight | None = None) -> None:
         super().__init__(transfers, profile_name=profile.name, where=profile.endpoint_url or "AWS S3",
-                         bucket=profile.bucket)
+                         bucket=profile.bucket, in_flight=in_flight)
         self.profile = profile
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
