@@ -1,5 +1,16 @@
-"""A small synchronous client for the CLI and scripts: finds the daemon through daemon.json + token, calls its
-JSON-RPC methods, and follows its live events (``GET /events``, Server-Sent Events)."""
+"""``pixlift.client``: a small synchronous client for scripts and the CLI, with nothing of the daemon's internals.
+
+It finds the daemon through ``daemon.json`` + ``token`` (``Client.discover()``), calls its JSON-RPC methods
+(``call``), uploads (``upload``) and follows live events (``watch``, over ``GET /events``)::
+
+    from pixlift.client import Client
+
+    client = Client.discover()
+    started = client.upload(["/home/me/Pictures/cat.png"])
+    for event in client.watch(started["batch_id"]):
+        if event["event"] == "task":
+            print(event["data"]["name"], event["data"]["status"], event["data"]["url"])
+"""
 
 from __future__ import annotations
 
@@ -10,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .home import Home
@@ -31,6 +43,12 @@ class Client:
         self.token = token
         self.timeout = timeout
         self._ids = itertools.count(1)
+
+    @classmethod
+    def discover(cls, home: str | os.PathLike[str] | None = None) -> Client:
+        """The running daemon of ``home`` (default: ``PIXLIFT_HOME``, else the platform's data folder);
+        DaemonNotRunning when there is none."""
+        return cls.from_home(Home(Path(home).expanduser().resolve()) if home is not None else Home.locate())
 
     @classmethod
     def from_home(cls, home: Home) -> Client:
@@ -64,6 +82,12 @@ class Client:
             err = reply["error"]
             raise RpcError(int(err.get("code", 0)), str(err.get("message", "")), err.get("data"))
         return reply["result"]
+
+    def upload(self, paths: list[str], profile: str | None = None, batch_size: int = 5) -> Any:
+        """Queue files (absolute paths, inside the allowed folders) as one batch: ``{"batch_id", "tasks"}``.
+        Returns at once; ``watch(batch_id)`` follows it. RpcError (-32001) lists every refused path."""
+        return self.call("upload_images_batch", paths=[os.path.abspath(p) for p in paths], profile=profile,
+                         batch_size=batch_size)
 
     def watch(self, batch_id: str | None = None, since: int = 0) -> Iterator[dict[str, Any]]:
         """The daemon's live events, ``{"event": "progress" | "task" | "batch", "id": version, "data": {...}}``.
