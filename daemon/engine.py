@@ -271,7 +271,7 @@ class Engine(TaskList):
 
     def _on_bytes(self, task: Task, delta: int) -> None:
         if task.status is TaskStatus.UPLOADING:
-            task.add_bytes(delta, self.clock())
+            task.add_bytes(delta, time.monotonic())  # speed from the monotonic clock: sleep and wake
             self._touch(task)
 
     def _save_multipart(self, job: Job) -> None:

@@ -123,6 +123,7 @@ class Task:
             self.meter.reset()
 
     def add_bytes(self, delta: int, now: float) -> None:
+        """``now``: ``time.monotonic()``, so a laptop's sleep is not a stall nor a clock change a burst."""
         self.bytes_uploaded = min(self.bytes_total, max(0, self.bytes_uploaded + delta))
         self.meter.add(now, self.bytes_uploaded)
 

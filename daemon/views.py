@@ -61,7 +61,7 @@ class TaskView:
 
     @classmethod
     def of(cls, task: Task, now: float) -> TaskView:
-        speed = task.speed(now)
+        speed = task.speed(time.monotonic())  # the meter's clock: monotonic, unlike the timestamps
         if task.status is TaskStatus.COMPLETED:
             eta: float | None = 0.0
         elif speed > 0:
@@ -125,6 +125,7 @@ def summarize(tasks: Iterable[Task], now: float) -> Summary:
     total = done = 0
     speed = 0.0
     cancelled, uploading = TaskStatus.CANCELLED, TaskStatus.UPLOADING
+    mono = time.monotonic()
     for t in tasks:  # a tight loop: it runs over every listed task on every poll
         status = t.status
         counts[status] += 1
@@ -132,7 +133,7 @@ def summarize(tasks: Iterable[Task], now: float) -> Summary:
             total += t.bytes_total
             done += t.bytes_uploaded
             if status is uploading:
-                speed += t.speed(now)
+                speed += t.speed(mono)
     n = sum(counts.values())
     completed = counts[TaskStatus.COMPLETED]
     return Summary(total=n, queued=counts[TaskStatus.QUEUED], uploading=counts[uploading],
