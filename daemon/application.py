@@ -78,6 +78,7 @@ class Application:
             keep = self.config.current.transfers.forget_finished_after_s
             if keep > 0:
                 self.expire(keep)
+            self._journal.flush()  # what a full disk refused is stored as soon as it takes writes again
             await asyncio.sleep(min(30.0, max(0.5, keep / 10)) if keep > 0 else 30.0)
 
     def expire(self, keep_s: float) -> int:

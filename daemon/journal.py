@@ -89,6 +89,7 @@ class Journal:
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
         self._seq = int(row[0])
         self._complained = -3600.0
+        self._unwritten: dict[Any, tuple[str, Any, bool]] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -111,6 +112,8 @@ class Journal:
             rows.append((task.task_id, seq, task.batch_id, batch_size, task.path, task.name, task.profile,
                          str(task.status), task.bytes_total, task.created_at, str(task.source), json.dumps(checked)))
         try:
+            if self._unwritten and not self._replay():  # what the disk refused before comes first
+                raise sqlite3.OperationalError("database or disk is full")
             with self._db:
                 self._db.executemany(
                     "INSERT INTO tasks (task_id, seq, batch_id, batch_size, path, name, profile, status,"
@@ -119,21 +122,59 @@ class Journal:
             raise JournalUnavailable(self._why(exc)) from exc
         self._seq = seq
 
-    def _write(self, sql: str, args: Any, *, many: bool = False) -> None:
+    def _write(self, sql: str, args: Any, *, many: bool = False, key: tuple[str, ...] | None = None) -> None:
         """A change to what the journal holds. When the disk refuses it (full, read-only), the daemon goes on
-        from memory and says so once a minute: the next write that succeeds stores the task's whole state, so
-        the journal catches up; what was never stored is only what a crash in between would lose."""
+        from memory, says so once a minute, and keeps the write (the newest per ``key``: a task's state, its
+        multipart state) to store it before the next write that succeeds and at every ``flush``: the journal
+        catches up with memory as soon as the disk takes writes again. Only a crash in between loses them."""
+        if self._unwritten and not self._replay():
+            self._keep(sql, args, many, key)
+            return
         try:
-            if many:
-                with self._db:
-                    self._db.executemany(sql, args)
-            else:
-                self._db.execute(sql, args)
+            self._execute(sql, args, many)
         except sqlite3.Error as exc:
-            now = time.monotonic()
-            if now - self._complained > 60:
-                self._complained = now
-                log.error("%s", self._why(exc).replace("nothing was queued", "uploads go on, unrecorded"))
+            self._keep(sql, args, many, key)
+            self._complain(exc)
+
+    def _execute(self, sql: str, args: Any, many: bool) -> None:
+        if many:
+            with self._db:
+                self._db.executemany(sql, args)
+        else:
+            self._db.execute(sql, args)
+
+    def _keep(self, sql: str, args: Any, many: bool, key: tuple[str, ...] | None) -> None:
+        slot: Any = key if key is not None else object()
+        self._unwritten.pop(slot, None)  # a newer state of the same thing replaces the old, and goes last
+        self._unwritten[slot] = (sql, args, many)
+
+    def _replay(self) -> bool:
+        """Store the writes the disk refused, in order; False (and they stay) if it still refuses."""
+        try:
+            with self._db:
+                for sql, args, many in self._unwritten.values():
+                    (self._db.executemany if many else self._db.execute)(sql, args)
+        except sqlite3.Error as exc:
+            self._complain(exc)
+            return False
+        log.info("the journal is written again (%d changes caught up)", len(self._unwritten))
+        self._unwritten.clear()
+        return True
+
+    def flush(self) -> bool:
+        """Try the writes the disk refused again; True when nothing is left unwritten."""
+        return not self._unwritten or self._replay()
+
+    @property
+    def behind(self) -> int:
+        """Changes held in memory only, because the disk refused them."""
+        return len(self._unwritten)
+
+    def _complain(self, exc: sqlite3.Error) -> None:
+        now = time.monotonic()
+        if now - self._complained > 60:
+            self._complained = now
+            log.error("%s", self._why(exc).replace("nothing was queued", "uploads go on, unrecorded for now"))
 
     def _why(self, exc: sqlite3.Error) -> str:
         text = str(exc).lower()
@@ -148,14 +189,15 @@ class Journal:
             "UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, key=?, error=?, started_at=?,"
             " finished_at=? WHERE task_id=?",
             (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.key,
-             json.dumps(task.error) if task.error else None, task.started_at, task.finished_at, task.task_id))
+             json.dumps(task.error) if task.error else None, task.started_at, task.finished_at, task.task_id),
+            key=("task", task.task_id))
 
     def update_checked(self, task_id: str, checked: dict[str, Any]) -> None:
         self._write("UPDATE tasks SET checked=? WHERE task_id=?", (json.dumps(checked), task_id))
 
     def save_multipart(self, task_id: str, state: dict[str, Any] | None) -> None:
         self._write("UPDATE tasks SET multipart=? WHERE task_id=?",
-                         (json.dumps(state) if state else None, task_id))
+                    (json.dumps(state) if state else None, task_id), key=("multipart", task_id))
 
     def remove(self, task_ids: list[str]) -> None:
         self._write("DELETE FROM tasks WHERE task_id=?", [(t,) for t in task_ids], many=True)

@@ -6,6 +6,7 @@ A tmpfs mounted by the test (as root, as CI runs) and filled to an exact edge st
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -39,10 +40,15 @@ def fill_leaving(folder: Path, free_bytes: int) -> Path:
     """Fill the filesystem holding ``folder`` until exactly ``free_bytes`` (to a block) are left."""
     st = os.statvfs(folder)
     filler = folder / "filler"
-    with filler.open("wb") as fh:
-        fh.write(b"\0" * (st.f_bavail * st.f_frsize - free_bytes))
+    want = st.f_bavail * st.f_frsize - free_bytes
+    with filler.open("wb", buffering=0) as fh:
+        try:
+            while want > 0:  # in pieces: a daemon writing meanwhile may take the last blocks first
+                want -= fh.write(b"\0" * min(want, MiB))
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC and free_bytes == 0, exc
     left = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
-    assert abs(left - free_bytes) <= st.f_frsize, left
+    assert left <= free_bytes + st.f_frsize, left
     return filler
 
 
@@ -240,3 +246,36 @@ def test_kill_9_every_few_seconds_over_a_slow_link_still_finishes_the_batch(home
             d.proc.kill()
             d.proc.wait(10)
         link.stop()
+
+
+def test_changes_the_full_disk_refused_reach_the_journal_once_it_has_room(tmp_path: Path, tmpfs: Path,
+                                                                         oss_server: Any) -> None:
+    """Tasks queued, then the journal's disk fills while they upload: they complete (the store has them), the
+    daemon keeps what it could not record, and stores it as soon as the disk has room, so a restart shows the
+    truth: completed, with their links in history."""
+    home = Home(tmpfs / "home", tmp_path / "Pictures")
+    home.root.mkdir()
+    home.pictures.mkdir()
+    home.write_config(profiles={"oss": oss_profile(oss_server)}, default="oss")
+    photos = [str(make_image(home.pictures / f"u{i}.jpg", 300_000, seed=700 + i)) for i in range(3)]
+    d = start_daemon(home)
+    try:
+        oss_server.server.put_delay_s = 0.15  # about a second a file, one at a time: the disk fills meanwhile
+        batch = d.rpc("upload_images_batch", {"paths": photos, "batch_size": 1})
+        filler = fill_leaving(tmpfs, 0)
+        result = d.wait_batch(batch["batch_id"])
+        oss_server.server.put_delay_s = 0
+        assert [t["status"] for t in result["tasks"]] == ["completed"] * 3
+        assert "unrecorded for now" in d.log()  # the journal did refuse, and the daemon said so
+        filler.unlink()
+        more = make_image(home.pictures / "u-after.jpg", 10_000, seed=799)
+        extra = d.rpc("upload_images", {"paths": [str(more)]})["tasks"][0]  # the next write catches up first
+        assert d.wait_task(extra["task_id"])["status"] == "completed"
+        assert d.stop() == 0
+        d = start_daemon(home)
+        listed = {t["task_id"]: t for t in d.rpc("get_all_upload_progress")["tasks"]}
+        assert [listed[t["task_id"]]["status"] for t in batch["tasks"]] == ["completed"] * 3
+        assert d.rpc("get_upload_history")["total"] == 4
+    finally:
+        d.proc.kill()
+        d.proc.wait(10)
