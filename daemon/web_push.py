@@ -33,6 +33,7 @@ from .security import Client, Gate
 log = logging.getLogger(__name__)
 MAX_STREAMS = 64  # SSE streams and WebSockets per client (every app using the token is one client)
 MAX_OUTBOX = 1000  # notifications waiting to be written to one WebSocket
+MAX_BUFFERED = 1024 * 1024  # bytes a WebSocket's transport may hold before its writer waits
 HEARTBEAT_S = 15.0
 
 
@@ -131,7 +132,7 @@ class PushRoutes:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=1024 * 1024, timeout=1.0,
                                    writer_limit=256 * 1024, compress=False)
         await ws.prepare(request)
-        session = _Session(self.app, self.dispatcher, client, ws)
+        session = _Session(self.app, self.dispatcher, client, ws, request.transport)
         with self._held(client):
             try:
                 await session.run()
@@ -145,8 +146,10 @@ class PushRoutes:
 class _Session:
     """One WebSocket: its calls, its subscriptions, and the one writer that sends their messages."""
 
-    def __init__(self, app: Application, dispatcher: Dispatcher, client: Client, ws: web.WebSocketResponse) -> None:
+    def __init__(self, app: Application, dispatcher: Dispatcher, client: Client, ws: web.WebSocketResponse,
+                 transport: asyncio.BaseTransport | None) -> None:
         self.app, self.dispatcher, self.client, self.ws = app, dispatcher, client, ws
+        self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
         self.feeds: dict[str, tuple[Feed, asyncio.Task[None]]] = {}
         self.outbox: deque[tuple[str | None, str]] = deque()  # (subscription of a progress message, text)
         self.ready = asyncio.Event()
@@ -239,13 +242,26 @@ class _Session:
         asyncio.get_running_loop().create_task(self.ws.close(code=1008, message=b"too slow: reconnect with since"))
 
     async def _write(self) -> None:
+        """Send what is queued: every frame due in one write to the socket. A subscription's delivery is often
+        hundreds of notifications at once; one ``send_str`` each (a frame, a write, a system call) cost more
+        CPU than everything else a subscriber needs. Frames are built here as RFC 6455 has them (text, final,
+        unmasked from a server, uncompressed as this socket never negotiates compression); a write is whole, so
+        aiohttp's own pings and closes never land inside one."""
+        transport = self.transport
         with contextlib.suppress(ConnectionError, RuntimeError):
             while True:
                 await self.ready.wait()
-                while self.outbox:
-                    _, text = self.outbox.popleft()
-                    await self.ws.send_str(text)
                 self.ready.clear()
+                while self.outbox:
+                    if transport is None or transport.is_closing():
+                        return
+                    if transport.get_write_buffer_size() > MAX_BUFFERED:
+                        await asyncio.sleep(0.05)  # the client reads slowly: wait (the outbox is bounded)
+                        continue
+                    frames = []
+                    while self.outbox:
+                        frames.append(_text_frame(self.outbox.popleft()[1].encode()))
+                    transport.write(b"".join(frames))
 
     def close(self) -> None:
         for feed, pump in self.feeds.values():
@@ -253,6 +269,16 @@ class _Session:
             pump.cancel()
         self.feeds.clear()
         self.writer.cancel()
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 5.2), as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
 
 
 def _error_reply(ident: Any, code: int, message: str, data: Any = None) -> str:
