@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AK, SK, Daemon, Home, RpcFailure, S3Server, oss_profile, wait_until
+from conftest import AK, SK, Daemon, Home, RpcFailure, S3Server, make_image, oss_profile, wait_until
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
@@ -321,6 +321,37 @@ def test_polls_every_500_ms_with_since_and_a_drop_is_one_action(home: Home, oss_
     assert all("since" in p for _, p in polls[1:]), polls  # after the first answer, only what changed
     assert isinstance(polls[-1][1]["since"], int) and polls[-1][1]["since"] > 0
     expect(ui.count("Completed")).to_have_text("15")
+    ui.assert_no_console_errors()
+
+
+def test_a_thousand_rows_are_updated_in_place_by_what_changed(home: Home, daemon_factory: Callable[..., Daemon],
+                                                              open_ui: Callable[..., Ui]) -> None:
+    """With 1,000 uploads listed, a poll that carries one change touches that row only: the other rows stay the
+    same elements, and the page does a few DOM changes, not a thousand (what keeps it responsive; the time it
+    takes is measured in bench/ui_poll.py, not asserted here)."""
+    home.write_config(security={"files_per_minute": 100000})
+    d = daemon_factory()
+    paths = [str(make_image(home.pictures / f"r{i:04d}.jpg", 2_000, seed=i)) for i in range(1000)]
+    batch = d.rpc("upload_images_batch", {"paths": paths, "batch_size": 50})
+    d.wait_batch(batch["batch_id"], timeout=180)
+    ui = open_ui(d)
+    page = ui.page
+    expect(ui.count("Completed")).to_have_text("1000", timeout=30_000)
+    page.evaluate("""() => {
+      window.__marked = [...document.querySelectorAll('.row')];
+      window.__mutations = 0;
+      new MutationObserver((list) => { window.__mutations += list.length; })
+        .observe(document.getElementById('rows'), { childList: true, subtree: true, attributes: true,
+                                                     characterData: true });
+    }""")
+    one = make_image(home.pictures / "one-more.jpg", 2_000, seed=5000)
+    d.rpc("upload_images", {"paths": [str(one)]})
+    expect(ui.count("Completed")).to_have_text("1001", timeout=30_000)
+    page.wait_for_timeout(1500)  # a few more polls with nothing new
+    kept = page.evaluate("() => window.__marked.filter((el) => el.isConnected).length")
+    mutations = page.evaluate("() => window.__mutations")
+    assert kept == 1000  # no row was rebuilt
+    assert mutations < 60, mutations  # the new row and its group, not a re-render of the list
     ui.assert_no_console_errors()
 
 
