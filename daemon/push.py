@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,13 +46,19 @@ class Message:
     def of(cls, event: str, id: int, data: Any) -> Message:
         return cls(event, id, orjson.dumps(data))
 
+    @functools.cached_property
     def sse(self) -> bytes:
+        """The event as an event stream carries it (made once, however many streams send it)."""
         return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.id, self.event.encode(), self.payload)
 
-    def notification(self, subscription: str) -> str:
+    @functools.cached_property
+    def _rpc_head(self) -> bytes:
+        return b'{"jsonrpc":"2.0","method":"%s","params":%s,"subscription":' % (self.event.encode(),
+                                                                               self.payload[:-1])
+
+    def notification(self, subscription: str) -> bytes:
         """The JSON-RPC notification of a WebSocket subscription: the data with ``subscription`` added."""
-        params = self.payload[:-1] + b',"subscription":' + orjson.dumps(subscription) + b"}"
-        return (b'{"jsonrpc":"2.0","method":"%s","params":%s}' % (self.event.encode(), params)).decode()
+        return self._rpc_head + orjson.dumps(subscription) + b"}}"
 
 
 class Feed:
@@ -110,15 +118,23 @@ class Feed:
         self._wake.set()
 
     def _progress(self) -> Message | None:
-        """What changed since the last message, or None when nothing did."""
+        """What changed since the last message, or None when nothing did. Feeds that follow the same tasks at
+        the same interval tick together (their ticks are on one grid) and from the same version, so one read
+        and one serialisation serve all of them."""
         if self._app.version <= self._last:
             return None
-        progress = self._app.progress(self._batch, self._last)
-        self._last = progress.version
-        data = progress.to_json(incremental=True)
-        if not (data["tasks"] or data["removed"] or progress.full):
-            return None
-        return Message.of("progress", progress.version, data)
+        key = (id(self._app), self._batch, self._last, self._app.version)
+        found = _PROGRESS.get(key)
+        if found is None:
+            progress = self._app.progress(self._batch, self._last)
+            data = progress.to_json(incremental=True)
+            found = (progress.version, Message.of("progress", progress.version, data)
+                     if data["tasks"] or data["removed"] or progress.full else None)
+            _PROGRESS[key] = found
+            if len(_PROGRESS) > 64:
+                del _PROGRESS[next(iter(_PROGRESS))]
+        self._last = found[0]
+        return found[1]
 
     async def next(self) -> list[Message]:
         """The messages to send now, at most once per interval (the replay at once); raises FeedOverflow when
@@ -135,7 +151,8 @@ class Feed:
                 if progress is not None:
                     batch.append(progress)
                 if batch:
-                    self._next_progress = now + self._interval
+                    # the next tick on the grid of this interval: feeds with the same interval tick together
+                    self._next_progress = (math.floor(now / self._interval) + 1) * self._interval
                     return batch
                 deadline = now + self._interval  # look again then (bytes move without events), or at an event
             else:
@@ -146,6 +163,7 @@ class Feed:
 
 
 _SHARED: dict[int, tuple[object, Message]] = {}
+_PROGRESS: dict[tuple[int, str | None, int, int], tuple[int, Message | None]] = {}
 
 
 def shared(event: object, make: Callable[[], Message]) -> Message:

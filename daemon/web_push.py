@@ -112,7 +112,7 @@ class PushRoutes:
             try:
                 while sse.is_connected():
                     # Everything due in one write; our JSON has no newlines, so each event is one data line.
-                    await sse.write(b"".join(m.sse() for m in await feed.next()))
+                    await sse.write(b"".join(m.sse for m in await feed.next()))
             except (FeedOverflow, ConnectionResetError):
                 log.info("an event stream fell behind or went away; closed")
             except asyncio.CancelledError:
@@ -151,7 +151,7 @@ class _Session:
         self.app, self.dispatcher, self.client, self.ws = app, dispatcher, client, ws
         self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
         self.feeds: dict[str, tuple[Feed, asyncio.Task[None]]] = {}
-        self.outbox: deque[tuple[str | None, str]] = deque()  # (subscription of a progress message, text)
+        self.outbox: deque[tuple[str | None, str | bytes]] = deque()  # (subscription of a progress message, text)
         self.ready = asyncio.Event()
         self.ids = itertools.count(1)
         self.writer = asyncio.create_task(self._write())
@@ -223,7 +223,7 @@ class _Session:
                 for message in await feed.next():
                     self.send(sub if message.event == "progress" else None, message.notification(sub))
 
-    def send(self, progress_of: str | None, text: str) -> None:
+    def send(self, progress_of: str | None, text: str | bytes) -> None:
         """Queue a text frame; an unsent progress of the same subscription is replaced by the newest."""
         if progress_of is not None:
             for i, (sub, _) in enumerate(self.outbox):
@@ -260,7 +260,8 @@ class _Session:
                         continue
                     frames = []
                     while self.outbox:
-                        frames.append(_text_frame(self.outbox.popleft()[1].encode()))
+                        text = self.outbox.popleft()[1]
+                        frames.append(_text_frame(text if isinstance(text, bytes) else text.encode()))
                     transport.write(b"".join(frames))
 
     def close(self) -> None:
