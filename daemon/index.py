@@ -62,6 +62,10 @@ class LiveIndex:
         if old is not None:
             self._finished.add(old, -1)
 
+    @property
+    def unfinished(self) -> int:
+        return len(self._unfinished)
+
     def changed_since(self, since: int) -> list[Task]:
         """Tasks whose last change is after ``since``, oldest change first."""
         out = []

@@ -61,7 +61,8 @@ class TaskList:
         return sum(1 for j in self._jobs.values() if j.task.profile == profile and j.task.status in ACTIVE)
 
     def active_count(self) -> int:
-        return sum(1 for j in self._jobs.values() if j.task.status in ACTIVE)
+        """Queued, uploading and paused tasks: what counts against [security] max_queued_files."""
+        return self.index.unfinished
 
     def _batch(self, batch_id: str, batch_size: int) -> Batch:
         batch = self._batches.get(batch_id)

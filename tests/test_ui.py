@@ -453,10 +453,16 @@ def test_failed_uploads_say_why_and_tabs_filter(s3_home: Home, s3_server: S3Serv
     expect(page.locator(".row:visible")).to_have_count(2)
     ui.tab("All").click()
 
+    s3_server.bucket("no-such-bucket-here")  # what the message said to do; then one click sends it again
+    page.get_by_role("button", name="Retry failed").click()
+    expect(page.get_by_text("Retrying 1 upload.")).to_be_visible()
+    expect(ui.badge("lost.png")).to_have_text("completed")
+    expect(ui.count("Completed")).to_have_text("3")
+
     page.get_by_role("button", name="Clear finished").click()
     expect(ui.count("All")).to_have_text("0")
     assert d.rpc("get_all_upload_progress")["tasks"] == []
-    assert d.rpc("get_upload_history")["total"] == 2
+    assert d.rpc("get_upload_history")["total"] == 3
     ui.assert_no_console_errors(r"status of 415")
 
 

@@ -29,35 +29,32 @@ export async function act(state, row, action) {
   ctx.pollSoon();
 }
 
-export async function pauseAll(state) {
+// An action on every upload at once: one call, a toast that says what it did, then one poll to show it.
+async function onAll(state, method, say) {
   try {
-    const { paused } = await rpc("pause_upload", {});
-    toast(paused ? `Paused ${paused} upload${paused > 1 ? "s" : ""}.` : "Nothing to pause.");
+    toast(...say(await rpc(method, {})));
   } catch (err) {
     state.ctx.report(err);
   }
   state.ctx.pollSoon();
 }
 
-export async function resumeAll(state) {
-  try {
-    const { resumed } = await rpc("resume_upload", {});
-    toast(resumed ? `Resumed ${resumed} upload${resumed > 1 ? "s" : ""}.` : "Nothing to resume.");
-  } catch (err) {
-    state.ctx.report(err);
-  }
-  state.ctx.pollSoon();
+const uploads = (n) => `${n} upload${n > 1 ? "s" : ""}`;
+
+export function pauseAll(state) {
+  return onAll(state, "pause_upload", ({ paused }) => [paused ? `Paused ${uploads(paused)}.` : "Nothing to pause."]);
 }
 
-export async function retryFailed(state) {
-  try {
-    const { retried, skipped } = await rpc("retry_failed", {});
-    const words = retried ? `Retrying ${retried} upload${retried > 1 ? "s" : ""}.` : "Nothing could be retried.";
-    toast(skipped.length ? `${words} ${skipped[0].name}: ${skipped[0].reason}` : words, skipped.length ? "error" : "info");
-  } catch (err) {
-    state.ctx.report(err);
-  }
-  state.ctx.pollSoon();
+export function resumeAll(state) {
+  return onAll(state, "resume_upload",
+    ({ resumed }) => [resumed ? `Resumed ${uploads(resumed)}.` : "Nothing to resume."]);
+}
+
+export function retryFailed(state) {
+  return onAll(state, "retry_failed", ({ retried, skipped }) => {
+    const words = retried ? `Retrying ${uploads(retried)}.` : "Nothing could be retried.";
+    return skipped.length ? [`${words} ${skipped[0].name}: ${skipped[0].reason}`, "error"] : [words];
+  });
 }
 
 function dropLocalFinished(state) {
