@@ -541,6 +541,19 @@ def test_settings_add_test_edit_default_and_delete_profiles(home: Home, s3_serve
     expect(result).to_contain_text("profiles.minio.endpoint_url: 'not a url' is not an http(s) URL")
     assert "minio" not in home.root.joinpath("config.toml").read_text()
 
+    # Valid settings whose connection test fails: the page says why and asks before saving them.
+    form_field(dialog, "Endpoint URL").fill(dead)
+    dialog.get_by_role("button", name="Save").click()
+    confirm = page.locator("#confirm")
+    expect(confirm).to_be_visible()
+    expect(confirm).to_contain_text("Save minio anyway?")
+    expect(confirm).to_contain_text(f"Could not reach {dead}")
+    confirm.get_by_role("button", name="Keep editing").click()
+    expect(confirm).to_be_hidden()
+    expect(dialog).to_be_visible()
+    expect(result).to_have_text(re.compile(f"^✗ Could not reach {re.escape(dead)}"))
+    assert "minio" not in home.root.joinpath("config.toml").read_text()
+
     form_field(dialog, "Endpoint URL").fill(s3_server.endpoint)
     dialog.get_by_role("button", name="Save").click()
     expect(dialog).to_be_hidden()
