@@ -165,11 +165,6 @@ class Journal:
         """Try the writes the disk refused again; True when nothing is left unwritten."""
         return not self._unwritten or self._replay()
 
-    @property
-    def behind(self) -> int:
-        """Changes held in memory only, because the disk refused them."""
-        return len(self._unwritten)
-
     def _complain(self, exc: sqlite3.Error) -> None:
         now = time.monotonic()
         if now - self._complained > 60:
