@@ -92,16 +92,22 @@ class Proxy:
         self._loop.call_soon_threadsafe(drop)
 
     def stop(self) -> None:
-        async def close() -> None:
-            if self._server:
-                self._server.close()
-            for w in list(self._conns):
-                w.transport.abort()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        stop_proxy(self._loop, self._thread, self._server, self._conns)
+
+
+def stop_proxy(loop: asyncio.AbstractEventLoop, thread: threading.Thread, server: asyncio.Server | None,
+               conns: set[asyncio.StreamWriter]) -> None:
+    """Close a proxy running on its own loop and thread: stop listening, drop every connection, end the loop."""
+    async def close() -> None:
+        if server:
+            server.close()
+        for w in list(conns):
+            w.transport.abort()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(close(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)

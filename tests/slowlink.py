@@ -20,6 +20,8 @@ import socket
 import threading
 import time
 
+from netproxy import stop_proxy
+
 READ = 4096
 BURST = 16 * 1024
 RCVBUF = 16 * 1024
@@ -166,16 +168,4 @@ class SlowLink:
             await dst.drain()
 
     def stop(self) -> None:
-        async def close() -> None:
-            if self._server:
-                self._server.close()
-            for w in list(self._writers):
-                w.transport.abort()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        stop_proxy(self._loop, self._thread, self._server, self._writers)
