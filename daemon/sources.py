@@ -18,12 +18,12 @@ import io
 import os
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import SecuritySettings
+from .config import SMALL_FILE, SecuritySettings
 from .errors import Interrupted, PathRefused, SourceError
 
 MAX_PATH_LEN = 4096
@@ -201,17 +201,24 @@ def _tilde(p: Path) -> str:
 
 
 class Source:
-    """An opened file that is still the one that was checked. Readers share its descriptor via pread."""
+    """An opened file that is still the one that was checked. Readers share its descriptor via pread.
 
-    def __init__(self, fd: int, size: int, name: str, content_type: str) -> None:
+    A small file (up to ``small`` bytes) is read whole when it is opened, with the digests its upload needs,
+    in the one worker-thread call that opens it: sending it then needs no thread, and hashing it no second read.
+    """
+
+    def __init__(self, fd: int, size: int, name: str, content_type: str, data: bytes | None = None) -> None:
         self.fd = fd
         self.size = size
         self.name = name
         self.content_type = content_type
+        self.data = data  # the whole content, for a small file
         self.stop = threading.Event()  # set on pause/cancel: readers in worker threads raise at once
+        self._digests: dict[str, str] = {}
 
     @classmethod
-    def open(cls, checked: CheckedFile) -> Source:
+    def open(cls, checked: CheckedFile, *, small: int = SMALL_FILE, digests: Iterable[str] = ()) -> Source:
+        """Open the checked file (blocking: run it on a worker thread); a small one is read and hashed too."""
         try:
             fd = open_beneath(checked.root, checked.path)
         except FileNotFoundError as exc:
@@ -223,26 +230,66 @@ class Source:
             os.close(fd)
             raise SourceError(f"{checked.path} changed after it was queued; nothing was sent. "
                               "Upload it again to send the new version.")
-        return cls(fd, checked.size, checked.name, checked.content_type)
+        source = cls(fd, checked.size, checked.name, checked.content_type)
+        if checked.size <= small:
+            try:
+                source.data = b"".join(source.chunks(0, checked.size))
+                for name in digests:
+                    source.digest(name)
+            except BaseException:
+                source.close()
+                raise
+        return source
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
 
-    def sha256(self) -> str:
-        """The content's SHA-256 (blocking: run it on a worker thread)."""
-        h = hashlib.sha256()
+    def chunks(self, offset: int, length: int, size: int = 1024 * 1024) -> Iterator[bytes | memoryview]:
+        """``[offset, offset+length)`` of the content, in pieces; SourceError if the file got shorter."""
+        if self.data is not None:
+            yield memoryview(self.data)[offset:offset + length]
+            return
         pos = 0
-        while pos < self.size:
-            chunk = os.pread(self.fd, 1024 * 1024, pos)
+        while pos < length:
+            try:
+                chunk = os.pread(self.fd, min(size, length - pos), offset + pos)
+            except OSError as exc:
+                raise SourceError(f"{self.name}: read failed ({exc.strerror or exc}).") from exc
             if not chunk:
-                break
-            h.update(chunk)
+                raise SourceError(f"{self.name} got shorter while it was being uploaded; nothing was kept.")
+            yield chunk
             pos += len(chunk)
-        return h.hexdigest()
+
+    def has(self, name: str) -> bool:
+        """The digest is known already: asking for it costs nothing."""
+        return name in self._digests
+
+    def digest(self, name: str) -> str:
+        """The whole content's ``sha256`` (hex) or ``md5`` (base64, as Content-MD5 wants it); computed once
+        (blocking when not known yet: run it on a worker thread)."""
+        if name not in self._digests:
+            self._digests[name] = _digest(name, self.chunks(0, self.size))
+        return self._digests[name]
+
+    def sha256(self) -> str:
+        """The content's SHA-256 as hex (blocking when not known yet: run it on a worker thread)."""
+        return self.digest("sha256")
 
     def reader(self, offset: int, length: int) -> SliceReader:
         return SliceReader(self, offset, length)
+
+
+def _digest(name: str, chunks: Iterable[bytes | memoryview]) -> str:
+    if name == "sha256":
+        h = hashlib.sha256()
+    elif name == "md5":
+        h = hashlib.md5(usedforsecurity=False)
+    else:
+        raise ValueError(f"unknown digest {name!r}")
+    for chunk in chunks:
+        h.update(chunk)
+    return h.hexdigest() if name == "sha256" else base64.b64encode(h.digest()).decode()
 
 
 class SliceReader(io.RawIOBase):
@@ -283,16 +330,21 @@ class SliceReader(io.RawIOBase):
         return len(data)
 
     def md5_base64(self) -> str:
-        """The slice's MD5, as a Content-MD5 header wants it (blocking: run it on a worker thread)."""
-        digest = hashlib.md5(usedforsecurity=False)
-        pos = 0
-        while pos < self._len:
-            chunk = os.pread(self._src.fd, min(1024 * 1024, self._len - pos), self._start + pos)
-            if not chunk:
-                raise SourceError(f"{self._src.name} got shorter while it was being uploaded; nothing was kept.")
-            digest.update(chunk)
-            pos += len(chunk)
-        return base64.b64encode(digest.digest()).decode()
+        """The slice's MD5, as a Content-MD5 header wants it (blocking unless known: run it on a worker thread)."""
+        if self._start == 0 and self._len == self._src.size:
+            return self._src.digest("md5")
+        return _digest("md5", self._src.chunks(self._start, self._len))
+
+    def md5_known(self) -> bool:
+        return self._start == 0 and self._len == self._src.size and self._src.has("md5")
+
+    def stopped(self) -> bool:
+        return self._src.stop.is_set()
+
+    def view(self) -> memoryview | None:
+        """The slice's bytes in memory (a small file), or None when they must be read from the file."""
+        data = self._src.data
+        return None if data is None else memoryview(data)[self._start:self._start + self._len]
 
     def read(self, n: int | None = -1) -> bytes:
         if self._src.stop.is_set():
@@ -302,6 +354,9 @@ class SliceReader(io.RawIOBase):
             n = left
         if n == 0:
             return b""
+        if self._src.data is not None:
+            self._pos += n
+            return self._src.data[self._start + self._pos - n:self._start + self._pos]
         try:
             data = os.pread(self._src.fd, n, self._start + self._pos)
         except OSError as exc:

@@ -44,6 +44,7 @@ class Job:
     batch: Batch
     multipart: MultipartState = field(default_factory=MultipartState)
     worker: asyncio.Task[None] | None = None
+    slots: int = 0  # what it takes of the files in flight (TransferSettings.slots_of)
     source: Source | None = None
 
     def stop(self) -> None:
@@ -121,10 +122,14 @@ async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: 
                on_key: Callable[[], None], on_part: Callable[[], None]) -> None:
     """One attempt: raises TransferError (or ConfigError) when it fails, CancelledError when stopped."""
     task = job.task
-    source = job.source = await asyncio.to_thread(Source.open, job.checked)
+    hashed = task.key is None and needs_hash(profile.key_template)
+    digests = provider.digests | ({"sha256"} if hashed else set())
+    source = job.source = await asyncio.to_thread(Source.open, job.checked, digests=digests)
     try:
         if task.key is None:
-            digest = await asyncio.to_thread(source.sha256) if needs_hash(profile.key_template) else None
+            digest = None
+            if hashed:  # a small file's is known already; a large one's is a read of its own, off the loop
+                digest = source.sha256() if source.has("sha256") else await asyncio.to_thread(source.sha256)
             task.key = render_key(profile.key_template, filename=task.name, digest=digest,
                                   when=datetime.now(UTC), task_id=task.task_id, profile=task.profile)
             on_key()

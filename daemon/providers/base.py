@@ -147,6 +147,7 @@ class Provider(abc.ABC):
     """The interface the engine sees: upload with progress, abort, make a link, check the connection."""
 
     kind: str
+    digests: ClassVar[frozenset[str]] = frozenset()  # what it needs of a whole file (Source.digest), made early
 
     @abc.abstractmethod
     async def upload(self, source: Source, key: str, *, on_bytes: OnBytes, state: MultipartState,
