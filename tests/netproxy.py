@@ -3,15 +3,19 @@
 ``Proxy(target_port).start()`` listens on a free port and forwards to ``127.0.0.1:target_port``. While running:
 ``rate_bps`` caps client-to-server bytes per second per connection (0 = unlimited); ``cut()`` drops every open
 connection; ``refuse = True`` makes new connections fail at once (a dead server); ``flip_after = N`` flips one
-bit of the client-to-server byte N bytes further on (once), as a faulty link or NIC would.
+bit of the client-to-server byte N bytes further on (once), as a faulty link or NIC would; ``capture = True``
+keeps every client-to-server byte, and ``requests()`` reads the HTTP requests out of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
+
+REQUEST = re.compile(rb"(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP/1\.1\r\n(.*?)\r\n\r\n", re.DOTALL)
 
 
 class Proxy:
@@ -23,6 +27,8 @@ class Proxy:
         self.flipped = 0
         self.port = 0
         self.bytes_up = 0
+        self.capture = False
+        self.up = bytearray()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.StreamWriter] = set()
@@ -78,11 +84,22 @@ class Proxy:
             await dst.drain()
             if throttle:
                 self.bytes_up += len(data)
+                if self.capture:
+                    self.up += data
                 sent += len(data)
                 if self.rate_bps:
                     ahead = sent / self.rate_bps - (time.monotonic() - started)
                     if ahead > 0:
                         await asyncio.sleep(ahead)
+
+    def requests(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(method, target, headers with lower-case names) of every request captured so far."""
+        out = []
+        for m in REQUEST.finditer(bytes(self.up)):
+            lines = m.group(3).decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+            out.append((m.group(1).decode(), m.group(2).decode("latin-1"), headers))
+        return out
 
     def cut(self) -> None:
         """Drop every open connection, as a crashing server would."""

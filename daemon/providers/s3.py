@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aioboto3
 import aiohttp
@@ -27,15 +29,19 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
 from ..config import Checker, ProfileBase, TransferSettings, secret_field
-from ..errors import PermanentStorageError, TransferError
+from ..errors import Interrupted, PermanentStorageError, TransferError
 from ..sources import Source
 from .acked import Body
 from .base import MultipartState, ObjectStore, StoreReply, public_url, rule
 from .inflight import InFlight
 from .kind import BuildContext, FormField, ProviderKind
+from .s3_wire import Endpoint, Redirected, S3Wire, StoreRefused
+
+log = logging.getLogger(__name__)
 
 WEEK_S = 7 * 24 * 3600
 CHUNK = 256 * 1024
+PROBE_KEY = "pixlift-endpoint-probe"
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ KIND = ProviderKind(
 
 class S3Provider(ObjectStore):
     kind = "s3"
+    digests = frozenset({"md5"})  # Content-MD5 of a small file, from the read that loads it
 
     errors = (
         rule("invalid_credentials", "{where} does not know the access key id of profile {name!r}. Check "
@@ -124,14 +131,22 @@ class S3Provider(ObjectStore):
                          bucket=profile.bucket, in_flight=in_flight)
         self.profile = profile
         self._client: Any = None
+        self._session: Any = None
+        self._wire: S3Wire | None = None
+        self._lean = not profile.bucket.endswith("--x-s3")  # S3 Express signs with sessions of its own
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
+
+    @property
+    def connections(self) -> int:
+        t = self.transfers
+        return max(t.slots, t.max_concurrent * t.part_concurrency)
 
     async def client(self) -> Any:
         async with self._lock:
             if self._client is None:
                 p = self.profile
-                session = aioboto3.Session(aws_access_key_id=p.access_key_id,
+                session = self._session = aioboto3.Session(aws_access_key_id=p.access_key_id,
                                            aws_secret_access_key=p.secret_access_key,
                                            aws_session_token=p.session_token, region_name=p.region)
                 config = AioConfig(
@@ -143,7 +158,7 @@ class S3Provider(ObjectStore):
                     retries={"total_max_attempts": 1},
                     connect_timeout=self.transfers.connect_timeout_s,
                     read_timeout=self.transfers.read_timeout_s,
-                    max_pool_connections=max(16, self.transfers.max_concurrent * self.transfers.part_concurrency),
+                    max_pool_connections=self.connections,
                     # Third-party S3 stores choke on aws-chunked trailing checksums; ETags still guard parts.
                     request_checksum_calculation="when_required",
                     response_checksum_validation="when_required",
@@ -152,7 +167,46 @@ class S3Provider(ObjectStore):
                     session.client("s3", endpoint_url=p.endpoint_url, config=config)))
             return self._client
 
+    async def wire(self) -> S3Wire | None:
+        """The lean path for PUTs and parts (``s3_wire.py``), built once from the client; None when it is off."""
+        if self._wire is None and self._lean:
+            client = await self.client()
+            async with self._lock:
+                if self._wire is None:
+                    url = await self.guarded(client.generate_presigned_url(
+                        "put_object", Params={"Bucket": self.profile.bucket, "Key": PROBE_KEY}, ExpiresIn=60))
+                    try:
+                        endpoint = Endpoint.from_presigned(str(url), PROBE_KEY)
+                    except (ValueError, KeyError, IndexError):
+                        log.info("profile %r: the SDK's endpoint is not a plain URL; using the client for every "
+                                 "request", self.profile_name)
+                        self._lean = False
+                        return None
+                    t = self.transfers
+                    self._wire = S3Wire(endpoint, self._session.get_credentials, client.meta.config,
+                                        connections=self.connections, connect_timeout_s=t.connect_timeout_s,
+                                        read_timeout_s=t.read_timeout_s)
+        return self._wire
+
+    async def _lean_put(self, key: str, body: Body, headers: dict[str, str], query: str = "") -> str | None:
+        """PUT on the lean path: the ETag, or None when that path is off (the caller then uses the client)."""
+        wire = await self.wire()
+        if wire is None:
+            return None
+        try:
+            return await wire.put(key, WiredBody(body), headers, query)
+        except Redirected as exc:
+            log.info("%s redirects profile %r's requests (%s); using the client, which follows redirects",
+                     self.where, self.profile_name, exc)
+            self._lean = False
+            return None
+        except Exception as exc:
+            raise self.translate(exc) from exc
+
     async def close(self) -> None:
+        if self._wire is not None:
+            await self._wire.close()
+            self._wire = None
         await self._stack.aclose()
         self._client = None
 
@@ -164,9 +218,10 @@ class S3Provider(ObjectStore):
     async def _put_object(self, key: str, body: Body, source: Source) -> None:
         # Content-MD5: over plain http the payload is unsigned, and this is what makes the store refuse bytes
         # damaged on the way (BadDigest: the part is sent again) instead of keeping them.
-        md5 = await asyncio.to_thread(body.md5_base64)
-        await self._call("put_object", Key=key, Body=WiredBody(body), ContentLength=len(body),
-                         ContentType=source.content_type, ContentMD5=md5)
+        md5 = body.md5_base64() if body.md5_known() else await asyncio.to_thread(body.md5_base64)
+        if await self._lean_put(key, body, {"Content-Type": source.content_type, "Content-MD5": md5}) is None:
+            await self._call("put_object", Key=key, Body=WiredBody(body), ContentLength=len(body),
+                             ContentType=source.content_type, ContentMD5=md5)
 
     async def _create_multipart(self, key: str, source: Source) -> str:
         resp = await self._call("create_multipart_upload", Key=key, ContentType=source.content_type)
@@ -186,9 +241,13 @@ class S3Provider(ObjectStore):
     async def _upload_part(self, key: str, upload_id: str, number: int, body: Body,
                            source: Source) -> tuple[str, int | None]:
         md5 = await asyncio.to_thread(body.md5_base64)
-        resp = await self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number,
-                                Body=WiredBody(body), ContentLength=len(body), ContentMD5=md5)
-        return str(resp["ETag"]), None
+        query = f"partNumber={number}&uploadId={quote(upload_id, safe='-_.~')}"
+        etag = await self._lean_put(key, body, {"Content-MD5": md5}, query)
+        if etag is None:
+            resp = await self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number,
+                                    Body=WiredBody(body), ContentLength=len(body), ContentMD5=md5)
+            etag = str(resp["ETag"])
+        return etag, None
 
     async def _complete(self, key: str, upload_id: str, parts: dict[int, str], state: MultipartState,
                         source: Source) -> None:
@@ -202,6 +261,9 @@ class S3Provider(ObjectStore):
     async def link(self, key: str) -> str:
         if self.profile.public_base_url:
             return public_url(self.profile.public_base_url, key)
+        wire = await self.wire()
+        if wire is not None:
+            return await self.guarded(wire.presign_get(key, self.profile.presign_expires_s))
         client = await self.client()
         url = await self.guarded(client.generate_presigned_url(
             "get_object", Params={"Bucket": self.profile.bucket, "Key": key}, ExpiresIn=self.profile.presign_expires_s))
@@ -213,6 +275,8 @@ class S3Provider(ObjectStore):
 
     # -- errors --------------------------------------------------------------------------------------------
     def reply_of(self, exc: BaseException) -> StoreReply | None:
+        if isinstance(exc, StoreRefused):
+            return exc.reply
         if not isinstance(exc, bce.ClientError):
             return None
         err = exc.response.get("Error", {})
@@ -269,6 +333,13 @@ class WiredBody(Payload):
         self._body.seek(0)
         self._written = 0
         end = self._length if content_length is None else min(content_length, self._length)
+        view = self._body.view()
+        if view is not None:  # a small file, in memory: one write, and the transport holds what the socket cannot
+            if self._body.stopped():
+                raise Interrupted("upload interrupted")
+            self._written = end
+            await writer.write(view[:end])
+            return
         loop = asyncio.get_running_loop()
         while self._written < end:
             chunk = await loop.run_in_executor(None, self._body.read, min(CHUNK, end - self._written))
@@ -280,6 +351,7 @@ def _buffered(transport: asyncio.BaseTransport) -> int:
     """Bytes a transport holds in user space; for TLS, the encrypting transport's and the TCP transport's."""
     held = 0
     for t in (transport, getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)):
-        if isinstance(t, asyncio.WriteTransport):
-            held += t.get_write_buffer_size()
+        size = getattr(t, "get_write_buffer_size", None)  # duck-typed: uvloop's are not asyncio.WriteTransport
+        if size is not None:
+            held += int(size())
     return held

@@ -1,0 +1,213 @@
+"""PutObject and UploadPart, the two S3 requests that carry bytes, without botocore's per-call pipeline.
+
+botocore builds every request through one generic pipeline: parameter validation, serialisation from the
+service model, endpoint rules, event hooks and emitters. For a 100 KB image that costs more CPU than sending
+it. These two requests differ only in their key, a few headers and the body, so the template is made once per
+profile: the endpoint comes from the SDK's own resolution (one presigned URL made through the client, which
+also gives the signing region and service), every request is signed by botocore's own SigV4 signers
+(``botocore.auth``), with the signing key (four HMACs) cached per day, and it goes out on pixlift's aiohttp
+session with the body as a ``WiredBody``, so progress stays exact. Links are signed the same way. Everything
+else (multipart control calls, listing, deleting, checks) stays on the client.
+
+A store that answers with a redirect (an AWS bucket in another region) turns this path off for the profile:
+the client, which follows region redirects, takes over.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import aiohttp
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.exceptions import NoCredentialsError
+from yarl import URL
+
+from .base import StoreReply
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+class StoreRefused(Exception):
+    """The store answered a lean request with an error; ``reply`` is what it said."""
+
+    def __init__(self, reply: StoreReply) -> None:
+        super().__init__(f"{reply.status} {reply.code}: {reply.message}")
+        self.reply = reply
+
+
+class Redirected(Exception):
+    """The store sent the request elsewhere (another region): the client must make it."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a profile's objects live, and the scope their requests are signed for."""
+
+    base: str  # an object's URL is this followed by its quoted key
+    region: str
+    service: str
+
+    @classmethod
+    def from_presigned(cls, url: str, key: str) -> Endpoint:
+        """Read the endpoint out of a URL the SDK presigned for ``key`` (ValueError if it is not one)."""
+        parts = urlsplit(url)
+        quoted = object_path(key)
+        if not parts.path.endswith(quoted):
+            raise ValueError("the presigned URL does not end with its key")
+        scope = parse_qs(parts.query)["X-Amz-Credential"][0].split("/")  # id/day/region/service/aws4_request
+        if len(scope) < 5:
+            raise ValueError("the presigned URL has no credential scope")
+        return cls(f"{parts.scheme}://{parts.netloc}{parts.path[:-len(quoted)]}", scope[-3], scope[-2])
+
+    def url(self, key: str, query: str = "") -> str:
+        return self.base + object_path(key) + (f"?{query}" if query else "")
+
+    @functools.cached_property
+    def host(self) -> str:
+        """The Host a signature covers: lower case, without the scheme's default port (as botocore has it)."""
+        parts = urlsplit(self.base)
+        default = {"http": 80, "https": 443}.get(parts.scheme)
+        host = (parts.hostname or "").lower()
+        if ":" in host:
+            host = f"[{host}]"
+        return host if parts.port in (None, default) else f"{host}:{parts.port}"
+
+
+def object_path(key: str) -> str:
+    """A key as botocore puts it in a URL path (``{Key+}``: slashes and ``~`` kept)."""
+    return quote(key, safe="/~")
+
+
+@functools.lru_cache(maxsize=16)
+def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
+    """SigV4's derived key: the same for every request of a day, so it is made once a day, not per request."""
+    key = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+class _CachedKey:
+    """botocore's SigV4 signature with the day's derived key from the cache (the rest is the SDK's signer)."""
+
+    credentials: Any
+    _region_name: str
+    _service_name: str
+
+    def signature(self, string_to_sign: str, request: AWSRequest) -> str:
+        key = signing_key(self.credentials.secret_key, request.context["timestamp"][:8], self._region_name,
+                          self._service_name)
+        return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+class HeaderSigner(_CachedKey, S3SigV4Auth):  # type: ignore[misc]
+    pass
+
+
+class S3Wire:
+    """The lean requests of one profile, sent on a session of their own."""
+
+    def __init__(self, endpoint: Endpoint, credentials: Callable[[], Awaitable[Any]], config: Any, *,
+                 connections: int, connect_timeout_s: float, read_timeout_s: float) -> None:
+        self.endpoint = endpoint
+        self._credentials = credentials
+        self._config = config  # the client's: payload_signing_enabled = False makes the payload UNSIGNED
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s),
+            auto_decompress=False)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def frozen(self) -> Any:
+        creds = await self._credentials()
+        if creds is None:
+            raise NoCredentialsError()
+        return await creds.get_frozen_credentials()
+
+    async def put(self, key: str, body: Any, headers: dict[str, str], query: str = "") -> str:
+        """PUT ``body`` to ``key``; the ETag. Raises StoreRefused, Redirected, or aiohttp's errors.
+
+        A store that does not check Content-MD5 (moto does not, for parts) still says what it received: its
+        ETag is the MD5 of the bytes, unless it encrypted them with a key of its own (SSE-KMS, SSE-C). An ETag
+        that is an MD5 and not the one sent is refused here as the store would have refused it (BadDigest)."""
+        url = self.endpoint.url(key, query)
+        request = AWSRequest(method="PUT", url=url, headers=headers)
+        request.context["client_config"] = self._config
+        HeaderSigner(await self.frozen(), self.endpoint.service, self.endpoint.region).add_auth(request)
+        async with self._session.put(URL(url, encoded=True), data=body, headers=dict(request.headers.items()),
+                                     allow_redirects=False) as resp:
+            if resp.status == 200:
+                await resp.read()  # the connection goes back to the pool only once its answer is read
+                etag = resp.headers.get("ETag", "")
+                md5 = headers.get("Content-MD5")
+                if md5 and not _md5_hidden(resp.headers) and _received_other(etag, md5):
+                    raise StoreRefused(StoreReply("BadDigest", 400, "the ETag is not the MD5 of what was sent"))
+                return etag
+            text = await resp.content.read(MAX_ERROR_BODY)
+            if resp.status in (301, 302, 307, 308):
+                raise Redirected(resp.headers.get("Location", ""))
+            raise StoreRefused(reply_of(resp.status, text))
+
+    async def presign_get(self, key: str, expires_s: int, now: datetime | None = None) -> str:
+        """A link that GETs ``key`` for ``expires_s`` seconds: what ``generate_presigned_url`` makes (a test
+        holds the two together), with the day's cached key and none of the SDK's generic request handling."""
+        creds = await self.frozen()
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        scope = f"{stamp[:8]}/{self.endpoint.region}/{self.endpoint.service}/aws4_request"
+        params = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": f"{creds.access_key}/{scope}",
+                  "X-Amz-Date": stamp, "X-Amz-Expires": str(expires_s), "X-Amz-SignedHeaders": "host"}
+        if creds.token:
+            params["X-Amz-Security-Token"] = creds.token
+        url = self.endpoint.url(key)
+        parts = urlsplit(url)
+        query = "&".join(f"{_enc(k)}={_enc(v)}" for k, v in sorted(params.items()))
+        canonical = f"GET\n{parts.path}\n{query}\nhost:{self.endpoint.host}\n\nhost\nUNSIGNED-PAYLOAD"
+        to_sign = (f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n"
+                   f"{hashlib.sha256(canonical.encode()).hexdigest()}")
+        key_ = signing_key(creds.secret_key, stamp[:8], self.endpoint.region, self.endpoint.service)
+        signature = hmac.new(key_, to_sign.encode(), hashlib.sha256).hexdigest()
+        listed = "&".join(f"{_enc(k)}={_enc(v)}" for k, v in params.items())  # botocore's order, in the URL
+        return f"{url}?{listed}&X-Amz-Signature={signature}"
+
+
+def _enc(value: str) -> str:
+    return quote(value, safe="-_.~")
+
+
+def _md5_hidden(headers: Any) -> bool:
+    """The store encrypted the object with a key of its own or the caller's: its ETag is then not an MD5."""
+    return (headers.get("x-amz-server-side-encryption", "").startswith("aws:kms")
+            or "x-amz-server-side-encryption-customer-algorithm" in headers)
+
+
+def _received_other(etag: str, md5_b64: str) -> bool:
+    """An ETag that is a plain MD5 (32 hex digits) and not the MD5 of the bytes sent."""
+    tag = etag.strip('"').lower()
+    if len(tag) != 32 or any(c not in "0123456789abcdef" for c in tag):
+        return False
+    return tag != base64.b64decode(md5_b64).hex()
+
+
+def reply_of(status: int, body: bytes) -> StoreReply:
+    """The error code and message of an S3 error document (an empty code when there is none, as for a HEAD)."""
+    code = message = ""
+    try:
+        root = ET.fromstring(body) if body.strip() else None
+    except ET.ParseError:
+        root = None
+    if root is not None:
+        code = (root.findtext("Code") or "").strip()
+        message = (root.findtext("Message") or "").strip()
+    return StoreReply(code or str(status), status, message)
