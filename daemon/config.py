@@ -46,9 +46,14 @@ class ProfileBase:
         return [getattr(self, name) for name in self.secret_fields()]
 
 
+SMALL_FILE = 1024 * 1024  # a file this size or smaller is sent as one request from memory
+SMALL_AT_ONCE = 64  # small files in flight at once when max_concurrent is not set (each is mostly round trips)
+
+
 @dataclass(frozen=True)
 class TransferSettings:
-    max_concurrent: int = 8
+    max_concurrent: int = 8  # files in flight at once; when not set, up to SMALL_AT_ONCE small files
+    max_concurrent_set: bool = False  # the user chose max_concurrent: it then bounds every file
     attempts: int = 3
     backoff_base_s: float = 0.5
     backoff_max_s: float = 8.0
@@ -60,6 +65,18 @@ class TransferSettings:
     forget_finished_after_s: int = 3600  # completed and cancelled tasks leave the live list; 0 keeps them
     max_bytes_in_flight: int = 64 * MiB  # the most bytes on their way at once (providers/inflight.py)
     outage_tolerance_s: float = 600.0  # a store that cannot be reached is waited for this long, then the task fails
+
+    @property
+    def slots(self) -> int:
+        """How much may be in flight at once, in the units of ``slots_of``."""
+        return self.max_concurrent if self.max_concurrent_set else SMALL_AT_ONCE
+
+    def slots_of(self, size: int) -> int:
+        """What one file of ``size`` bytes takes of ``slots``: by default a small file takes one, a larger one
+        as many as keep ``max_concurrent`` of them at once; with ``max_concurrent`` set, every file takes one."""
+        if self.max_concurrent_set or size <= SMALL_FILE:
+            return 1
+        return max(1, SMALL_AT_ONCE // self.max_concurrent)
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,7 @@ def _transfers(check: Checker, raw: Any) -> TransferSettings:
     t = check.table("transfers", raw, TRANSFER_KEYS)
     return TransferSettings(
         max_concurrent=check.ranged("transfers.max_concurrent", t.get("max_concurrent", 8), 1, 100),
+        max_concurrent_set="max_concurrent" in t,
         attempts=check.ranged("transfers.attempts", t.get("attempts", 3), 1, 20),
         backoff_base_s=float(t.get("backoff_base_s", 0.5)),
         backoff_max_s=float(t.get("backoff_max_s", 8.0)),

@@ -1,7 +1,8 @@
 """The transfer engine: owns every task, decides what runs, and is the only writer of task state.
 
-A dispatcher starts queued tasks in order while fewer than ``max_concurrent`` files are in flight overall and
-fewer than ``batch_size`` for their own batch. Each running task is an asyncio task of its own (a *worker*):
+A dispatcher starts queued tasks in order while their slots fit (``TransferSettings.slots``: by default up to
+64 small files at once, or 8 larger ones, or a mix; ``max_concurrent`` when the user set it) and fewer than
+``batch_size`` of their own batch are in flight. Each running task is an asyncio task of its own (a *worker*):
 it opens the checked file, sends it through its profile's provider, and retries transient failures with
 backoff. Pause, cancel and shutdown cancel the worker, which stops the bytes at once; what happens next is
 decided by the status the caller already set (paused keeps finished parts, cancelled aborts them, an
@@ -45,7 +46,7 @@ class Engine(TaskList):
         self.providers = providers
         self.cleanup = cleanup
         self.events = events
-        self._running = 0
+        self._used = 0  # slots of the files in flight (TransferSettings.slots_of)
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
@@ -225,21 +226,29 @@ class Engine(TaskList):
         while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            limit = self.config.current.transfers.max_concurrent
+            transfers = self.config.current.transfers
+            budget = transfers.slots
             for batch in list(self._batches.values()):
-                while self._running < limit and batch.running < batch.batch_size and batch.queue:
-                    job = self._jobs.get(batch.queue.popleft())
-                    if job is not None and job.task.status is TaskStatus.QUEUED and job.worker is None:
-                        self._start(job)
-                if self._running >= limit:
+                while self._used < budget and batch.running < batch.batch_size and batch.queue:
+                    job = self._jobs.get(batch.queue[0])
+                    if job is None or job.task.status is not TaskStatus.QUEUED or job.worker is not None:
+                        batch.queue.popleft()
+                        continue
+                    slots = min(budget, transfers.slots_of(job.task.bytes_total))
+                    if self._used + slots > budget:
+                        break
+                    batch.queue.popleft()
+                    self._start(job, slots)
+                if self._used >= budget:
                     break
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job, slots: int) -> None:
         self._move(job, TaskStatus.UPLOADING)
         job.task.started_at = self.clock()
         job.task.error = None
         self._save(job.task)
-        self._running += 1
+        job.slots = slots
+        self._used += slots
         job.batch.running += 1
         job.worker = asyncio.create_task(self._run(job), name=f"upload-{job.task.task_id}")
 
@@ -254,6 +263,9 @@ class Engine(TaskList):
                                on_bytes=partial(self._on_bytes, task), save=partial(self._save, task),
                                save_multipart=partial(self._save_multipart, job))
                 task.url = await provider.link(task.key or "")
+            finished_at = self.clock()
+            self.journal.complete(task, finished_at)
+            await self.journal.durable()  # reported as uploaded only once that is on disk
         except asyncio.CancelledError:
             self._unwind(job)
             return
@@ -267,7 +279,7 @@ class Engine(TaskList):
             return
         finally:
             self._release(job)
-        self._complete(job)
+        self._complete(job, finished_at)
 
     def _on_bytes(self, task: Task, delta: int) -> None:
         if task.status is TaskStatus.UPLOADING:
@@ -281,7 +293,7 @@ class Engine(TaskList):
     def _release(self, job: Job) -> None:
         """The worker is gone. Act on what happened to the task while it unwound."""
         job.worker = None
-        self._running -= 1
+        self._used -= job.slots
         job.batch.running -= 1
         status = job.task.status
         if status is TaskStatus.CANCELLED:
@@ -315,16 +327,16 @@ class Engine(TaskList):
         log.warning("%s failed: %s", task.name, exc.message)
         self._finished(job)
 
-    def _complete(self, job: Job) -> None:
+    def _complete(self, job: Job, finished_at: float) -> None:
+        """The upload is done and journalled (``Journal.complete``): now in memory, and told."""
         task = job.task
         self._move(job, TaskStatus.COMPLETED)
         task.bytes_uploaded = task.bytes_total
-        task.finished_at = self.clock()
+        task.finished_at = finished_at
         task.error = None
         job.multipart.reset()
-        self._save(task)
-        self.journal.save_multipart(task.task_id, None)
-        self.journal.record_upload(task, task.finished_at)
+        self._touch(task)
+        self.index.saved(task)
         self._finished(job)
 
     def _move(self, job: Job, to: TaskStatus) -> None:

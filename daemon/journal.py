@@ -1,7 +1,10 @@
 """The SQLite journal: every task and every uploaded link, so that nothing is lost to a restart or a crash.
 
-Writes happen on state changes (and after each finished multipart part), never per byte. WAL mode with
-``synchronous=NORMAL`` keeps each write well under a millisecond, so the engine writes inline on the event loop.
+Writes happen on state changes (and after each finished multipart part), never per byte. New tasks are
+written at once, in one transaction per call (journal first: a task exists only once its row does); every
+other change is queued and committed with the others of its moment by a writer thread (``commits.py``), and
+``durable()`` waits for them: a finished upload is reported only once its completion is on disk. WAL mode with
+``synchronous=NORMAL``: a crash of the daemon loses nothing committed.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .commits import GroupCommit
 from .errors import JournalUnavailable
 from .tasks import Task, TaskSource, TaskStatus
 from .views import iso
@@ -68,6 +73,11 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
+UPDATE_TASK = ("UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, key=?, error=?, started_at=?,"
+               " finished_at=? WHERE task_id=?")
+Change = tuple[str, Any, bool, tuple[str, ...] | None]  # sql, arguments, executemany, the thing it is the state of
+
+
 @dataclass
 class StoredTask:
     task: Task
@@ -90,18 +100,29 @@ class Journal:
         self._seq = int(row[0])
         self._complained = -3600.0
         self._unwritten: dict[Any, tuple[str, Any, bool]] = {}
+        self._lock = threading.Lock()  # the connection and the unwritten changes: the writer thread and the loop
+        self._commits: GroupCommit[Change] = GroupCommit(self._commit)
 
     def close(self) -> None:
-        self._db.close()
+        self._commits.close()
+        with self._lock:
+            self._db.close()
+
+    async def durable(self) -> None:
+        """Return once every change made before this call is committed (or kept, when the disk refused it)."""
+        await self._commits.durable()
 
     # -- the change counter's ceiling (see changes.py) ---------------------------------------------------------
     def reserved_version(self) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
         return int(row[0]) if row else 0
 
     def reserve_version(self, ceiling: int) -> None:
-        self._write("INSERT INTO meta (name, value) VALUES ('version', ?) "
-                    "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (ceiling,))
+        """Written at once: no version above the stored ceiling may be handed out before it is on disk."""
+        with self._lock:
+            self._write_now("INSERT INTO meta (name, value) VALUES ('version', ?) "
+                            "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (ceiling,), False, None)
 
     def add(self, items: list[tuple[Task, int, dict[str, Any]]]) -> None:
         """New tasks, all or none (one transaction); JournalUnavailable when they cannot be stored."""
@@ -111,22 +132,52 @@ class Journal:
             seq += 1
             rows.append((task.task_id, seq, task.batch_id, batch_size, task.path, task.name, task.profile,
                          str(task.status), task.bytes_total, task.created_at, str(task.source), json.dumps(checked)))
-        try:
-            if self._unwritten and not self._replay():  # what the disk refused before comes first
-                raise sqlite3.OperationalError("database or disk is full")
-            with self._db:
-                self._db.executemany(
-                    "INSERT INTO tasks (task_id, seq, batch_id, batch_size, path, name, profile, status,"
-                    " bytes_total, created_at, source, checked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        except sqlite3.Error as exc:
-            raise JournalUnavailable(self._why(exc)) from exc
-        self._seq = seq
+        with self._lock:
+            try:
+                if self._unwritten and not self._replay():  # what the disk refused before comes first
+                    raise sqlite3.OperationalError("database or disk is full")
+                with self._db:
+                    self._db.executemany(
+                        "INSERT INTO tasks (task_id, seq, batch_id, batch_size, path, name, profile, status,"
+                        " bytes_total, created_at, source, checked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            except sqlite3.Error as exc:
+                raise JournalUnavailable(self._why(exc)) from exc
+            self._seq = seq
 
     def _write(self, sql: str, args: Any, *, many: bool = False, key: tuple[str, ...] | None = None) -> None:
-        """A change to what the journal holds. When the disk refuses it (full, read-only), the daemon goes on
-        from memory, says so once a minute, and keeps the write (the newest per ``key``: a task's state, its
-        multipart state) to store it before the next write that succeeds and at every ``flush``: the journal
-        catches up with memory as soon as the disk takes writes again. Only a crash in between loses them."""
+        """A change to what the journal holds, queued for the next group commit. When the disk refuses it (full,
+        read-only), the daemon goes on from memory, says so once a minute, and keeps the write (the newest per
+        ``key``: a task's state, its multipart state) to store it before the next write that succeeds and at
+        every ``flush``: the journal catches up with memory as soon as the disk takes writes again. Only a crash
+        in between loses them."""
+        self._commits.put((sql, args, many, key))
+
+    def _commit(self, changes: list[Change]) -> None:
+        """On the writer thread: one transaction for every change queued (a task's newest state only)."""
+        newest: dict[Any, tuple[str, Any, bool]] = {}
+        for sql, args, many, key in changes:
+            slot: Any = key if key is not None else object()
+            newest.pop(slot, None)  # a newer state of the same thing replaces the old, and goes last
+            newest[slot] = (sql, args, many)
+        with self._lock:
+            if self._unwritten and not self._replay():
+                self._keep_all(newest)
+                return
+            try:
+                with self._db:
+                    for sql, args, many in newest.values():
+                        (self._db.executemany if many else self._db.execute)(sql, args)
+            except sqlite3.Error as exc:
+                self._keep_all(newest)
+                self._complain(exc)
+
+    def _keep_all(self, changes: dict[Any, tuple[str, Any, bool]]) -> None:
+        for slot, change in changes.items():
+            self._unwritten.pop(slot, None)
+            self._unwritten[slot] = change
+
+    def _write_now(self, sql: str, args: Any, many: bool, key: tuple[str, ...] | None) -> None:
+        """A write that cannot wait for the writer thread (the caller holds the lock)."""
         if self._unwritten and not self._replay():
             self._keep(sql, args, many, key)
             return
@@ -162,8 +213,10 @@ class Journal:
         return True
 
     def flush(self) -> bool:
-        """Try the writes the disk refused again; True when nothing is left unwritten."""
-        return not self._unwritten or self._replay()
+        """Commit what is queued and try the writes the disk refused again; True when nothing is left unwritten."""
+        self._commits.drain()
+        with self._lock:
+            return not self._unwritten or self._replay()
 
     def _complain(self, exc: sqlite3.Error) -> None:
         now = time.monotonic()
@@ -180,12 +233,20 @@ class Journal:
                 "is writable and has space, then send the files again.")
 
     def update(self, task: Task) -> None:
+        self._write(UPDATE_TASK, (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.key,
+                                  json.dumps(task.error) if task.error else None, task.started_at,
+                                  task.finished_at, task.task_id), key=("task", task.task_id))
+
+    def complete(self, task: Task, finished_at: float) -> None:
+        """A finished upload: the task completed, its multipart state gone, its link in the history. Await
+        ``durable()`` before telling anyone."""
+        assert task.url is not None and task.key is not None
+        self._write(UPDATE_TASK, (str(TaskStatus.COMPLETED), task.bytes_total, task.attempts, task.url, task.key,
+                                  None, task.started_at, finished_at, task.task_id), key=("task", task.task_id))
+        self.save_multipart(task.task_id, None)
         self._write(
-            "UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, key=?, error=?, started_at=?,"
-            " finished_at=? WHERE task_id=?",
-            (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.key,
-             json.dumps(task.error) if task.error else None, task.started_at, task.finished_at, task.task_id),
-            key=("task", task.task_id))
+            "INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at) VALUES (?,?,?,?,?,?,?)",
+            (task.task_id, task.name, task.url, task.bytes_total, task.profile, task.key, finished_at))
 
     def update_checked(self, task_id: str, checked: dict[str, Any]) -> None:
         self._write("UPDATE tasks SET checked=? WHERE task_id=?", (json.dumps(checked), task_id))
@@ -199,12 +260,13 @@ class Journal:
 
     def load(self) -> list[StoredTask]:
         out = []
-        cur = self._db.execute(
-            "SELECT task_id, batch_id, batch_size, path, name, profile, status, bytes_total, bytes_uploaded,"
-            " attempts, url, key, error, created_at, started_at, finished_at, source, checked, multipart"
-            " FROM tasks ORDER BY seq")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT task_id, batch_id, batch_size, path, name, profile, status, bytes_total, bytes_uploaded,"
+                " attempts, url, key, error, created_at, started_at, finished_at, source, checked, multipart"
+                " FROM tasks ORDER BY seq").fetchall()
         for (task_id, batch_id, batch_size, path, name, profile, status, total, done, attempts, url, key, error,
-             created, started, finished, source, checked, multipart) in cur:
+             created, started, finished, source, checked, multipart) in rows:
             task = Task(task_id=task_id, batch_id=batch_id, path=path, name=name, profile=profile,
                         bytes_total=total, status=TaskStatus(status), bytes_uploaded=done, attempts=attempts,
                         url=url, key=key, error=json.loads(error) if error else None, created_at=created,
@@ -220,25 +282,21 @@ class Journal:
         self._write("DELETE FROM aborts WHERE upload_id=?", (upload_id,))
 
     def pending_aborts(self) -> list[tuple[str, str, str]]:
-        return [(str(p), str(k), str(u)) for u, p, k in
-                self._db.execute("SELECT upload_id, profile, key FROM aborts").fetchall()]
+        with self._lock:
+            rows = self._db.execute("SELECT upload_id, profile, key FROM aborts").fetchall()
+        return [(str(p), str(k), str(u)) for u, p, k in rows]
 
     # -- history ---------------------------------------------------------------------------------------------
-    def record_upload(self, task: Task, uploaded_at: float) -> None:
-        assert task.url is not None and task.key is not None
-        self._write(
-            "INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at) VALUES (?,?,?,?,?,?,?)",
-            (task.task_id, task.name, task.url, task.bytes_total, task.profile, task.key, uploaded_at))
-
     def history(self, limit: int, offset: int, query: str | None = None) -> tuple[list[dict[str, Any]], int]:
         where, args = "", []
         if query:
             where = "WHERE name LIKE ? ESCAPE '\\'"
             args.append("%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        total = int(self._db.execute(f"SELECT COUNT(*) FROM history {where}", args).fetchone()[0])
-        rows = self._db.execute(
-            f"SELECT task_id, name, url, size, profile, key, uploaded_at FROM history {where}"
-            " ORDER BY uploaded_at DESC, id DESC LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+        with self._lock:
+            total = int(self._db.execute(f"SELECT COUNT(*) FROM history {where}", args).fetchone()[0])
+            rows = self._db.execute(
+                f"SELECT task_id, name, url, size, profile, key, uploaded_at FROM history {where}"
+                " ORDER BY uploaded_at DESC, id DESC LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
         items = [{"task_id": r[0], "name": r[1], "url": r[2], "size": r[3], "profile": r[4], "key": r[5],
                   "uploaded_at": iso(r[6])} for r in rows]
         return items, total

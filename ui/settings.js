@@ -296,7 +296,9 @@ export function init(ctx) {
     render: (list) => render(state, list),
     showAbout: (info) => {
       dom.about.textContent = `pixlift ${info.version} · settings in ${info.config_file} · ` +
-        `${info.max_concurrent} uploads at once`;
+        (info.max_concurrent_small > info.max_concurrent
+          ? `${info.max_concurrent} uploads at once (${info.max_concurrent_small} small files)`
+          : `${info.max_concurrent} uploads at once`);
     },
   };
 }

@@ -113,12 +113,11 @@ class OssProvider(ObjectStore):
                          in_flight=in_flight)
         self.profile = profile
         auth = oss2.Auth(profile.access_key_id, profile.access_key_secret)
-        size = oss2.defaults.connection_pool_size
+        size = max(transfers.slots, transfers.max_concurrent * transfers.part_concurrency)  # a connection per thread
         session = oss2.Session(adapter=_WatchedAdapter(pool_connections=size, pool_maxsize=size))
         self._bucket = oss2.Bucket(auth, profile.endpoint, profile.bucket, enable_crc=True,
                                    connect_timeout=transfers.connect_timeout_s, session=session)
-        self._pool = ThreadPoolExecutor(max_workers=max(8, transfers.max_concurrent * transfers.part_concurrency),
-                                        thread_name_prefix=f"oss-{profile.name}")
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"oss-{profile.name}")
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,91 @@
+"""Group commit: the journal's writes of a short window go to disk together, in one transaction, off the loop.
+
+Each state change of a task used to be a transaction of its own on the event loop: five per small file, which
+cost more of the loop than sending the file. Now writers only queue their change (``put``, which never blocks
+on the disk); a thread of its own commits everything queued so far in one transaction, and while it does,
+the next changes queue up for the next one. ``durable()`` waits until every change queued before it is
+committed: the engine awaits it before it tells anyone a file is uploaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+W = TypeVar("W")
+
+
+class GroupCommit(Generic[W]):
+    def __init__(self, commit: Callable[[list[W]], None], name: str = "pixlift-journal") -> None:
+        self._commit = commit  # runs on the writer thread; must not raise (it keeps what it could not store)
+        self._cv = threading.Condition()
+        self._queue: list[W] = []
+        self._queued = 0  # changes put so far
+        self._done = 0  # changes committed (or kept by ``commit`` to store later) so far
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, change: W) -> None:
+        with self._cv:
+            if self._closing:
+                raise RuntimeError("the journal is closed")
+            self._queue.append(change)
+            self._queued += 1
+            self._cv.notify_all()
+
+    async def durable(self) -> None:
+        """Return once every change put before this call is committed."""
+        with self._cv:
+            target = self._queued
+            if self._done >= target:
+                return
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((target, loop, future))
+        await future
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Block until every change put so far is committed; False if that took longer than ``timeout``."""
+        with self._cv:
+            target = self._queued
+            return self._cv.wait_for(lambda: self._done >= target or not self._thread.is_alive(), timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, then stop the thread."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._queue) or self._closing)
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+                upto = self._queued
+            try:
+                self._commit(batch)
+            except Exception:  # a bug; the changes stay in memory, and the writer must go on
+                log.exception("the journal writer failed to commit %d changes", len(batch))
+            with self._cv:
+                self._done = upto
+                self._cv.notify_all()
+                ready = [w for w in self._waiters if w[0] <= upto]
+                self._waiters = [w for w in self._waiters if w[0] > upto]
+            for _, loop, future in ready:
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_resolve, future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
