@@ -125,9 +125,23 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
         log.info("stopped")
 
 
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux and macOS): its loop costs less per request than asyncio's own.
+    ``PIXLIFT_EVENT_LOOP=asyncio`` picks the standard loop."""
+    if os.environ.get("PIXLIFT_EVENT_LOOP", "").lower() != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def serve_headless(home: Home, box: SettingsBox, port: int) -> int:
     """Serve on this thread with no tray: ``--no-tray``, or when the tray cannot start (the tray falls back here)."""
-    return asyncio.run(_run_headless(home, box, port))
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(_run_headless(home, box, port))
 
 
 async def _run_headless(home: Home, box: SettingsBox, port: int) -> int:
@@ -144,7 +158,7 @@ class LoopThread:
 
     def __init__(self, home: Home, box: SettingsBox, port: int) -> None:
         self.home, self.box, self.port = home, box, port
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop()
         self.runtime: Runtime | None = None
         self.app: web.Application | None = None
         self.ready = threading.Event()

@@ -18,7 +18,7 @@ import itertools
 import json
 import logging
 from collections import Counter, deque
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -149,7 +149,8 @@ class _Session:
     def __init__(self, app: Application, dispatcher: Dispatcher, client: Client, ws: web.WebSocketResponse,
                  transport: asyncio.BaseTransport | None) -> None:
         self.app, self.dispatcher, self.client, self.ws = app, dispatcher, client, ws
-        self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        # duck-typed: uvloop's transports are not asyncio.WriteTransport subclasses
+        self.transport = cast(asyncio.WriteTransport, transport) if hasattr(transport, "write") else None
         self.feeds: dict[str, tuple[Feed, asyncio.Task[None]]] = {}
         self.outbox: deque[tuple[str | None, str | bytes]] = deque()  # (subscription of a progress message, text)
         self.ready = asyncio.Event()
