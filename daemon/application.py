@@ -111,7 +111,7 @@ class Application:
         """Files named by path, as one batch; one refused path refuses the call (PathRefused lists them all)."""
         chosen = self._admit(client, len(paths), profile)
         checked = await asyncio.to_thread(self.path_checker().check_all, paths)
-        size = batch_size if batch_size is not None else self.config.current.transfers.max_concurrent
+        size = batch_size if batch_size is not None else self.config.current.transfers.slots
         batch_id, tasks = self._engine.submit(checked, profile=chosen, batch_size=size, source=TaskSource.PATH)
         return Submitted(batch_id, [self._engine.view(t) for t in tasks])
 
@@ -184,11 +184,11 @@ class Application:
         now = engine.clock()
         changes = engine.changes
         full = since is not None and not changes.answers(since)
-        tasks = engine.tasks(batch_id) if batch_id is not None or since is None or full else None
-        summary = summarize(tasks, now) if batch_id is not None and tasks is not None else engine.index.summary(now)
-        if tasks is not None and (since is None or full):
-            return Progress(changes.version, summary, [], full, now, tasks)
-        assert since is not None
+        if batch_id is not None:
+            engine.batch(batch_id)  # NotFound for a batch that is not listed
+        summary = engine.index.summary(now, batch_id)
+        if since is None or full:
+            return Progress(changes.version, summary, [], full, now, engine.tasks(batch_id))
         changed = engine.index.changed_since(since)
         if batch_id is not None:
             changed = [t for t in changed if t.batch_id == batch_id]
@@ -233,6 +233,7 @@ class Application:
         return {"version": __version__, "pid": os.getpid(), "port": self._port(), "home": str(self.home.root),
                 "config_file": str(self.home.config), "default_profile": s.default_profile,
                 "profiles": sorted(s.profiles), "max_concurrent": s.transfers.max_concurrent,
+                "max_concurrent_small": s.transfers.slots,
                 "allowed_roots": [str(r) for r in s.security.allowed_roots],
                 "images_only": s.security.images_only, "max_file_size": s.security.max_file_size,
                 "files_root": str(self.home.files)}

@@ -38,10 +38,14 @@ class TaskList:
     def tasks(self, batch_id: str | None = None) -> list[Task]:
         if batch_id is None:
             return [j.task for j in self._jobs.values()]
+        return [self._jobs[t].task for t in self.batch(batch_id).task_ids if t in self._jobs]
+
+    def batch(self, batch_id: str) -> Batch:
+        """A listed batch; NotFound when there is none by that id."""
         batch = self._batches.get(batch_id)
         if batch is None:
             raise NotFound(f"No batch {batch_id!r}; it may have been cleared.", data={"batch_id": batch_id})
-        return [self._jobs[t].task for t in batch.task_ids if t in self._jobs]
+        return batch
 
     def finished_batches(self, batch_id: str | None = None) -> list[tuple[str, list[Task]]]:
         """Listed batches (or the one named) with nothing left to do, with their tasks."""

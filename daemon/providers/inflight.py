@@ -27,6 +27,7 @@ class InFlight:
         self._part = part_size
         self._used = 0
         self._done: deque[tuple[float, int]] = deque()  # (when, bytes) of parts that finished
+        self._done_bytes = 0  # their sum: limit() runs for every request, with thousands in the window
         self._first = 0.0
         self._changed: asyncio.Condition | None = None
 
@@ -34,12 +35,12 @@ class InFlight:
         maximum = max(1, self._maximum())
         now = time.monotonic()
         while self._done and now - self._done[0][0] > WINDOW_S:
-            self._done.popleft()
+            self._done_bytes -= self._done.popleft()[1]
         floor = min(2 * self._part(), maximum)
         if not self._done:
             return floor
         span = max(0.5, min(WINDOW_S, now - self._first))
-        rate = sum(n for _, n in self._done) / span
+        rate = self._done_bytes / span
         return max(floor, min(maximum, int(rate * TARGET_S)))
 
     @asynccontextmanager
@@ -62,4 +63,5 @@ class InFlight:
                     if not self._done:
                         self._first = now
                     self._done.append((now, n))
+                    self._done_bytes += n
                 self._changed.notify_all()
