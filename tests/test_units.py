@@ -164,3 +164,35 @@ def test_config_messages_name_the_file_and_the_key(tmp_path: Path) -> None:
                        tmp_path / "config.toml", tmp_path)
     assert "config.toml" in info.value.message and "profiles.p" in info.value.message
     assert "only-one" not in info.value.message
+
+
+def test_a_batch_summary_from_kept_totals_is_what_walking_the_batch_gives() -> None:
+    import random
+
+    from pixlift.index import LiveIndex
+
+    rng = random.Random(7)
+    index = LiveIndex()
+    tasks: list[Task] = []
+    for i in range(300):
+        t = Task(task_id=f"t{i}", batch_id=f"b{i % 3}", path="/p", name="n", profile="local",
+                 bytes_total=rng.randint(1, 1000))
+        tasks.append(t)
+        index.saved(t)
+    for _ in range(2000):
+        t = rng.choice(tasks)
+        if t.status.finished and rng.random() < 0.05:
+            index.remove(t)
+            tasks.remove(t)
+            continue
+        nxt = rng.choice([s for s in TaskStatus if s is not t.status])
+        try:
+            t.move(nxt)
+        except InvalidState:
+            continue
+        t.bytes_uploaded = t.bytes_total if nxt is TaskStatus.COMPLETED else rng.randint(0, t.bytes_total)
+        index.saved(t)
+    for batch in ("b0", "b1", "b2"):
+        mine = [t for t in tasks if t.batch_id == batch]
+        assert index.summary(0.0, batch) == summarize(mine, 0.0)
+    assert index.summary(0.0) == summarize(tasks, 0.0)
