@@ -47,6 +47,7 @@ class Cleanup:
         wait = FIRST_WAIT_S
         while True:
             left = 0
+            await self._journal.durable()  # the aborts just asked for are queued for the journal's next commit
             for profile, key, upload_id in self._journal.pending_aborts():
                 if await self._abort(profile, key, upload_id):
                     self._journal.remove_abort(upload_id)
