@@ -26,6 +26,7 @@ import orjson
 
 from .application import Application
 from .events import BatchFinished, Event, TaskFinished
+from .views import trimmed
 
 MAX_PENDING = 2000  # task and batch messages waiting for a slow client before the feed gives up
 INTERVAL_MS = (50, 5000)
@@ -44,7 +45,7 @@ class Message:
 
     @classmethod
     def of(cls, event: str, id: int, data: Any) -> Message:
-        return cls(event, id, orjson.dumps(data))
+        return cls(event, id, trimmed(orjson.dumps(data)))  # queued per slow client: no 8 KB buffer each
 
     @functools.cached_property
     def sse(self) -> bytes:

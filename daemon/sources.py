@@ -63,7 +63,7 @@ def sniff_image(head: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Identity:
     dev: int
     ino: int
@@ -75,7 +75,7 @@ class Identity:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckedFile:
     """A file that passed the path rules, and how to find exactly it again."""
 

@@ -60,6 +60,7 @@ _TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 class SpeedMeter:
     """Bytes per second over a sliding window of a few seconds, so the figure neither jitters nor lags."""
 
+    __slots__ = ("_samples",)
     WINDOW_S = 3.0
     SAMPLE_EVERY_S = 0.1
 
@@ -90,7 +91,7 @@ class SpeedMeter:
         return max(0.0, (total - b0) / dt)
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     task_id: str
     batch_id: str
@@ -110,7 +111,7 @@ class Task:
     source: TaskSource = TaskSource.PATH
     version: int = 0  # the daemon-wide change counter at this task's last change (changes.py)
     wire: tuple[int, Any] | None = field(default=None, repr=False)  # (version, JSON fragment): see views.task_json
-    meter: SpeedMeter = field(default_factory=SpeedMeter, repr=False)
+    meter: SpeedMeter | None = field(default=None, repr=False)  # while uploading only: 10,000 tasks wait or are done
 
     def move(self, to: TaskStatus) -> None:
         if to not in _TRANSITIONS[self.status]:
@@ -119,15 +120,15 @@ class Task:
                 data={"task_id": self.task_id, "status": str(self.status)},
             )
         self.status = to
-        if to is TaskStatus.UPLOADING:
-            self.meter.reset()
+        self.meter = SpeedMeter() if to is TaskStatus.UPLOADING else None
 
     def add_bytes(self, delta: int, now: float) -> None:
         """``now``: ``time.monotonic()``, so a laptop's sleep is not a stall nor a clock change a burst."""
         self.bytes_uploaded = min(self.bytes_total, max(0, self.bytes_uploaded + delta))
-        self.meter.add(now, self.bytes_uploaded)
+        if self.meter is not None:
+            self.meter.add(now, self.bytes_uploaded)
 
     def speed(self, now: float) -> float:
-        if self.status is not TaskStatus.UPLOADING:
+        if self.status is not TaskStatus.UPLOADING or self.meter is None:
             return 0.0
         return self.meter.rate(now, self.bytes_uploaded)

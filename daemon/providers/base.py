@@ -39,7 +39,7 @@ OnBytes = Callable[[int], None]
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(slots=True)
 class MultipartState:
     """What survives a pause, a retry or a restart of a multipart upload: its id and its finished parts."""
 
