@@ -9,12 +9,12 @@ key, and puts the same file twice under the same key.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import string
 import unicodedata
 import uuid
 from datetime import datetime
-from pathlib import PurePosixPath
 
 PLACEHOLDERS = frozenset(
     {"year", "month", "day", "hour", "minute", "second", "stem", "ext", "name", "hash8", "hash", "uuid",
@@ -47,15 +47,16 @@ def safe_stem(stem: str) -> str:
 
 def render_key(template: str, *, filename: str, digest: str | None, when: datetime, task_id: str,
                profile: str) -> str:
-    p = PurePosixPath(filename.replace("\\", "/")).name
-    suffix = PurePosixPath(p).suffix
+    p = posixpath.basename(filename.replace("\\", "/"))
+    dot = p.rfind(".")
+    suffix = p[dot:] if 0 < dot < len(p) - 1 else ""  # PurePosixPath's suffix, without building paths
     ext = suffix.lower() if 1 < len(suffix) <= 10 and _UNSAFE.search(suffix[1:]) is None else ""
     stem = safe_stem(p[: len(p) - len(suffix)] if ext else p)
     values = {
         "year": f"{when.year:04d}", "month": f"{when.month:02d}", "day": f"{when.day:02d}",
         "hour": f"{when.hour:02d}", "minute": f"{when.minute:02d}", "second": f"{when.second:02d}",
         "stem": stem, "ext": ext, "name": stem + ext, "hash8": (digest or "")[:8], "hash": digest or "",
-        "uuid": uuid.uuid4().hex, "task_id": task_id, "profile": safe_stem(profile),
+        "uuid": uuid.uuid4().hex if "{uuid}" in template else "", "task_id": task_id, "profile": safe_stem(profile),
     }
     key = template.format(**values)
     # Collapse what a template could produce by accident ("a//b", "./x") into a clean relative key.

@@ -1,8 +1,9 @@
 """One upload attempt of one task: open the checked file, name its object, and send it through its provider.
 
 The engine decides when a task runs and what its state is; this module only moves bytes. Naming happens on
-the first attempt (a content hash for ``{hash}`` templates is computed off the event loop) and is kept, so a
-retried or resumed upload goes to the same key.
+the first attempt and is kept, so a retried or resumed upload goes to the same key. The content hash for
+``{hash}`` templates is computed off the event loop, except for a file of at most 64 KiB: opening, reading
+and hashing that costs less than handing it to a worker thread.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Batch:
     unfinished: int = 0  # kept by Engine._move, so "is the batch done?" costs nothing per completion
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """Engine-private state of one task: what to send, and the worker sending it."""
 
@@ -55,6 +56,7 @@ class Job:
             self.worker.cancel()
 
 
+INLINE_READ = 64 * 1024  # files up to this size are opened, read and hashed on the loop
 OUTAGE = frozenset({"network_error", "server_error"})  # the store could not be reached, or is restarting
 PROBE_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # waits between looks at a store that is out
 
@@ -124,7 +126,10 @@ async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: 
     task = job.task
     hashed = task.key is None and needs_hash(profile.key_template)
     digests = provider.digests | ({"sha256"} if hashed else set())
-    source = job.source = await asyncio.to_thread(Source.open, job.checked, digests=digests)
+    if job.checked.size <= INLINE_READ:  # an open and a read: far less than a hop to a worker thread and back
+        source = job.source = Source.open(job.checked, digests=digests)
+    else:
+        source = job.source = await asyncio.to_thread(Source.open, job.checked, digests=digests)
     try:
         if task.key is None:
             digest = None
