@@ -211,3 +211,30 @@ async def test_links_are_what_generate_presigned_url_makes(endpoint: str, token:
             assert await wire.presign_get(key, 604800, now=at) == sdk
     finally:
         await wire.close()
+
+
+@pytest.mark.parametrize("token", [None, "a-session/token+="])
+@pytest.mark.parametrize(("base", "query"), [("http://127.0.0.1:9000/pics/", ""),
+                                              ("https://pics.s3.eu-central-1.amazonaws.com/",
+                                               "partNumber=7&uploadId=2~Ab.c_d-EF%2Bgh%3D%3D")])
+def test_the_lean_header_signer_signs_as_the_sdk_does(base: str, query: str, token: str | None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same Authorization (and every other header) as botocore's S3SigV4Auth on an AWSRequest."""
+    import botocore.auth
+    from botocore.config import Config
+    from pixlift.providers.s3_wire import Endpoint, Request
+
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: datetime(2026, 12, 1, 23, 59, 59))
+    creds = ReadOnlyCredentials(AK, SK, token)
+    config = Config(s3={"payload_signing_enabled": False})
+    endpoint = Endpoint(base, "eu-central-1", "s3")
+    headers = {"Content-Type": "image/jpeg", "Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="}
+    url = endpoint.url(KEY, query)
+    stock = AWSRequest(method="PUT", url=url, headers=headers)
+    stock.context["client_config"] = config
+    S3SigV4Auth(creds, "s3", "eu-central-1").add_auth(stock)
+    lean = Request("PUT", url, endpoint.host, query, dict(headers))
+    lean.context["client_config"] = config
+    HeaderSigner(creds, "s3", "eu-central-1").add_auth(lean)
+    assert lean.headers == dict(stock.headers.items())
+    assert lean.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
