@@ -4,15 +4,23 @@
 One run starts one local ``rclone serve s3`` (temp dir, free loopback port, keys via ``--auth-key``), makes the
 file sets once, and uploads every set with every tool, ``--reps`` times each, each run to a prefix of its own.
 After every run the objects under that prefix are checked on the server's directory (names, sizes and, unless
-``--no-verify-content``, bytes). It prints a table of medians and writes everything to ``--json``.
+``--no-verify-content``, bytes). It prints a table of medians, the ratios of pixlift's time to each peer's, and
+pixlift's CPU per file and peak memory, and writes everything to ``--json``.
 
-pixlift is timed from the ``upload_images_batch`` call to the last task's ``finished_at`` (the daemon is
-already running and warm); the peers are timed as whole processes (start-up included), as a person runs them.
+The default sets are the goals pixlift is measured against: ``images`` (1,000 files of 30-300 KiB), ``tiny``
+(10,000 files of 2-20 KiB: files/s, and the daemon's peak memory) and ``gb`` (one 1 GiB file: within 10% of the
+best peer). The older ``small``, ``large`` and ``mixed`` sets are still there through ``--sets``.
+
+pixlift runs with its default settings: files handed over through JSON-RPC ``upload_images`` (or
+``upload_images_batch`` with ``--batch-size``), the default key template (content hash included) behind the run's
+prefix, no ``[transfers]`` override unless asked for. It is timed from that call to the
+last task's ``finished_at`` (the daemon is already running and warm); the peers are timed as whole processes
+(start-up included), as a person runs them.
 
 This is a benchmark, not a test: run it by hand, e.g.
 
     python bench/upload_bench.py --json bench-results.json
-    python bench/upload_bench.py --quick            # tiny sets, one repetition: checks that everything works
+    python bench/upload_bench.py --quick            # small sets, one repetition: checks that everything works
 
 See bench/README.md for how to read the output.
 """
@@ -49,7 +57,9 @@ AK, SK = "pixlift-bench-key", "pixlift-bench-secret-0123456789"
 BUCKET = "bench"
 KiB, MiB = 1024, 1024 * 1024
 ALL_TOOLS = ("pixlift", "awscli", "s5cmd", "rclone", "crt")
-ALL_SETS = ("small", "large", "mixed")
+ALL_SETS = ("images", "tiny", "gb", "small", "large", "mixed")
+DEFAULT_SETS = ("images", "tiny", "gb")
+DAEMON_KEY_TEMPLATE = "{year}/{month}/{stem}-{hash8}{ext}"  # the daemon's default (daemon/config.py)
 WARMUP_DIR, WARMUP_NAME = "_warmup", "_warmup.jpg"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -217,22 +227,35 @@ def write_jpeg_like(path: Path, size: int, seed: int, rng: random.Random) -> Non
             left -= n
 
 
+def set_sizes(name: str, args: argparse.Namespace) -> list[int]:
+    """The file sizes of one set. Each set draws from a generator of its own, so its sizes do not depend on
+    which other sets are chosen."""
+    rng = random.Random(f"{args.seed}-{name}")
+    if name == "images":  # photos and screenshots: uniform between images_min_kib and images_max_kib
+        return [rng.randint(args.images_min_kib * KiB, args.images_max_kib * KiB) for _ in range(args.images_count)]
+    if name == "tiny":  # thumbnails and icons: many files, each costing far more requests than bytes
+        return [rng.randint(args.tiny_min_kib * KiB, args.tiny_max_kib * KiB) for _ in range(args.tiny_count)]
+    if name == "gb":
+        return [args.gb_mib * MiB]
+    if name == "small":
+        return [args.small_kib * KiB] * args.small_count
+    if name == "large":
+        return [args.large_mib * MiB] * args.large_count
+    if name == "mixed":  # sizes log-uniform between mixed_min_kib and mixed_max_mib (photos, a few big scans)
+        lo, hi = math.log(args.mixed_min_kib * KiB), math.log(args.mixed_max_mib * MiB)
+        return [int(math.exp(rng.uniform(lo, hi))) for _ in range(args.mixed_count)]
+    raise ValueError(f"unknown set {name!r}")
+
+
 def make_sets(root: Path, args: argparse.Namespace) -> dict[str, FileSet]:
-    rng = random.Random(args.seed)
-    specs: dict[str, list[int]] = {
-        "small": [args.small_kib * KiB] * args.small_count,
-        "large": [args.large_mib * MiB] * args.large_count,
-    }
-    # mixed: sizes log-uniform between mixed_min_kib and mixed_max_mib (photos, screenshots, a few big scans)
-    lo, hi = math.log(args.mixed_min_kib * KiB), math.log(args.mixed_max_mib * MiB)
-    specs["mixed"] = [int(math.exp(rng.uniform(lo, hi))) for _ in range(args.mixed_count)]
+    rng = random.Random(args.seed)  # the contents
     sets: dict[str, FileSet] = {}
-    seed = 0
+    seed = 0  # every file's header holds a number of its own: no two files have the same content
     for name in args.sets:
         d = root / name
         d.mkdir(parents=True)
         files = {}
-        for i, size in enumerate(specs[name]):
+        for i, size in enumerate(set_sizes(name, args)):
             fname = f"{name}_{i:05d}.jpg"
             seed += 1
             write_jpeg_like(d / fname, size, seed, rng)
@@ -277,17 +300,53 @@ def start_server(owned: Owned, root: Path, logdir: Path) -> Server:
     return Server(f"http://127.0.0.1:{port}", root, proc)
 
 
+def match_renamed(got: dict[str, int], fs: FileSet) -> dict[str, str] | None:
+    """Source name -> key, for keys that a template renamed (e.g. ``2026/11/{stem}-{hash8}{ext}``): the key whose
+    last part is the source's name, or its stem followed by ``-`` and then its extension. None unless every
+    source file has exactly one such key and no key is left over."""
+    by_base: dict[str, list[str]] = {}
+    by_stem: dict[tuple[str, str], list[str]] = {}  # (what comes before a "-", extension) -> keys
+    for key in got:
+        base = Path(key).name
+        by_base.setdefault(base, []).append(key)
+        stem, ext = os.path.splitext(base)
+        for i, ch in enumerate(stem):
+            if ch == "-":
+                by_stem.setdefault((stem[:i], ext), []).append(key)
+    out: dict[str, str] = {}
+    for name in fs.files:
+        # each source stem is unique and ends in a zero-padded number, so "<stem>-" finds only its own keys
+        hits = by_base.get(name) or by_stem.get(os.path.splitext(name), [])
+        if len(hits) != 1:
+            return None
+        out[name] = hits[0]
+    return out if len(set(out.values())) == len(got) else None
+
+
 def verify(server: Server, prefix: str, fs: FileSet, content: bool, by_name: bool = True) -> str | None:
     """None when the prefix holds exactly the set's files (names, sizes, and bytes if asked); else what is wrong.
 
-    ``by_name=False`` (a pixlift key template other than {name}) compares the count and the sizes only."""
+    ``by_name=False`` (a pixlift key template other than {name}) compares the count and the sizes; and, when every
+    key can still be told apart by the source's stem in its last part (as with the default template), the bytes
+    too. Keys may sit in subfolders (the default template's ``{year}/{month}/``): the prefix is walked whole."""
     base = server.bucket_dir() / prefix
-    got = {str(p.relative_to(base)): p.stat().st_size for p in base.rglob("*") if p.is_file()} if base.is_dir() else {}
-    got = {k: v for k, v in got.items() if not k.startswith("_warmup")}  # pixlift's untimed warm-up object
+    got = {p.relative_to(base).as_posix(): p.stat().st_size for p in base.rglob("*") if p.is_file()} \
+        if base.is_dir() else {}
+    got = {k: v for k, v in got.items() if not Path(k).name.startswith("_warmup")}  # pixlift's untimed warm-up
     if not by_name:
         if sorted(got.values()) != sorted(fs.files.values()):
             return (f"{len(got)} objects / {sum(got.values())} bytes, expected {fs.count} / {fs.total} "
                     "(compared by sizes: the key template renames files)")
+        keys = match_renamed(got, fs)
+        if keys is None:
+            return None  # the template's keys cannot be traced back to the files: sizes are all we can check
+        wrong = sorted(n for n, k in keys.items() if got[k] != fs.files[n])
+        if wrong:
+            return f"wrong size {[(n, keys[n]) for n in wrong[:3]]}"
+        if content:
+            for name, key in keys.items():
+                if not filecmp.cmp(base / key, fs.path / name, shallow=False):
+                    return f"{name} (as {key}): bytes differ from the source"
         return None
     if got != fs.files:
         missing = sorted(set(fs.files) - set(got))
@@ -304,8 +363,38 @@ def verify(server: Server, prefix: str, fs: FileSet, content: bool, by_name: boo
 
 
 # -- pixlift -------------------------------------------------------------------------------------------------
+def read_status_kib(pid: int, *fields: str) -> dict[str, float]:
+    """Fields of /proc/<pid>/status given in kB (VmHWM, VmRSS, ...), as KiB; the ones it lacks are left out."""
+    out: dict[str, float] = {}
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in fields:
+            with contextlib.suppress(ValueError, IndexError):
+                out[key] = float(value.split()[0])
+    return out
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset the process's peak RSS (VmHWM) to its current RSS: writing 5 to /proc/<pid>/clear_refs does that on
+    Linux 4.0 and later. VmHWM is otherwise the peak since the process started, i.e. over every earlier run."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 class Pixlift:
-    """The real daemon as a subprocess, with one S3 profile per (set, repetition) so each run has its prefix."""
+    """The real daemon as a subprocess, with one S3 profile per (set, repetition, attempt) so each run has its
+    own prefix.
+
+    The profile per run also matters for another reason: pixlift skips a file whose content it has already
+    uploaded, and that dedup is per profile. With one profile for all repetitions, the second repetition of a set
+    would send nothing. A fresh profile per run is what makes every repetition upload every byte again."""
 
     def __init__(self, owned: Owned, home: Path, data: Path, server: Server, args: argparse.Namespace,
                  prefixes: list[str]) -> None:
@@ -314,49 +403,73 @@ class Pixlift:
         self.profiles = {p: "p_" + p.replace("/", "_").replace("-", "_") for p in prefixes}
         lines = ["[storage]", f"default = {json.dumps(next(iter(self.profiles.values())))}", ""]
         for prefix, name in self.profiles.items():
+            # the daemon's default key template (unless --pixlift-key-template), behind the run's prefix only
             lines += [f"[profiles.{name}]", 'provider = "s3"', f"bucket = {json.dumps(BUCKET)}",
                       f"endpoint_url = {json.dumps(server.endpoint)}", 'region = "us-east-1"',
                       f"access_key_id = {json.dumps(AK)}", f"secret_access_key = {json.dumps(SK)}",
                       'addressing_style = "path"',
                       f"key_template = {json.dumps(prefix + '/' + args.pixlift_key_template)}", ""]
-        lines += ["[transfers]", f"max_concurrent = {args.concurrency}"]
+        # [transfers]: the daemon's defaults, unless an option asks for something else
+        transfers = []
+        if args.concurrency is not None:
+            transfers.append(f"max_concurrent = {args.concurrency}")
         if args.pixlift_part_mib:
-            lines.append(f"part_size_mb = {args.pixlift_part_mib}")
+            transfers.append(f"part_size_mb = {args.pixlift_part_mib}")
         if args.pixlift_part_concurrency:
-            lines.append(f"part_concurrency = {args.pixlift_part_concurrency}")
-        lines += ["", "[security]", f"allowed_roots = {json.dumps([str(data)])}",
+            transfers.append(f"part_concurrency = {args.pixlift_part_concurrency}")
+        if transfers:
+            lines += ["[transfers]", *transfers, ""]
+        lines += ["[security]", f"allowed_roots = {json.dumps([str(data)])}",
                   # the benchmark queues thousands of files a minute; lift the per-client limit for it
                   "files_per_minute = 10000000", ""]
         (home / "config.toml").write_text("\n".join(lines))
         self.log_path = home / "daemon.log"
-        env = clean_env(PIXLIFT_HOME=str(home), PYTHONUNBUFFERED="1", **botocore_env(args))
+        self.ids = 0
+        self.info: dict[str, Any] = {}
+        self.used = False  # whether a profile's client has been built since the daemon started
+        self.starts = 0
+        self._start()
+        self.warmup_file = data / WARMUP_DIR / WARMUP_NAME
+        self.warmup_file.parent.mkdir(parents=True, exist_ok=True)
+        write_jpeg_like(self.warmup_file, 1024, 0, random.Random(0))
+
+    def _start(self) -> None:
+        env = clean_env(PIXLIFT_HOME=str(self.home), PYTHONUNBUFFERED="1", **botocore_env(self.args))
         env.pop("DISPLAY", None)
-        for item in args.pixlift_env:
+        for item in self.args.pixlift_env:
             k, _, v = item.partition("=")
             env[k] = v
-        with self.log_path.open("wb") as log:
-            self.proc = owned.popen([sys.executable, "-m", "pixlift", "serve", "--no-tray", "--port", "0"],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        with self.log_path.open("ab") as log:
+            self.proc = self.owned.popen([sys.executable, "-m", "pixlift", "serve", "--no-tray", "--port", "0"],
+                                         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
         def ready() -> int | None:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pixlift exited {self.proc.returncode}: {tail(self.log_path)}")
             try:
-                info = json.loads((home / "daemon.json").read_text())
+                info = json.loads((self.home / "daemon.json").read_text())
             except (FileNotFoundError, ValueError):
                 return None
             return int(info["port"]) if info.get("pid") == self.proc.pid else None
 
         self.port = wait_until(ready, 30, "pixlift's daemon.json")
-        self.token = (home / "token").read_text().strip()
-        self.ids = 0
-        self.warmup_file = data / WARMUP_DIR / WARMUP_NAME
-        self.warmup_file.parent.mkdir(parents=True, exist_ok=True)
-        write_jpeg_like(self.warmup_file, 1024, 0, random.Random(0))
+        self.token = (self.home / "token").read_text().strip()
+        self.used = False
+        self.starts += 1
+
+    def fresh(self) -> None:
+        """With ``--pixlift-restart run`` (the default): a daemon that has not used any profile yet, by restarting
+        it if it has. The daemon keeps every profile's S3 client it has built (10-15 MB each), and every run here
+        has a profile of its own; without the restart its memory grows from run to run, and a run's peak RSS
+        would include the clients of all the runs before it."""
+        if self.args.pixlift_restart == "run" and self.used:
+            self.stop()
+            self._start()
 
     def warm_up(self, prefix: str) -> None:
         """Upload one tiny file through the run's profile, untimed: a running daemon has its S3 client built
         (about 0.25 s of botocore model loading per profile) and connections open. ``--pixlift-cold`` skips it."""
+        self.used = True
         if self.args.pixlift_cold:
             return
         batch_id = self.rpc("upload_images_batch", {"paths": [str(self.warmup_file)],
@@ -410,7 +523,8 @@ class Pixlift:
         out = out_dir / f"{prefix}.{ext}"
         log = (out_dir / f"{prefix}.log").open("wb")
         spy = self.owned.popen([exe, "record", "--pid", str(self.proc.pid), "--rate", "250", "--threads",
-                                "--format", self.args.pyspy_format, "--output", str(out), "--nonblocking"],
+                                "--format", self.args.pyspy_format, "--output", str(out), "--nonblocking",
+                                *(["--gil"] if self.args.pyspy_gil else [])],
                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         time.sleep(0.5)  # let it attach before the clock starts
@@ -418,18 +532,35 @@ class Pixlift:
 
     def _upload(self, fs: FileSet, prefix: str) -> dict[str, Any]:
         paths = [str(fs.path / n) for n in sorted(fs.files)]
+        params: dict[str, Any] = {"paths": paths, "profile": self.profiles[prefix]}
+        method = "upload_images"  # the plain call: the daemon picks how many files go at once
+        if self.args.batch_size is not None:
+            method, params["batch_size"] = "upload_images_batch", self.args.batch_size
+        peak_reset = reset_peak_rss(self.proc.pid)
         cpu0 = proc_cpu_seconds(self.proc.pid)
         wall0 = time.time()
         t0 = time.perf_counter()
-        res = self.rpc("upload_images_batch", {"paths": paths, "batch_size": self.args.batch_size,
-                                               "profile": self.profiles[prefix]})
-        batch_id = res["batch_id"]
+        batch_id = self.rpc(method, params)["batch_id"]
         polls = 0
         deadline = t0 + self.args.timeout
+        # Incremental reads (``since``): a full read of 10,000 tasks is about 5 MB of JSON, which the daemon would
+        # build and this process parse five times a second, on the same cores as the upload.
+        tasks: dict[str, dict[str, Any]] = {}
+        version: int | None = None
         while True:
             time.sleep(self.args.poll_interval)
-            r = self.rpc("get_all_upload_progress", {"batch_id": batch_id})
+            q: dict[str, Any] = {"batch_id": batch_id}
+            if version is not None:
+                q["since"] = version
+            r = self.rpc("get_all_upload_progress", q)
             polls += 1
+            if version is None or r.get("full") or "version" not in r:
+                tasks.clear()
+            for tid in r.get("removed") or ():
+                tasks.pop(tid, None)
+            for t in r["tasks"]:
+                tasks[t["task_id"]] = t
+            version = r.get("version")
             s = r["summary"]
             if s["queued"] + s["uploading"] + s["paused"] == 0:
                 break
@@ -439,20 +570,26 @@ class Pixlift:
                 raise RuntimeError(f"pixlift exited {self.proc.returncode}: {tail(self.log_path)}")
         seen = time.perf_counter() - t0
         cpu = proc_cpu_seconds(self.proc.pid) - cpu0
-        tasks = r["tasks"]
-        bad = [t for t in tasks if t["status"] != "completed"]
+        mem = read_status_kib(self.proc.pid, "VmHWM", "VmRSS")
+        bad = [t for t in tasks.values() if t["status"] != "completed"]
         if bad or len(tasks) != fs.count:
             raise RuntimeError(f"{len(bad)} of {len(tasks)} tasks not completed, e.g. "
                                f"{bad[0]['name']}: {bad[0]['status']} {bad[0]['error']}" if bad
                                else f"{len(tasks)} tasks for {fs.count} files")
         # The last finished_at (ms precision) is the true end; the poll only notices it up to one interval later.
-        last = max(datetime.fromisoformat(t["finished_at"].replace("Z", "+00:00")).timestamp() for t in tasks)
+        last = max(datetime.fromisoformat(t["finished_at"].replace("Z", "+00:00")).timestamp()
+                   for t in tasks.values())
         self.rpc("clear_upload_progress")
+        # peak_rss_mb: the daemon's peak RSS during this run (since the reset above), or since the daemon started
+        # when the reset was not allowed (peak_rss_reset false); rss_end_mb: its RSS when the run was over
         return {"seconds": max(last - wall0, 0.001), "seconds_seen_by_poll": seen, "client_cpu_s": cpu,
-                "polls": polls}
+                "cpu_ms_per_file": cpu / fs.count * 1000, "polls": polls,
+                "peak_rss_mb": mem["VmHWM"] * KiB / 1e6 if "VmHWM" in mem else None,
+                "rss_end_mb": mem["VmRSS"] * KiB / 1e6 if "VmRSS" in mem else None, "peak_rss_reset": peak_reset}
 
     def version(self) -> str:
-        return str(self.rpc("get_daemon_info").get("version", "?"))
+        self.info = self.rpc("get_daemon_info")
+        return str(self.info.get("version", "?"))
 
     def stop(self) -> None:
         stop_process(self.proc, 30)
@@ -491,11 +628,12 @@ def peers(args: argparse.Namespace) -> dict[str, Peer]:
         "s5cmd": Peer("s5cmd", s5, "s5cmd cp (its defaults: 256 workers, 5 parts of 50 MB per file in flight)",
                       lambda ep, d, p: [s5 or "s5cmd", "--endpoint-url", ep, "cp", f"{d}/*",
                                         f"s3://{BUCKET}/{p}/"], ["version"]),
-        "rclone": Peer("rclone", rc, f"rclone copy --transfers {args.concurrency} (single PUT up to 200 MiB)",
+        "rclone": Peer("rclone", rc,
+                       f"rclone copy --transfers {args.rclone_transfers} (single PUT up to 200 MiB)",
                        lambda ep, d, p: [rc or "rclone", "copy", str(d),
                                          f":s3,provider=Other,endpoint='{ep}',access_key_id={AK},"
                                          f"secret_access_key={SK}:{BUCKET}/{p}",
-                                         "--transfers", str(args.concurrency), "--s3-no-check-bucket",
+                                         "--transfers", str(args.rclone_transfers), "--s3-no-check-bucket",
                                          "--config", ""], ["version"]),
     }
     crt_version = crt_available(args)
@@ -632,31 +770,68 @@ def summarize(cells: dict[tuple[str, str], Cell], sets: dict[str, FileSet], tool
             else:
                 secs = [r["seconds"] for r in c.ok_runs]
                 med = statistics.median(secs)
+                client_cpu = statistics.median(r["client_cpu_s"] for r in c.ok_runs)
                 row.update(status="ok", reps=len(secs), median_s=med, min_s=min(secs), max_s=max(secs),
                            mb_per_s=s.total / med / 1e6, files_per_s=s.count / med,
-                           client_cpu_s=statistics.median(r["client_cpu_s"] for r in c.ok_runs),
+                           client_cpu_s=client_cpu, cpu_ms_per_file=client_cpu / s.count * 1000,
                            server_cpu_s=statistics.median(r["server_cpu_s"] for r in c.ok_runs),
                            other_cpu_s=statistics.median(r["other_cpu_s"] for r in c.ok_runs),
                            time_vs_pixlift=(med / base_med) if base_med else None)
+                for key in ("peak_rss_mb", "rss_end_mb"):  # pixlift's daemon only
+                    vals = [r[key] for r in c.ok_runs if r.get(key) is not None]
+                    if vals:
+                        row[key] = statistics.median(vals)
             rows.append(row)
     return rows
 
 
+def fmt_ratios(rows: list[dict[str, Any]], sets: dict[str, FileSet]) -> str:
+    """Per set: pixlift's files/s, CPU per file and peak memory, and its median time over each peer's."""
+    out = ["ratios (pixlift's median time / the peer's: below 1x pixlift was faster):"]
+    for s in sets.values():
+        mine = [r for r in rows if r["set"] == s.name]
+        pix = next((r for r in mine if r["tool"] == "pixlift" and r["status"] == "ok"), None)
+        if pix is None:
+            out.append(f"  {s.name}: pixlift not measured")
+            continue
+        head = (f"  {s.name}: pixlift {pix['median_s']:.2f} s, {pix['files_per_s']:.1f} files/s, "
+                f"{pix['mb_per_s']:.1f} MB/s, {pix['cpu_ms_per_file']:.2f} CPU ms/file")
+        if pix.get("peak_rss_mb") is not None:
+            head += f", peak RSS {pix['peak_rss_mb']:.0f} MB"
+        parts = []
+        peers_ok = [r for r in mine if r["tool"] != "pixlift" and r["status"] == "ok"]
+        for r in peers_ok:
+            ratio = pix["median_s"] / r["median_s"]
+            parts.append(f"pixlift/{r['tool']} {ratio:.2f}x"
+                         + (f" ({r['tool']}/pixlift {1 / ratio:.1f}x)" if ratio < 1 else ""))
+        out.append(head + (";" if parts else ""))
+        if parts:
+            out.append("    " + ", ".join(parts))
+            best = min(peers_ok, key=lambda r: r["median_s"])
+            ratio = pix["median_s"] / best["median_s"]
+            out.append(f"    best peer {best['tool']}: pixlift took {ratio:.2f}x its time ("
+                       + (f"{(ratio - 1) * 100:.0f}% slower" if ratio > 1 else f"{(1 - ratio) * 100:.0f}% faster")
+                       + ")")
+    return "\n".join(out)
+
+
 def fmt_table(rows: list[dict[str, Any]], sets: dict[str, FileSet]) -> str:
     head = ["set", "tool", "median s", "min-max s", "MB/s", "files/s", "time vs pixlift", "client CPU s",
-            "server CPU s", "others' CPU s"]
+            "CPU ms/file", "peak RSS MB", "server CPU s", "others' CPU s"]
     lines: list[list[str]] = []
     for r in rows:
         s = sets[r["set"]]
         label = f"{r['set']} ({s.count}x, {s.total / 1e6:.0f} MB)"
         if r["status"] != "ok":
-            lines.append([label, r["tool"], r["status"].upper(), "", "", "", "", "", "", ""])
+            lines.append([label, r["tool"], r["status"].upper()] + [""] * (len(head) - 3))
             continue
         ratio = r["time_vs_pixlift"]
         lines.append([label, r["tool"], f"{r['median_s']:.2f}", f"{r['min_s']:.2f}-{r['max_s']:.2f}",
                       f"{r['mb_per_s']:.1f}", f"{r['files_per_s']:.1f}",
                       "-" if r["tool"] == "pixlift" else (f"{ratio:.2f}x" if ratio else "n/a"),
-                      f"{r['client_cpu_s']:.2f}", f"{r['server_cpu_s']:.2f}", f"{r['other_cpu_s']:.2f}"])
+                      f"{r['client_cpu_s']:.2f}", f"{r['cpu_ms_per_file']:.2f}",
+                      f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else "-",
+                      f"{r['server_cpu_s']:.2f}", f"{r['other_cpu_s']:.2f}"])
     widths = [max(len(h), *(len(row[i]) for row in lines)) if lines else len(h) for i, h in enumerate(head)]
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), "  ".join("-" * w for w in widths)]
     prev = None
@@ -670,6 +845,8 @@ def fmt_table(rows: list[dict[str, Any]], sets: dict[str, FileSet]) -> str:
              else f"  {r['tool']} on {r['set']}: {r['status']}: {r['note']}" for r in rows if r["status"] != "ok"]
     if notes:
         out += ["", "not measured:", *dict.fromkeys(notes)]
+    if "pixlift" in {r["tool"] for r in rows}:
+        out += ["", fmt_ratios(rows, sets)]
     return "\n".join(out)
 
 
@@ -678,6 +855,7 @@ def measure(args: argparse.Namespace, tool: str, fs: FileSet, prefix: str, serve
     """One timed upload of ``fs`` by ``tool`` to ``prefix``, checked on the server, then (unless
     ``--keep-objects``) deleted again so that a repeated measurement can use the same prefix."""
     if pix is not None and tool == "pixlift":
+        pix.fresh()
         pix.warm_up(prefix)
     waited, busy_before = wait_quiet(args.quiet_wait, args.quiet_cores) if args.quiet_wait > 0 \
         else (0.0, float("nan"))
@@ -702,6 +880,16 @@ def measure(args: argparse.Namespace, tool: str, fs: FileSet, prefix: str, serve
     finally:
         if not args.keep_objects:
             shutil.rmtree(server.bucket_dir() / prefix, ignore_errors=True)
+
+
+def pixlift_note(args: argparse.Namespace, pix: Pixlift | None) -> str:
+    daemon_max = pix.info.get("max_concurrent", "?") if pix is not None else "?"
+    return ("pixlift daemon through JSON-RPC "
+            + ("upload_images (the daemon's automatic concurrency)" if args.batch_size is None
+               else f"upload_images_batch, batch_size={args.batch_size}")
+            + f", max_concurrent={daemon_max}" + (" (the daemon's default)" if args.concurrency is None else "")
+            + f", key_template <prefix>/{args.pixlift_key_template}, one profile per run"
+            + (", restarted before each run" if args.pixlift_restart == "run" else ", one daemon for all runs"))
 
 
 def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
@@ -751,6 +939,8 @@ def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
                 cells[("pixlift", set_name)].error = f"daemon did not start: {exc}"
             say(f"pixlift: FAILED to start: {exc}")
     say("versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()))
+    if pix is not None:
+        say(pixlift_note(args, pix))
 
     try:
         for fs in sets.values():
@@ -774,8 +964,10 @@ def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
                         last = attempt == args.noisy_retries
                         res["discarded"] = noisy and not last
                         cell.runs.append(res)
+                        mem = f"  peak RSS {res['peak_rss_mb']:.0f} MB" if res.get("peak_rss_mb") is not None else ""
                         say(f"{fs.name:6} rep {rep} {tool:8} {res['seconds']:7.2f}s  "
                             f"{fs.total / res['seconds'] / 1e6:7.1f} MB/s  {fs.count / res['seconds']:7.1f} files/s  "
+                            f"{res['client_cpu_s'] / fs.count * 1000:6.2f} CPU ms/file{mem}  "
                             f"(other processes used {res['other_cpu_s']:.1f} CPU s meanwhile"
                             + ("; discarded, measuring again)" if res["discarded"] else
                                "; kept anyway: no retries left)" if noisy else ")"))
@@ -797,8 +989,7 @@ def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
                  for s in sets.values()},
         "tools": {t: {"version": versions.get(t), "exe": all_peers[t].exe if t in all_peers else sys.executable,
                       "note": all_peers[t].note if t in all_peers else
-                      f"pixlift daemon, upload_images_batch batch_size={args.batch_size}, "
-                      f"max_concurrent={args.concurrency}"} for t in tools},
+                      pixlift_note(args, pix)} for t in tools},
         "results": rows,
         "runs": {f"{c.tool}/{c.set}": c.runs for c in cells.values()},
         "table": fmt_table(rows, sets),
@@ -810,7 +1001,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--reps", type=int, default=3, help="repetitions of every (tool, set); the median is reported")
     p.add_argument("--tools", default=",".join(ALL_TOOLS), help="comma-separated, from: " + " ".join(ALL_TOOLS))
-    p.add_argument("--sets", default=",".join(ALL_SETS), help="comma-separated, from: " + " ".join(ALL_SETS))
+    p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated, from: " + " ".join(ALL_SETS))
+    p.add_argument("--images-count", type=int, default=1000, help="images: this many files ...")
+    p.add_argument("--images-min-kib", type=int, default=30, help="... of sizes uniform from this ...")
+    p.add_argument("--images-max-kib", type=int, default=300, help="... to this")
+    p.add_argument("--tiny-count", type=int, default=10000, help="tiny: this many files ...")
+    p.add_argument("--tiny-min-kib", type=int, default=2, help="... of sizes uniform from this ...")
+    p.add_argument("--tiny-max-kib", type=int, default=20, help="... to this")
+    p.add_argument("--gb-mib", type=int, default=1024, help="gb: the size of its one file")
     p.add_argument("--small-count", type=int, default=500)
     p.add_argument("--small-kib", type=int, default=64)
     p.add_argument("--large-count", type=int, default=4)
@@ -818,15 +1016,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--mixed-count", type=int, default=120)
     p.add_argument("--mixed-min-kib", type=int, default=8, help="mixed sizes are log-uniform from this ...")
     p.add_argument("--mixed-max-mib", type=int, default=12, help="... to this")
-    p.add_argument("--seed", type=int, default=1, help="seed of the mixed sizes and the file contents")
-    p.add_argument("--concurrency", type=int, default=16,
-                   help="pixlift's [transfers] max_concurrent, and rclone's --transfers")
-    p.add_argument("--batch-size", type=int, default=16, help="pixlift's upload_images_batch batch_size")
+    p.add_argument("--seed", type=int, default=1, help="seed of the random sizes and the file contents")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="pixlift's [transfers] max_concurrent; None: not in config.toml (the daemon's default)")
+    p.add_argument("--rclone-transfers", type=int, default=16, help="rclone copy's --transfers")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="send the files with upload_images_batch and this batch_size; None: upload_images")
     p.add_argument("--pixlift-part-mib", type=float, default=None, help="pixlift's part_size_mb; None: its own (5)")
     p.add_argument("--pixlift-part-concurrency", type=int, default=None,
                    help="pixlift's part_concurrency; None: its own (4)")
-    p.add_argument("--pixlift-key-template", default="{name}",
-                   help="appended to the run's prefix; e.g. '{stem}-{hash8}{ext}' to include content hashing")
+    p.add_argument("--pixlift-key-template", default=DAEMON_KEY_TEMPLATE,
+                   help="put behind the run's prefix; the default is the daemon's (it hashes every file's content); "
+                        "'{name}' keeps the file names (and lets the check compare objects by name)")
+    p.add_argument("--pixlift-restart", choices=("run", "never"), default="run",
+                   help="run: restart the daemon before each pixlift run (but the first), so that its peak RSS is "
+                        "that of one run with one profile; never: one daemon for the whole benchmark")
     p.add_argument("--pixlift-cold", action="store_true",
                    help="no untimed warm-up upload per profile: each pixlift run then includes building its client")
     p.add_argument("--botocore-crt", action="store_true",
@@ -838,6 +1042,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="extra environment for the daemon (repeatable), e.g. BOTO_DISABLE_CRT=true")
     p.add_argument("--pyspy", metavar="DIR", default=None,
                    help="profile the daemon with py-spy during every pixlift run, one file per run in DIR")
+    p.add_argument("--pyspy-gil", action="store_true",
+                   help="sample only the thread holding the GIL: where Python's CPU goes, without threads waiting")
     p.add_argument("--pyspy-format", default="raw", choices=("raw", "flamegraph", "speedscope"),
                    help="py-spy's output: raw (collapsed stacks, text), flamegraph (svg) or speedscope (json)")
     p.add_argument("--poll-interval", type=float, default=0.2, help="seconds between get_all_upload_progress")
@@ -855,10 +1061,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workdir", default=None, help="where the temp dir goes; None: the system's temp dir")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 20 x 64 KiB, 2 x 8 MiB, 12 mixed up to 6 MiB, one repetition")
+                   help="smoke run, one repetition: images 50 files, tiny 200, gb 16 MiB (and small 20 x 64 KiB, "
+                        "large 2 x 8 MiB, mixed 12 up to 6 MiB)")
     args = p.parse_args(argv)
     if args.quick:
-        args.reps, args.small_count, args.large_count, args.large_mib = 1, 20, 2, 8
+        args.reps, args.images_count, args.tiny_count, args.gb_mib = 1, 50, 200, 16
+        args.small_count, args.large_count, args.large_mib = 20, 2, 8
         args.mixed_count, args.mixed_max_mib = 12, 6
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
@@ -870,6 +1078,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"unknown set {s!r}; known: {' '.join(ALL_SETS)}")
     if args.reps < 1:
         p.error("--reps must be at least 1")
+    for lo, hi in (("images_min_kib", "images_max_kib"), ("tiny_min_kib", "tiny_max_kib")):
+        if not 1 <= getattr(args, lo) <= getattr(args, hi):
+            p.error(f"--{lo.replace('_', '-')} must be at least 1 and at most --{hi.replace('_', '-')}")
     return args
 
 
