@@ -29,6 +29,7 @@ class GroupCommit(Generic[W]):
         self._done = 0  # changes committed (or kept by ``commit`` to store later) so far
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._closing = False
+        self._idle = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -38,7 +39,8 @@ class GroupCommit(Generic[W]):
                 raise RuntimeError("the journal is closed")
             self._queue.append(change)
             self._queued += 1
-            self._cv.notify_all()
+            if self._idle:  # the writer sleeps until told; while it commits it takes what queued meanwhile
+                self._cv.notify_all()
 
     async def durable(self) -> None:
         """Return once every change put before this call is committed."""
@@ -67,7 +69,9 @@ class GroupCommit(Generic[W]):
     def _run(self) -> None:
         while True:
             with self._cv:
+                self._idle = True
                 self._cv.wait_for(lambda: bool(self._queue) or self._closing)
+                self._idle = False
                 if not self._queue:
                     return
                 batch, self._queue = self._queue, []

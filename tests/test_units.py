@@ -196,3 +196,33 @@ def test_a_batch_summary_from_kept_totals_is_what_walking_the_batch_gives() -> N
         mine = [t for t in tasks if t.batch_id == batch]
         assert index.summary(0.0, batch) == summarize(mine, 0.0)
     assert index.summary(0.0) == summarize(tasks, 0.0)
+
+
+async def test_in_flight_bytes_wait_for_room_and_a_request_over_the_bound_goes_alone() -> None:
+    import asyncio
+
+    from pixlift.providers.inflight import InFlight
+
+    bound = InFlight(lambda: 10, lambda: 5)  # nothing measured yet: two parts (10 bytes) may be in flight
+    order: list[str] = []
+    alone: list[bool] = []
+    gates = {name: asyncio.Event() for name in "abcde"}
+
+    async def send(name: str, n: int) -> None:
+        async with bound.hold(n):
+            order.append(name)
+            alone.append(len(order) - sum(g.is_set() for g in gates.values()) == 1)
+            await gates[name].wait()
+
+    tasks = [asyncio.create_task(send(name, n)) for name, n in (("a", 6), ("b", 4), ("c", 3), ("d", 30), ("e", 1))]
+    await asyncio.sleep(0.01)
+    assert order == ["a", "b"]  # 10 bytes in flight: the others wait
+    gates["a"].set()
+    await asyncio.sleep(0.01)
+    assert order == ["a", "b", "c", "e"]  # room for 4 more; d (30 bytes, over the bound) waits for the others
+    for name in "bce":
+        gates[name].set()
+    await asyncio.sleep(0.01)
+    assert order[-1] == "d" and alone[-1]  # over the bound: it went alone
+    gates["d"].set()
+    await asyncio.gather(*tasks)

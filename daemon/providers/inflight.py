@@ -30,6 +30,7 @@ class InFlight:
         self._done_bytes = 0  # their sum: limit() runs for every request, with thousands in the window
         self._first = 0.0
         self._changed: asyncio.Condition | None = None
+        self._waiting = 0  # holds waiting for room
 
     def limit(self) -> int:
         maximum = max(1, self._maximum())
@@ -45,23 +46,34 @@ class InFlight:
 
     @asynccontextmanager
     async def hold(self, n: int) -> AsyncIterator[None]:
-        """Wait until ``n`` more bytes may be in flight (one request larger than the bound goes alone)."""
+        """Wait until ``n`` more bytes may be in flight (one request larger than the bound goes alone).
+
+        Everything here runs on the loop, so a check and the take that follows it with no await between cannot
+        be interleaved: the condition is needed only to wait (and only when others already wait, to keep order)."""
         if self._changed is None:
             self._changed = asyncio.Condition()
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._used == 0 or self._used + n <= self.limit())
+        if self._waiting or not (self._used == 0 or self._used + n <= self.limit()):
+            self._waiting += 1
+            try:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self._used == 0 or self._used + n <= self.limit())
+                    self._used += n
+            finally:
+                self._waiting -= 1
+        else:
             self._used += n
         finished = False
         try:
             yield
             finished = True
         finally:
-            async with self._changed:
-                self._used -= n
-                if finished:
-                    now = time.monotonic()
-                    if not self._done:
-                        self._first = now
-                    self._done.append((now, n))
-                    self._done_bytes += n
-                self._changed.notify_all()
+            self._used -= n
+            if finished:
+                now = time.monotonic()
+                if not self._done:
+                    self._first = now
+                self._done.append((now, n))
+                self._done_bytes += n
+            if self._waiting:
+                async with self._changed:
+                    self._changed.notify_all()
