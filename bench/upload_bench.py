@@ -7,6 +7,12 @@ After every run the objects under that prefix are checked on the server's direct
 ``--no-verify-content``, bytes). It prints a table of medians, the ratios of pixlift's time to each peer's, and
 pixlift's CPU per file and peak memory, and writes everything to ``--json``.
 
+OSS: no peer tool speaks Aliyun OSS's own protocol, so ``--tools ...,pixlift-oss`` (opt-in) adds the same daemon
+uploading the same sets through an OSS profile to the project's OSS test server (``tests/ossserver.py``, a Python
+asyncio server that verifies oss2's signatures, started once on a free loopback port). Its figures are reported
+beside pixlift's S3 ones (``pixlift-oss/pixlift``), not as a peer to beat: that server is much slower than
+``rclone serve s3``, so they say more about the server than about pixlift's OSS client.
+
 The default sets are the goals pixlift is measured against: ``images`` (1,000 files of 30-300 KiB), ``tiny``
 (10,000 files of 2-20 KiB: files/s, and the daemon's peak memory) and ``gb`` (one 1 GiB file: within 10% of the
 best peer). The older ``small``, ``large`` and ``mixed`` sets are still there through ``--sets``.
@@ -21,6 +27,7 @@ This is a benchmark, not a test: run it by hand, e.g.
 
     python bench/upload_bench.py --json bench-results.json
     python bench/upload_bench.py --quick            # small sets, one repetition: checks that everything works
+    python bench/upload_bench.py --tools pixlift,pixlift-oss,s5cmd    # OSS figures beside S3's
 
 See bench/README.md for how to read the output.
 """
@@ -56,7 +63,10 @@ from typing import Any
 AK, SK = "pixlift-bench-key", "pixlift-bench-secret-0123456789"
 BUCKET = "bench"
 KiB, MiB = 1024, 1024 * 1024
-ALL_TOOLS = ("pixlift", "awscli", "s5cmd", "rclone", "crt")
+ALL_TOOLS = ("pixlift", "pixlift-oss", "awscli", "s5cmd", "rclone", "crt")
+DEFAULT_TOOLS = ("pixlift", "awscli", "s5cmd", "rclone", "crt")  # pixlift-oss is opt-in: its server is a test server
+PIXLIFT_TOOLS = ("pixlift", "pixlift-oss")  # the daemon: S3 profiles to rclone serve s3, OSS ones to ossserver.py
+OSS_SERVER_SCRIPT = Path(__file__).resolve().parent.parent / "tests" / "ossserver.py"
 ALL_SETS = ("images", "tiny", "gb", "small", "large", "mixed")
 DEFAULT_SETS = ("images", "tiny", "gb")
 DAEMON_KEY_TEMPLATE = "{year}/{month}/{stem}-{hash8}{ext}"  # the daemon's default (daemon/config.py)
@@ -264,9 +274,12 @@ def make_sets(root: Path, args: argparse.Namespace) -> dict[str, FileSet]:
     return sets
 
 
-# -- the S3 server ---------------------------------------------------------------------------------------------
+# -- the S3 server (and the OSS one) -----------------------------------------------------------------------------
 @dataclass
 class Server:
+    """A store the benchmark runs: the objects of BUCKET are plain files under ``root/BUCKET/<key>`` (true of
+    ``rclone serve s3`` and of the OSS test server alike), so every run is checked on the disk."""
+
     endpoint: str
     root: Path
     proc: subprocess.Popen[bytes]
@@ -297,6 +310,29 @@ def start_server(owned: Owned, root: Path, logdir: Path) -> Server:
             return False
 
     wait_until(up, 20, "rclone serve s3")
+    return Server(f"http://127.0.0.1:{port}", root, proc)
+
+
+def start_oss_server(owned: Owned, root: Path, logdir: Path) -> Server:
+    """The project's OSS-protocol test server (tests/ossserver.py, Python asyncio, verifies oss2's signatures),
+    standalone on a free loopback port, with BUCKET under ``root``; its output goes to logs/ossserver.log."""
+    if not OSS_SERVER_SCRIPT.is_file():
+        raise RuntimeError(f"{OSS_SERVER_SCRIPT} not found (pixlift-oss needs the repository's OSS test server)")
+    port = free_port()
+    root.mkdir(parents=True)
+    log_path = logdir / "ossserver.log"
+    with log_path.open("wb") as log:
+        proc = owned.popen([sys.executable, str(OSS_SERVER_SCRIPT), "--host", "127.0.0.1", "--port", str(port),
+                            "--root", str(root), "--ak", AK, "--sk", SK, "--bucket", BUCKET],
+                           env=clean_env(PYTHONUNBUFFERED="1"), stdout=log, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ossserver.py exited {proc.returncode}: {tail(log_path)}")
+        return "ossserver listening on " in tail(log_path)  # printed once it has bound the port
+
+    wait_until(up, 30, "tests/ossserver.py")
     return Server(f"http://127.0.0.1:{port}", root, proc)
 
 
@@ -390,24 +426,38 @@ def reset_peak_rss(pid: int) -> bool:
 
 class Pixlift:
     """The real daemon as a subprocess, with one S3 profile per (set, repetition, attempt) so each run has its
-    own prefix.
+    own prefix; with pixlift-oss, also one OSS profile (to the OSS test server) per pixlift-oss run's prefix.
 
     The profile per run also matters for another reason: pixlift skips a file whose content it has already
     uploaded, and that dedup is per profile. With one profile for all repetitions, the second repetition of a set
     would send nothing. A fresh profile per run is what makes every repetition upload every byte again."""
 
     def __init__(self, owned: Owned, home: Path, data: Path, server: Server, args: argparse.Namespace,
-                 prefixes: list[str]) -> None:
+                 prefixes: list[str], oss: Server | None = None, oss_prefixes: list[str] | None = None) -> None:
         self.owned, self.home, self.args = owned, home, args
         home.mkdir(parents=True)
-        self.profiles = {p: "p_" + p.replace("/", "_").replace("-", "_") for p in prefixes}
+        oss_prefixes = oss_prefixes or []
+        if oss_prefixes and oss is None:
+            raise ValueError("OSS profiles need the OSS server")
+        if set(prefixes) & set(oss_prefixes):
+            raise ValueError("an S3 run and an OSS run cannot share a prefix (nor so a profile)")
+        self.profiles = {p: "p_" + p.replace("/", "_").replace("-", "_") for p in [*prefixes, *oss_prefixes]}
+        if not self.profiles:
+            raise ValueError("no pixlift run to make a profile for")
         lines = ["[storage]", f"default = {json.dumps(next(iter(self.profiles.values())))}", ""]
-        for prefix, name in self.profiles.items():
+        for prefix in prefixes:
             # the daemon's default key template (unless --pixlift-key-template), behind the run's prefix only
-            lines += [f"[profiles.{name}]", 'provider = "s3"', f"bucket = {json.dumps(BUCKET)}",
+            lines += [f"[profiles.{self.profiles[prefix]}]", 'provider = "s3"', f"bucket = {json.dumps(BUCKET)}",
                       f"endpoint_url = {json.dumps(server.endpoint)}", 'region = "us-east-1"',
                       f"access_key_id = {json.dumps(AK)}", f"secret_access_key = {json.dumps(SK)}",
                       'addressing_style = "path"',
+                      f"key_template = {json.dumps(prefix + '/' + args.pixlift_key_template)}", ""]
+        for prefix in oss_prefixes:
+            assert oss is not None
+            # the same key template behind the run's prefix, to the OSS test server (path-style: an IP endpoint)
+            lines += [f"[profiles.{self.profiles[prefix]}]", 'provider = "oss"', f"bucket = {json.dumps(BUCKET)}",
+                      f"endpoint = {json.dumps(oss.endpoint)}",
+                      f"access_key_id = {json.dumps(AK)}", f"access_key_secret = {json.dumps(SK)}",
                       f"key_template = {json.dumps(prefix + '/' + args.pixlift_key_template)}", ""]
         # [transfers]: the daemon's defaults, unless an option asks for something else
         transfers = []
@@ -468,7 +518,8 @@ class Pixlift:
 
     def warm_up(self, prefix: str) -> None:
         """Upload one tiny file through the run's profile, untimed: a running daemon has its S3 client built
-        (about 0.25 s of botocore model loading per profile) and connections open. ``--pixlift-cold`` skips it."""
+        (about 0.25 s of botocore model loading per profile; for an OSS run, its oss2 bucket and threads) and
+        connections open. ``--pixlift-cold`` skips it."""
         self.used = True
         if self.args.pixlift_cold:
             return
@@ -480,7 +531,11 @@ class Pixlift:
             return bool(s["completed"] + s["failed"] == 1)
 
         wait_until(done, 60, "the warm-up upload", interval=0.02)
+        task = self.rpc("get_all_upload_progress", {"batch_id": batch_id})["tasks"][0]
         self.rpc("clear_upload_progress")
+        if task["status"] != "completed":
+            raise RuntimeError(f"the warm-up upload through {self.profiles[prefix]} ended {task['status']}: "
+                               f"{task.get('error')}")
 
     def rpc(self, method: str, params: dict[str, Any] | None = None) -> Any:
         self.ids += 1
@@ -785,21 +840,39 @@ def summarize(cells: dict[tuple[str, str], Cell], sets: dict[str, FileSet], tool
     return rows
 
 
+def pixlift_figures(r: dict[str, Any]) -> str:
+    out = (f"{r['median_s']:.2f} s, {r['files_per_s']:.1f} files/s, {r['mb_per_s']:.1f} MB/s, "
+           f"{r['cpu_ms_per_file']:.2f} CPU ms/file")
+    return out + (f", peak RSS {r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") is not None else "")
+
+
 def fmt_ratios(rows: list[dict[str, Any]], sets: dict[str, FileSet]) -> str:
-    """Per set: pixlift's files/s, CPU per file and peak memory, and its median time over each peer's."""
+    """Per set: pixlift's files/s, CPU per file and peak memory, and its median time over each peer's; and
+    pixlift-oss (the same daemon to the OSS test server) beside pixlift, not as a peer."""
+    has_oss = any(r["tool"] == "pixlift-oss" for r in rows)
     out = ["ratios (pixlift's median time / the peer's: below 1x pixlift was faster):"]
+    if has_oss:
+        out.append("  (pixlift-oss: the same daemon over OSS to the project's Python test server tests/ossserver.py, "
+                   "not a peer; pixlift-oss/pixlift is its time over pixlift's S3 time to rclone serve s3)")
     for s in sets.values():
         mine = [r for r in rows if r["set"] == s.name]
         pix = next((r for r in mine if r["tool"] == "pixlift" and r["status"] == "ok"), None)
+        oss = next((r for r in mine if r["tool"] == "pixlift-oss" and r["status"] == "ok"), None)
+        oss_line = None
+        if oss is not None:
+            oss_line = (f"    OSS, through the Python test server: pixlift-oss {pixlift_figures(oss)}"
+                        + (f"; pixlift-oss/pixlift {oss['median_s'] / pix['median_s']:.2f}x" if pix else "")
+                        + f"; OSS server CPU {oss['server_cpu_s']:.2f} s")
+        elif has_oss:
+            oss_line = "    OSS, through the Python test server: pixlift-oss not measured"
         if pix is None:
             out.append(f"  {s.name}: pixlift not measured")
+            if oss_line:
+                out.append(oss_line)
             continue
-        head = (f"  {s.name}: pixlift {pix['median_s']:.2f} s, {pix['files_per_s']:.1f} files/s, "
-                f"{pix['mb_per_s']:.1f} MB/s, {pix['cpu_ms_per_file']:.2f} CPU ms/file")
-        if pix.get("peak_rss_mb") is not None:
-            head += f", peak RSS {pix['peak_rss_mb']:.0f} MB"
+        head = f"  {s.name}: pixlift {pixlift_figures(pix)}"
         parts = []
-        peers_ok = [r for r in mine if r["tool"] != "pixlift" and r["status"] == "ok"]
+        peers_ok = [r for r in mine if r["tool"] not in PIXLIFT_TOOLS and r["status"] == "ok"]
         for r in peers_ok:
             ratio = pix["median_s"] / r["median_s"]
             parts.append(f"pixlift/{r['tool']} {ratio:.2f}x"
@@ -812,6 +885,8 @@ def fmt_ratios(rows: list[dict[str, Any]], sets: dict[str, FileSet]) -> str:
             out.append(f"    best peer {best['tool']}: pixlift took {ratio:.2f}x its time ("
                        + (f"{(ratio - 1) * 100:.0f}% slower" if ratio > 1 else f"{(1 - ratio) * 100:.0f}% faster")
                        + ")")
+        if oss_line:
+            out.append(oss_line)
     return "\n".join(out)
 
 
@@ -845,41 +920,51 @@ def fmt_table(rows: list[dict[str, Any]], sets: dict[str, FileSet]) -> str:
              else f"  {r['tool']} on {r['set']}: {r['status']}: {r['note']}" for r in rows if r["status"] != "ok"]
     if notes:
         out += ["", "not measured:", *dict.fromkeys(notes)]
-    if "pixlift" in {r["tool"] for r in rows}:
+    if {r["tool"] for r in rows} & set(PIXLIFT_TOOLS):
         out += ["", fmt_ratios(rows, sets)]
     return "\n".join(out)
 
 
 def measure(args: argparse.Namespace, tool: str, fs: FileSet, prefix: str, server: Server, pix: Pixlift | None,
-            owned: Owned, all_peers: dict[str, Peer], logs: Path) -> dict[str, Any]:
+            owned: Owned, all_peers: dict[str, Peer], logs: Path, oss: Server | None = None) -> dict[str, Any]:
     """One timed upload of ``fs`` by ``tool`` to ``prefix``, checked on the server, then (unless
-    ``--keep-objects``) deleted again so that a repeated measurement can use the same prefix."""
-    if pix is not None and tool == "pixlift":
-        pix.fresh()
-        pix.warm_up(prefix)
-    waited, busy_before = wait_quiet(args.quiet_wait, args.quiet_cores) if args.quiet_wait > 0 \
-        else (0.0, float("nan"))
-    scpu0 = proc_cpu_seconds(server.proc.pid)
-    busy0 = machine_busy_seconds()
+    ``--keep-objects``) deleted again so that a repeated measurement can use the same prefix.
+
+    pixlift-oss is the same daemon through the run's OSS profile: it goes to ``oss`` (the OSS test server), whose
+    CPU is then the server CPU, and whose directory is checked."""
+    target = server
+    if tool == "pixlift-oss":
+        if oss is None:
+            raise RuntimeError("the OSS test server is not running")
+        target = oss
     try:
-        if tool == "pixlift":
+        if tool in PIXLIFT_TOOLS:
+            if pix is None:
+                raise RuntimeError("the pixlift daemon is not running")
+            pix.fresh()
+            pix.warm_up(prefix)  # through the run's own profile: S3, or OSS for pixlift-oss
+        waited, busy_before = wait_quiet(args.quiet_wait, args.quiet_cores) if args.quiet_wait > 0 \
+            else (0.0, float("nan"))
+        scpu0 = proc_cpu_seconds(target.proc.pid)
+        busy0 = machine_busy_seconds()
+        if tool in PIXLIFT_TOOLS:
             assert pix is not None
             res = pix.upload(fs, prefix)
         else:
             res = run_peer(owned, all_peers[tool], server, fs, prefix, logs, args)
-        res["server_cpu_s"] = proc_cpu_seconds(server.proc.pid) - scpu0
+        res["server_cpu_s"] = proc_cpu_seconds(target.proc.pid) - scpu0
         # what the rest of the machine used meanwhile: other people's tests make the numbers noisy
         res["other_cpu_s"] = max(0.0, machine_busy_seconds() - busy0 - res["server_cpu_s"] - res["client_cpu_s"])
         res["load_avg_1m"] = os.getloadavg()[0]
         res["waited_for_quiet_s"], res["cores_busy_before"] = waited, busy_before
-        problem = verify(server, prefix, fs, args.verify_content,
-                         by_name=tool != "pixlift" or args.pixlift_key_template == "{name}")
+        problem = verify(target, prefix, fs, args.verify_content,
+                         by_name=tool not in PIXLIFT_TOOLS or args.pixlift_key_template == "{name}")
         if problem:
             raise RuntimeError(f"verification failed for {prefix}: {problem}")
         return res
     finally:
         if not args.keep_objects:
-            shutil.rmtree(server.bucket_dir() / prefix, ignore_errors=True)
+            shutil.rmtree(target.bucket_dir() / prefix, ignore_errors=True)
 
 
 def pixlift_note(args: argparse.Namespace, pix: Pixlift | None) -> str:
@@ -890,6 +975,21 @@ def pixlift_note(args: argparse.Namespace, pix: Pixlift | None) -> str:
             + f", max_concurrent={daemon_max}" + (" (the daemon's default)" if args.concurrency is None else "")
             + f", key_template <prefix>/{args.pixlift_key_template}, one profile per run"
             + (", restarted before each run" if args.pixlift_restart == "run" else ", one daemon for all runs"))
+
+
+def pixlift_oss_note(args: argparse.Namespace, pix: Pixlift | None) -> str:
+    return ("the same pixlift daemon and settings, through one OSS profile per run (oss2), to the project's OSS "
+            "test server tests/ossserver.py (Python asyncio, verifies oss2's signatures; much slower than rclone "
+            "serve s3, so a figure beside pixlift's S3 one, not a peer); " + pixlift_note(args, pix))
+
+
+def oss2_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"oss2 {version('oss2')}"
+    except Exception:
+        return "oss2 ?"
 
 
 def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
@@ -913,8 +1013,20 @@ def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
     tools = list(args.tools)
     cells = {(tool, set_name): Cell(tool, set_name) for tool in tools for set_name in sets}
     versions: dict[str, str] = {}
+
+    oss = None
+    if "pixlift-oss" in tools:
+        try:
+            oss = start_oss_server(owned, work / "oss", logs)
+            versions["ossserver"] = f"tests/ossserver.py (Python {platform.python_version()}, asyncio)"
+            say(f"OSS test server (tests/ossserver.py) on {oss.endpoint}")
+        except Exception as exc:  # pixlift-oss is then not measured; the rest goes on
+            for set_name in sets:
+                cells[("pixlift-oss", set_name)].error = f"the OSS test server did not start: {exc}"
+            say(f"pixlift-oss: the OSS test server FAILED to start: {exc}")
+
     for name in tools:
-        if name == "pixlift":
+        if name in PIXLIFT_TOOLS:
             continue
         p = all_peers[name]
         if p.exe is None:
@@ -928,15 +1040,23 @@ def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
     versions["rclone serve s3"] = all_peers["rclone"].version()
 
     pix = None
-    if "pixlift" in tools:
-        prefixes = [prefix_of("pixlift", set_name, r, a) for set_name in sets for r in range(args.reps)
-                    for a in range(args.noisy_retries + 1)]
+    # one daemon for both pixlift tools; pixlift-oss runs have prefixes (and so profiles) of their own
+    pix_tools = [t for t in PIXLIFT_TOOLS if t in tools and not (t == "pixlift-oss" and oss is None)]
+    if pix_tools:
+        def prefixes_for(tool: str) -> list[str]:
+            return [prefix_of(tool, set_name, r, a) for set_name in sets for r in range(args.reps)
+                    for a in range(args.noisy_retries + 1)] if tool in pix_tools else []
+
         try:
-            pix = Pixlift(owned, work / "home", work / "data", server, args, prefixes)
+            pix = Pixlift(owned, work / "home", work / "data", server, args, prefixes_for("pixlift"),
+                          oss=oss, oss_prefixes=prefixes_for("pixlift-oss"))
             versions["pixlift"] = pix.version()
+            if "pixlift-oss" in pix_tools:
+                versions["pixlift-oss"] = f"{versions['pixlift']} ({oss2_version()})"
         except Exception as exc:  # the daemon not starting is a finding, not a crash of the benchmark
-            for set_name in sets:
-                cells[("pixlift", set_name)].error = f"daemon did not start: {exc}"
+            for tool in pix_tools:
+                for set_name in sets:
+                    cells[(tool, set_name)].error = f"daemon did not start: {exc}"
             say(f"pixlift: FAILED to start: {exc}")
     say("versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()))
     if pix is not None:
@@ -953,11 +1073,11 @@ def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
                     for attempt in range(args.noisy_retries + 1):
                         prefix = prefix_of(tool, fs.name, rep, attempt)
                         try:
-                            res = measure(args, tool, fs, prefix, server, pix, owned, all_peers, logs)
+                            res = measure(args, tool, fs, prefix, server, pix, owned, all_peers, logs, oss)
                         except Exception as exc:  # a failed run is a result, not a crash of the benchmark
                             cell.error = str(exc)
                             cell.runs.append({"rep": rep, "attempt": attempt, "error": str(exc)})
-                            say(f"{fs.name:6} rep {rep} {tool:8} FAILED: {exc}")
+                            say(f"{fs.name:6} rep {rep} {tool:11} FAILED: {exc}")
                             break
                         res["rep"], res["attempt"] = rep, attempt
                         noisy = res["other_cpu_s"] / res["seconds"] > args.noisy_cores
@@ -965,7 +1085,7 @@ def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
                         res["discarded"] = noisy and not last
                         cell.runs.append(res)
                         mem = f"  peak RSS {res['peak_rss_mb']:.0f} MB" if res.get("peak_rss_mb") is not None else ""
-                        say(f"{fs.name:6} rep {rep} {tool:8} {res['seconds']:7.2f}s  "
+                        say(f"{fs.name:6} rep {rep} {tool:11} {res['seconds']:7.2f}s  "
                             f"{fs.total / res['seconds'] / 1e6:7.1f} MB/s  {fs.count / res['seconds']:7.1f} files/s  "
                             f"{res['client_cpu_s'] / fs.count * 1000:6.2f} CPU ms/file{mem}  "
                             f"(other processes used {res['other_cpu_s']:.1f} CPU s meanwhile"
@@ -989,7 +1109,11 @@ def bench(args: argparse.Namespace, owned: Owned) -> dict[str, Any]:
                  for s in sets.values()},
         "tools": {t: {"version": versions.get(t), "exe": all_peers[t].exe if t in all_peers else sys.executable,
                       "note": all_peers[t].note if t in all_peers else
-                      pixlift_note(args, pix)} for t in tools},
+                      pixlift_oss_note(args, pix) if t == "pixlift-oss" else pixlift_note(args, pix)}
+                  for t in tools},
+        "servers": {"s3": {"endpoint": server.endpoint, "version": versions.get("rclone serve s3")},
+                    **({"oss": {"endpoint": oss.endpoint, "version": versions.get("ossserver")}}
+                       if oss is not None else {})},
         "results": rows,
         "runs": {f"{c.tool}/{c.set}": c.runs for c in cells.values()},
         "table": fmt_table(rows, sets),
@@ -1000,7 +1124,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--reps", type=int, default=3, help="repetitions of every (tool, set); the median is reported")
-    p.add_argument("--tools", default=",".join(ALL_TOOLS), help="comma-separated, from: " + " ".join(ALL_TOOLS))
+    p.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
+                   help="comma-separated, from: " + " ".join(ALL_TOOLS) + " (pixlift-oss: opt-in, the same daemon "
+                        "to the project's OSS test server, e.g. --tools pixlift,pixlift-oss,s5cmd)")
     p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated, from: " + " ".join(ALL_SETS))
     p.add_argument("--images-count", type=int, default=1000, help="images: this many files ...")
     p.add_argument("--images-min-kib", type=int, default=30, help="... of sizes uniform from this ...")
