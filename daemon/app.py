@@ -61,12 +61,13 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
     events = EventBus()
     providers = ProviderPool(box, home.files, lambda: runtime.base_url)
     cleanup = Cleanup(journal, providers)
+    spool = Spool(home.spool)
     engine = Engine(config=box, providers=providers, journal=journal, changes=ChangeLog(journal), events=events,
-                    cleanup=cleanup)
+                    cleanup=cleanup, spool=spool)
     profiles = Profiles(config=box, store=SettingsStore(home.config, home.root, box), providers=providers,
                         files_root=home.files, busy=engine.busy_with)
     application = Application(home=home, config=box, engine=engine, journal=journal, events=events,
-                              profiles=profiles, spool=Spool(home.spool), port=lambda: runtime.port)
+                              profiles=profiles, spool=spool, port=lambda: runtime.port)
     gate = Gate(token=lambda: home.read_token() or "", port=lambda: runtime.port)
 
     app = web.Application(client_max_size=RPC_MAX_BODY, middlewares=[gate.middleware()])

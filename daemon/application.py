@@ -86,7 +86,7 @@ class Application:
 
     def _drop_spooled(self, gone: list[Job]) -> int:
         for job in gone:
-            if job.task.source.spooled:
+            if self._spool.owns(job.checked):
                 self._spool.drop(job.checked)
         return len(gone)
 
@@ -240,5 +240,7 @@ class Application:
 
     def _on_event(self, event: Event) -> None:
         # A completed upload no longer needs its spooled bytes.
-        if isinstance(event, TaskFinished) and event.task.status is TaskStatus.COMPLETED and event.task.source.spooled:
-            self._spool.drop(self._engine.checked(event.task.task_id))
+        if isinstance(event, TaskFinished) and event.task.status is TaskStatus.COMPLETED:
+            checked = self._engine.checked(event.task.task_id)
+            if self._spool.owns(checked):  # bytes handed over, or an edited copy
+                self._spool.drop(checked)

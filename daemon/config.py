@@ -80,6 +80,13 @@ class TransferSettings:
 
 
 @dataclass(frozen=True)
+class ImageSettings:
+    """``[images]``, and ``[profiles.NAME.images]`` over it: what happens to a picture on its way up."""
+
+    strip_metadata: str = "location"  # "location", "all" or "none" (metadata.py)
+
+
+@dataclass(frozen=True)
 class SecuritySettings:
     allowed_roots: tuple[Path, ...] = ()
     images_only: bool = True
@@ -97,6 +104,11 @@ class Settings:
     transfers: TransferSettings
     security: SecuritySettings
     path: Path | None = None  # where they were read from; None: the embedded default
+    images: ImageSettings = ImageSettings()
+    profile_images: Mapping[str, ImageSettings] = field(default_factory=dict)  # [profiles.NAME.images]
+
+    def images_for(self, profile: str) -> ImageSettings:
+        return self.profile_images.get(profile, self.images)
 
     def profile(self, name: str | None) -> ProfileBase:
         chosen = name or self.default_profile

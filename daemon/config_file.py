@@ -19,6 +19,7 @@ from .config import (
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_ROOTS,
     Checker,
+    ImageSettings,
     Keys,
     MiB,
     ProfileBase,
@@ -28,6 +29,7 @@ from .config import (
 )
 from .errors import ConfigError
 from .keys import validate_template
+from .metadata import MODES
 from .providers.registry import KINDS
 
 COMMON_PROFILE_KEYS: Keys = {"provider": (str, True), "key_template": (str, False),
@@ -55,7 +57,8 @@ SECURITY_KEYS: Keys = {
     "files_per_minute": (int, False),
     "max_queued_files": (int, False),
 }
-TOP_KEYS = ("storage", "profiles", "transfers", "security")
+IMAGE_KEYS: Keys = {"strip_metadata": (str, False)}
+TOP_KEYS = ("storage", "profiles", "transfers", "security", "images")
 
 
 def profile_keys(provider: str) -> Keys:
@@ -102,7 +105,9 @@ def parse_settings(raw: Mapping[str, Any], path: Path, home: Path) -> Settings:
             close = difflib.get_close_matches(key, TOP_KEYS, n=1)
             hint = f"Did you mean [{close[0]}]?" if close else f"Known sections: {', '.join(TOP_KEYS)}."
             raise check.fail(key, "unknown section", hint)
-    profiles = _profiles(check, raw.get("profiles", {}))
+    images = _images(check, "images", raw.get("images", {}), ImageSettings())
+    profile_images: dict[str, ImageSettings] = {}
+    profiles = _profiles(check, raw.get("profiles", {}), images, profile_images)
     storage = check.table("storage", raw.get("storage", {}), {"default": (str, False)})
     default = storage.get("default") or ("local" if "local" in profiles else next(iter(profiles)))
     if default not in profiles:
@@ -112,10 +117,22 @@ def parse_settings(raw: Mapping[str, Any], path: Path, home: Path) -> Settings:
         )
     return Settings(default_profile=default, profiles=profiles,
                     transfers=_transfers(check, raw.get("transfers", {})),
-                    security=_security(check, raw.get("security", {})), path=path)
+                    security=_security(check, raw.get("security", {})), path=path, images=images,
+                    profile_images=profile_images)
 
 
-def _profiles(check: Checker, raw_profiles: Any) -> dict[str, ProfileBase]:
+def _images(check: Checker, where: str, raw: Any, base: ImageSettings) -> ImageSettings:
+    t = check.table(where, raw, IMAGE_KEYS)
+    mode = t.get("strip_metadata", base.strip_metadata)
+    if mode not in MODES:
+        raise check.fail(f"{where}.strip_metadata", f"{mode!r} is not a choice",
+                         'Write "location" (GPS and place tags, the default), "all" (every tag but orientation '
+                         'and colour profile) or "none".')
+    return ImageSettings(strip_metadata=mode)
+
+
+def _profiles(check: Checker, raw_profiles: Any, images: ImageSettings,
+              profile_images: dict[str, ImageSettings]) -> dict[str, ProfileBase]:
     if not isinstance(raw_profiles, dict):
         raise check.fail("profiles", "is not a table", "Write each profile as [profiles.NAME].")
     profiles: dict[str, ProfileBase] = {}
@@ -132,6 +149,9 @@ def _profiles(check: Checker, raw_profiles: Any) -> dict[str, ProfileBase]:
                 f"unknown or missing provider {provider!r}" if provider else "missing 'provider'",
                 f"Write provider = {names}.",
             )
+        if "images" in table:  # [profiles.NAME.images]: over the top-level [images]
+            profile_images[name] = _images(check, f"{where}.images", table["images"], images)
+            table = {k: v for k, v in table.items() if k != "images"}
         t = check.table(where, table, profile_keys(provider))
         template = t.get("key_template", DEFAULT_KEY_TEMPLATE)
         try:

@@ -27,24 +27,27 @@ from .config import SettingsBox
 from .errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
 from .events import BatchFinished, EventBus, TaskChanged, TaskFinished
 from .journal import Journal
+from .processing import prepare
 from .providers.base import MultipartState
 from .providers.registry import ProviderPool
 from .retry import Backoff
 from .sources import CheckedFile, PathChecker
+from .spool import Spool
 from .task_list import TaskList
 from .tasks import FINISHED, Task, TaskSource, TaskStatus
-from .worker import Job, attempts
+from .worker import INLINE_READ, Job, attempts
 
 log = logging.getLogger(__name__)
 
 
 class Engine(TaskList):
     def __init__(self, *, config: SettingsBox, providers: ProviderPool, journal: Journal, changes: ChangeLog,
-                 events: EventBus, cleanup: Cleanup, clock: Callable[[], float] = time.time) -> None:
+                 events: EventBus, cleanup: Cleanup, spool: Spool, clock: Callable[[], float] = time.time) -> None:
         super().__init__(journal=journal, changes=changes, clock=clock)
         self.config = config
         self.providers = providers
         self.cleanup = cleanup
+        self.spool = spool
         self.events = events
         self._used = 0  # slots of the files in flight (TransferSettings.slots_of)
         self._wake = asyncio.Event()
@@ -65,6 +68,8 @@ class Engine(TaskList):
             self.index.saved(task)
             batch = self._batch(task.batch_id, stored.batch_size)
             job = Job(task, checked, batch, MultipartState.from_json(stored.multipart))
+            with contextlib.suppress(KeyError, TypeError):
+                job.original = CheckedFile.from_json(stored.original) if stored.original else None
             self._jobs[task.task_id] = job
             batch.task_ids.append(task.task_id)
             batch.unfinished += not task.status.finished
@@ -147,12 +152,18 @@ class Engine(TaskList):
             result = checker.check(task.path)
             if isinstance(result, str):
                 raise PathRefused([{"path": task.path, "reason": result}])
-            if result.identity != job.checked.identity:
+            if result.identity != (job.original or job.checked).identity:
                 task.key = None  # new content: a new key (the hash in it changes)
                 self._abandon(job)
+                if job.original is not None:  # its edited copy is of the old content
+                    self.spool.drop(job.checked)
+                    job.checked, job.original, task.processing = job.original, None, None
                 task.bytes_total = result.size
-            job.checked = result
-            self.journal.update_checked(task_id, result.to_json())
+            if job.original is None:
+                job.checked = result
+            else:
+                job.original = result
+            self.journal.update_prepared(task, job.checked.to_json(), job.original.to_json() if job.original else None)
         elif not os.path.exists(job.checked.path):
             raise InvalidState(f"The bytes of {task.name} are gone (cleared); add the file again.",
                                data={"task_id": task_id})
@@ -257,6 +268,7 @@ class Engine(TaskList):
         transfers = self.config.current.transfers
         backoff = Backoff(transfers.attempts, transfers.backoff_base_s, transfers.backoff_max_s)
         try:
+            await self._prepare(job)
             with self.providers.lease(task.profile) as provider:
                 await attempts(job, provider, self.config.current.profile(task.profile), backoff,
                                outage_tolerance_s=transfers.outage_tolerance_s,
@@ -280,6 +292,29 @@ class Engine(TaskList):
         finally:
             self._release(job)
         self._complete(job, finished_at)
+
+    async def _prepare(self, job: Job) -> None:
+        """Once per task, before it is named: remove its metadata (processing.py) into an edited copy."""
+        task = job.task
+        if task.key is not None or job.original is not None or task.processing is not None:
+            return  # done on an earlier attempt (or before a restart)
+        mode = self.config.current.images_for(task.profile).strip_metadata
+        if job.checked.size <= INLINE_READ:  # a header or two to look at: less than a hop to a thread
+            prepared = prepare(job.checked, mode, self.spool)
+        else:
+            prepared = await asyncio.to_thread(prepare, job.checked, mode, self.spool)
+        if prepared is None:
+            return
+        task.processing = prepared.processing
+        if prepared.checked is not job.checked:
+            if task.source.spooled:  # bytes handed over: the edited copy replaces them
+                self.spool.drop(job.checked)
+            else:
+                job.original = job.checked
+            job.checked = prepared.checked
+            task.bytes_total = prepared.checked.size
+        self.journal.update_prepared(task, job.checked.to_json(), job.original.to_json() if job.original else None)
+        self._save(task)
 
     def _on_bytes(self, task: Task, delta: int) -> None:
         if task.status is TaskStatus.UPLOADING:

@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished_at REAL,
     source TEXT NOT NULL,
     checked TEXT NOT NULL,
-    multipart TEXT
+    multipart TEXT,
+    processing TEXT,
+    original TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks(seq);
 CREATE TABLE IF NOT EXISTS history (
@@ -84,6 +86,7 @@ class StoredTask:
     batch_size: int
     checked: dict[str, Any]
     multipart: dict[str, Any] | None
+    original: dict[str, Any] | None = None
 
 
 class Journal:
@@ -95,6 +98,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        for column in ("processing", "original"):  # a journal from before they existed
+            if column not in have:
+                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
         path.chmod(0o600)
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
         self._seq = int(row[0])
@@ -248,8 +255,11 @@ class Journal:
             "INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at) VALUES (?,?,?,?,?,?,?)",
             (task.task_id, task.name, task.url, task.bytes_total, task.profile, task.key, finished_at))
 
-    def update_checked(self, task_id: str, checked: dict[str, Any]) -> None:
-        self._write("UPDATE tasks SET checked=? WHERE task_id=?", (json.dumps(checked), task_id))
+    def update_prepared(self, task: Task, checked: dict[str, Any], original: dict[str, Any] | None) -> None:
+        """What the task now sends (an edited copy) and the file it was made from; its ``processing``."""
+        self._write("UPDATE tasks SET checked=?, original=?, processing=?, bytes_total=? WHERE task_id=?",
+                    (json.dumps(checked), json.dumps(original) if original else None,
+                     json.dumps(task.processing) if task.processing else None, task.bytes_total, task.task_id))
 
     def save_multipart(self, task_id: str, state: dict[str, Any] | None) -> None:
         self._write("UPDATE tasks SET multipart=? WHERE task_id=?",
@@ -263,15 +273,17 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT task_id, batch_id, batch_size, path, name, profile, status, bytes_total, bytes_uploaded,"
-                " attempts, url, key, error, created_at, started_at, finished_at, source, checked, multipart"
-                " FROM tasks ORDER BY seq").fetchall()
+                " attempts, url, key, error, created_at, started_at, finished_at, source, checked, multipart,"
+                " processing, original FROM tasks ORDER BY seq").fetchall()
         for (task_id, batch_id, batch_size, path, name, profile, status, total, done, attempts, url, key, error,
-             created, started, finished, source, checked, multipart) in rows:
+             created, started, finished, source, checked, multipart, processing, original) in rows:
             task = Task(task_id=task_id, batch_id=batch_id, path=path, name=name, profile=profile,
                         bytes_total=total, status=TaskStatus(status), bytes_uploaded=done, attempts=attempts,
                         url=url, key=key, error=json.loads(error) if error else None, created_at=created,
-                        started_at=started, finished_at=finished, source=TaskSource(source))
-            out.append(StoredTask(task, batch_size, json.loads(checked), json.loads(multipart) if multipart else None))
+                        started_at=started, finished_at=finished, source=TaskSource(source),
+                        processing=json.loads(processing) if processing else None)
+            out.append(StoredTask(task, batch_size, json.loads(checked), json.loads(multipart) if multipart else None,
+                                  json.loads(original) if original else None))
         return out
 
     # -- multipart uploads to abort (see cleanup.py) ------------------------------------------------------------

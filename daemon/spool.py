@@ -26,6 +26,14 @@ class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def folder(self) -> Path:
+        """A new private folder for one file's bytes (blocking)."""
+        return self._folder()
+
+    def owns(self, checked: CheckedFile) -> bool:
+        """The file is one of the spool's: bytes handed over, or an edited copy."""
+        return Path(checked.path).parent.parent == self.root
+
     def _folder(self) -> Path:
         folder = self.root / uuid.uuid4().hex
         try:

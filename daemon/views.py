@@ -58,6 +58,7 @@ class TaskView:
     key: str | None
     source: TaskSource
     version: int
+    processing: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, task: Task, now: float) -> TaskView:
@@ -75,7 +76,8 @@ class TaskView:
                    error=dict(task.error) if task.error else None, created_at=iso(task.created_at) or "",
                    started_at=iso(task.started_at), finished_at=iso(task.finished_at), profile=task.profile,
                    key=task.key,
-                   source=task.source, version=task.version)
+                   source=task.source, version=task.version,
+                   processing=dict(task.processing) if task.processing else None)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's ``Task``."""
@@ -84,7 +86,7 @@ class TaskView:
                 "percent": self.percent, "speed_bps": self.speed_bps, "eta_s": self.eta_s, "attempts": self.attempts,
                 "url": self.url, "error": self.error, "created_at": self.created_at,
                 "started_at": self.started_at, "finished_at": self.finished_at, "profile": self.profile,
-                "key": self.key, "source": str(self.source), "version": self.version}
+                "key": self.key, "source": str(self.source), "version": self.version, "processing": self.processing}
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ class Job:
     worker: asyncio.Task[None] | None = None
     slots: int = 0  # what it takes of the files in flight (TransferSettings.slots_of)
     source: Source | None = None
+    original: CheckedFile | None = None  # the file an edited copy (``checked``) was made from (processing.py)
 
     def stop(self) -> None:
         """Stop the bytes at once: readers in worker threads raise at their next read, the worker is cancelled."""

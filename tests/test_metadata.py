@@ -1,0 +1,160 @@
+"""Location data never leaves by accident: real photos made with Pillow (EXIF with GPS, orientation, a maker
+note, an ICC profile, XMP naming a place), edited by metadata.py, and uploaded through the real daemon to the
+local store, S3 (rclone serve s3) and OSS (the project's server)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Daemon, Home, S3Server, make_image, oss_profile
+from PIL import Image, ImageCms, PngImagePlugin
+from pixlift.metadata import strip
+
+DATUM = "PIXLIFT-HOME-DATUM"  # GPSMapDatum: a value that must not survive anywhere in the bytes
+PLACE = b"Iptc4xmpExt:LocationShown"
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="48,51.48N">'
+       b"<Iptc4xmpExt:LocationShown>Home</Iptc4xmpExt:LocationShown></rdf:Description></rdf:RDF></x:xmpmeta>")
+ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+KINDS = {"jpeg": ("JPEG", ".jpg", "image/jpeg"), "png": ("PNG", ".png", "image/png"),
+         "webp": ("WEBP", ".webp", "image/webp")}
+
+
+def phone_photo(path: Path, fmt: str, seed: int = 1) -> Path:
+    """What a phone writes: GPS, orientation 6, make and model, a maker note, an ICC profile, XMP with a place."""
+    pixels = Image.frombytes("RGB", (96, 64), hashlib.shake_256(bytes([seed])).digest(96 * 64 * 3))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "PhoneMaker"
+    exif[0x0110] = "Model X"
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0), 0x12: DATUM}
+    exif.get_ifd(0x8769)[0x927C] = b"MAKERNOTE:" + bytes(range(64))
+    name, ext, _ = KINDS[fmt]
+    path = path.with_suffix(ext)
+    if fmt == "png":  # Pillow writes no XMP for PNG: as Photoshop and phones do, an iTXt chunk
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+        pixels.save(path, name, exif=exif, icc_profile=ICC, pnginfo=info)
+    else:
+        pixels.save(path, name, exif=exif, icc_profile=ICC, xmp=XMP, **({"lossless": True} if fmt == "webp" else {}))
+    return path
+
+
+def metadata_of(data: bytes) -> dict[str, Any]:
+    image = Image.open(io.BytesIO(data))
+    exif = image.getexif()
+    return {"gps": dict(exif.get_ifd(0x8825)), "orientation": exif.get(0x0112), "make": exif.get(0x010F),
+            "icc": image.info.get("icc_profile") == ICC, "pixels": image.convert("RGB").tobytes(),
+            "datum": DATUM.encode() in data, "place": PLACE in data or b"GPSLatitude" in data,
+            "maker_note": b"MAKERNOTE:" in data}
+
+
+@pytest.mark.parametrize("fmt", sorted(KINDS))
+def test_location_goes_and_nothing_else_does(fmt: str, tmp_path: Path) -> None:
+    photo = phone_photo(tmp_path / "photo", fmt)
+    original = photo.read_bytes()
+    before = metadata_of(original)
+    assert before["gps"] and before["datum"] and before["place"] and before["orientation"] == 6
+    out = tmp_path / f"out{photo.suffix}"
+    fd = os.open(photo, os.O_RDONLY)
+    try:
+        removed = strip(fd, KINDS[fmt][2], "location", out)
+    finally:
+        os.close(fd)
+    after = metadata_of(out.read_bytes())
+    assert removed is not None and "gps" in removed and "xmp" in removed
+    assert after["gps"] == {} and not after["datum"] and not after["place"]
+    assert after["orientation"] == 6 and after["make"] == "PhoneMaker" and after["icc"]
+    assert after["maker_note"]  # blanked in place, not rebuilt: the maker note's bytes are where they were
+    assert after["pixels"] == before["pixels"]  # the image data was not touched
+    assert photo.read_bytes() == original  # the original is never changed
+
+
+@pytest.mark.parametrize("fmt", sorted(KINDS))
+def test_all_keeps_only_orientation_and_colour(fmt: str, tmp_path: Path) -> None:
+    photo = phone_photo(tmp_path / "photo", fmt)
+    before = metadata_of(photo.read_bytes())
+    out = tmp_path / f"out{photo.suffix}"
+    fd = os.open(photo, os.O_RDONLY)
+    try:
+        removed = strip(fd, KINDS[fmt][2], "all", out)
+    finally:
+        os.close(fd)
+    after = metadata_of(out.read_bytes())
+    assert removed is not None and "exif" in removed
+    assert after["gps"] == {} and after["make"] is None and not after["maker_note"] and not after["place"]
+    assert after["orientation"] == 6 and after["icc"] and after["pixels"] == before["pixels"]
+
+
+@pytest.mark.parametrize("fmt", sorted(KINDS))
+def test_a_photo_with_nothing_to_remove_is_left_alone(fmt: str, tmp_path: Path) -> None:
+    name, ext, kind = KINDS[fmt]
+    photo = tmp_path / f"plain{ext}"
+    Image.new("RGB", (8, 8), "red").save(photo, name)
+    out = tmp_path / f"out{ext}"
+    fd = os.open(photo, os.O_RDONLY)
+    try:
+        assert strip(fd, kind, "location", out) is None
+    finally:
+        os.close(fd)
+    assert not out.exists()
+
+
+@pytest.fixture(params=["local", "s3", "oss"])
+def profile(request: pytest.FixtureRequest, s3_server: S3Server, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    if request.param == "local":
+        yield {"provider": "local"}
+    elif request.param == "s3":
+        s3_server.bucket("metadata")
+        yield s3_server.profile("metadata")
+    else:
+        from conftest import AK, SK
+        from ossserver import run_in_thread
+
+        server = run_in_thread(tmp_path / "oss", AK, SK, buckets=("test",))
+        yield oss_profile(server)
+        server.stop()
+
+
+def test_a_phone_photo_arrives_without_its_location(home: Home, profile: dict[str, Any],
+                                                    daemon_factory: Callable[..., Daemon]) -> None:
+    home.write_config({"cloud": profile}, default="cloud")
+    d = daemon_factory()
+    photos = [phone_photo(home.pictures / f"IMG_{i}", fmt, seed=i) for i, fmt in enumerate(sorted(KINDS))]
+    originals = [p.read_bytes() for p in photos]
+    started = d.rpc("upload_images", {"paths": [str(p) for p in photos]})
+    done = d.wait_batch(started["batch_id"])
+    for task, photo, original in zip(done["tasks"], photos, originals, strict=True):
+        assert task["status"] == "completed", task["error"]
+        with urllib.request.urlopen(task["url"], timeout=30) as resp:
+            sent = resp.read()
+        assert task["bytes_total"] == task["bytes_uploaded"] == len(sent) < len(original)
+        processing = task["processing"]
+        assert "gps" in processing["stripped"] and processing["bytes_before"] == len(original)
+        assert processing["bytes_after"] == len(sent) and processing["note"] is None
+        got, before = metadata_of(sent), metadata_of(original)
+        assert got["gps"] == {} and not got["datum"] and not got["place"]
+        assert got["orientation"] == 6 and got["icc"] and got["pixels"] == before["pixels"]
+        assert hashlib.sha256(sent).hexdigest()[:8] in task["key"]  # the key names the bytes sent
+        assert photo.read_bytes() == original
+    assert not any((home.root / "spool").glob("*/*")), "the edited copies are removed once uploaded"
+
+
+def test_bytes_that_only_start_like_a_jpeg_go_as_they_are_and_say_so(home: Home,
+                                                                     daemon_factory: Callable[..., Daemon]) -> None:
+    home.write_config({"cloud": {"provider": "local"}}, default="cloud")
+    d = daemon_factory()
+    odd = make_image(home.pictures / "odd.jpg", 5_000, seed=9)  # a JPEG signature, then noise
+    done = d.wait_batch(d.rpc("upload_images", {"paths": [str(odd)]})["batch_id"])
+    task = done["tasks"][0]
+    assert task["status"] == "completed", task["error"]
+    with urllib.request.urlopen(task["url"], timeout=30) as resp:
+        assert resp.read() == odd.read_bytes()
+    assert task["processing"]["stripped"] == [] and "sent as it is" in task["processing"]["note"]
