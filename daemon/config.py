@@ -84,6 +84,7 @@ class ImageSettings:
     """``[images]``, and ``[profiles.NAME.images]`` over it: what happens to a picture on its way up."""
 
     strip_metadata: str = "location"  # "location", "all" or "none" (metadata.py)
+    dedup: bool = True  # the same bytes already uploaded to this profile: reuse that object and its link
 
 
 @dataclass(frozen=True)

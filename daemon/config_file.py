@@ -57,7 +57,7 @@ SECURITY_KEYS: Keys = {
     "files_per_minute": (int, False),
     "max_queued_files": (int, False),
 }
-IMAGE_KEYS: Keys = {"strip_metadata": (str, False)}
+IMAGE_KEYS: Keys = {"strip_metadata": (str, False), "dedup": (bool, False)}
 TOP_KEYS = ("storage", "profiles", "transfers", "security", "images")
 
 
@@ -128,7 +128,7 @@ def _images(check: Checker, where: str, raw: Any, base: ImageSettings) -> ImageS
         raise check.fail(f"{where}.strip_metadata", f"{mode!r} is not a choice",
                          'Write "location" (GPS and place tags, the default), "all" (every tag but orientation '
                          'and colour profile) or "none".')
-    return ImageSettings(strip_metadata=mode)
+    return ImageSettings(strip_metadata=mode, dedup=bool(t.get("dedup", base.dedup)))
 
 
 def _profiles(check: Checker, raw_profiles: Any, images: ImageSettings,

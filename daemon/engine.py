@@ -27,7 +27,7 @@ from .config import SettingsBox
 from .errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
 from .events import BatchFinished, EventBus, TaskChanged, TaskFinished
 from .journal import Journal
-from .processing import prepare
+from .processing import copies, prepare_job
 from .providers.base import MultipartState
 from .providers.registry import ProviderPool
 from .retry import Backoff
@@ -35,7 +35,7 @@ from .sources import CheckedFile, PathChecker
 from .spool import Spool
 from .task_list import TaskList
 from .tasks import FINISHED, Task, TaskSource, TaskStatus
-from .worker import INLINE_READ, Job, attempts
+from .worker import Job, attempts
 
 log = logging.getLogger(__name__)
 
@@ -269,14 +269,16 @@ class Engine(TaskList):
         backoff = Backoff(transfers.attempts, transfers.backoff_base_s, transfers.backoff_max_s)
         try:
             await self._prepare(job)
+            dedup = self.config.current.images_for(task.profile).dedup
             with self.providers.lease(task.profile) as provider:
                 await attempts(job, provider, self.config.current.profile(task.profile), backoff,
                                outage_tolerance_s=transfers.outage_tolerance_s,
                                on_bytes=partial(self._on_bytes, task), save=partial(self._save, task),
-                               save_multipart=partial(self._save_multipart, job))
+                               save_multipart=partial(self._save_multipart, job),
+                               find_copy=copies(self.journal, provider, task) if dedup else None)
                 task.url = await provider.link(task.key or "")
             finished_at = self.clock()
-            self.journal.complete(task, finished_at)
+            self.journal.complete(task, finished_at, job.sha256)
             await self.journal.durable()  # reported as uploaded only once that is on disk
         except asyncio.CancelledError:
             self._unwind(job)
@@ -294,27 +296,12 @@ class Engine(TaskList):
         self._complete(job, finished_at)
 
     async def _prepare(self, job: Job) -> None:
-        """Once per task, before it is named: remove its metadata (processing.py) into an edited copy."""
-        task = job.task
-        if task.key is not None or job.original is not None or task.processing is not None:
-            return  # done on an earlier attempt (or before a restart)
-        mode = self.config.current.images_for(task.profile).strip_metadata
-        if job.checked.size <= INLINE_READ:  # a header or two to look at: less than a hop to a thread
-            prepared = prepare(job.checked, mode, self.spool)
-        else:
-            prepared = await asyncio.to_thread(prepare, job.checked, mode, self.spool)
-        if prepared is None:
-            return
-        task.processing = prepared.processing
-        if prepared.checked is not job.checked:
-            if task.source.spooled:  # bytes handed over: the edited copy replaces them
-                self.spool.drop(job.checked)
-            else:
-                job.original = job.checked
-            job.checked = prepared.checked
-            task.bytes_total = prepared.checked.size
-        self.journal.update_prepared(task, job.checked.to_json(), job.original.to_json() if job.original else None)
-        self._save(task)
+        """Once per task, before it is named: its metadata removed into an edited copy (processing.py)."""
+        mode = self.config.current.images_for(job.task.profile).strip_metadata
+        if await prepare_job(job, mode, self.spool):
+            self.journal.update_prepared(job.task, job.checked.to_json(),
+                                         job.original.to_json() if job.original else None)
+            self._save(job.task)
 
     def _on_bytes(self, task: Task, delta: int) -> None:
         if task.status is TaskStatus.UPLOADING:

@@ -47,9 +47,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished_at REAL,
     source TEXT NOT NULL,
     checked TEXT NOT NULL,
-    multipart TEXT,
-    processing TEXT,
-    original TEXT
+    multipart TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_seq ON tasks(seq);
 CREATE TABLE IF NOT EXISTS history (
@@ -75,6 +73,10 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
+ADDED = {  # columns added since the first journal: every start adds what an older journal lacks
+    "tasks": {"processing": "TEXT", "original": "TEXT", "deduplicated": "INTEGER NOT NULL DEFAULT 0"},
+    "history": {"sha256": "TEXT", "deleted_at": "REAL"},
+}
 UPDATE_TASK = ("UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, key=?, error=?, started_at=?,"
                " finished_at=? WHERE task_id=?")
 Change = tuple[str, Any, bool, tuple[str, ...] | None]  # sql, arguments, executemany, the thing it is the state of
@@ -98,10 +100,12 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
-        for column in ("processing", "original"):  # a journal from before they existed
-            if column not in have:
-                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")
+        for table, columns in ADDED.items():  # a journal from before they existed
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS history_sha ON history(profile, sha256)")
         path.chmod(0o600)
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
         self._seq = int(row[0])
@@ -244,16 +248,26 @@ class Journal:
                                   json.dumps(task.error) if task.error else None, task.started_at,
                                   task.finished_at, task.task_id), key=("task", task.task_id))
 
-    def complete(self, task: Task, finished_at: float) -> None:
-        """A finished upload: the task completed, its multipart state gone, its link in the history. Await
-        ``durable()`` before telling anyone."""
+    def complete(self, task: Task, finished_at: float, sha256: str | None) -> None:
+        """A finished upload: the task completed, its multipart state gone, its link in the history (once per
+        object: a deduplicated task points to the entry already there). Await ``durable()`` before telling."""
         assert task.url is not None and task.key is not None
         self._write(UPDATE_TASK, (str(TaskStatus.COMPLETED), task.bytes_total, task.attempts, task.url, task.key,
                                   None, task.started_at, finished_at, task.task_id), key=("task", task.task_id))
         self.save_multipart(task.task_id, None)
-        self._write(
-            "INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at) VALUES (?,?,?,?,?,?,?)",
-            (task.task_id, task.name, task.url, task.bytes_total, task.profile, task.key, finished_at))
+        if task.deduplicated:
+            self._write("UPDATE tasks SET deduplicated=1 WHERE task_id=?", (task.task_id,))
+            return
+        self._write("INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at, sha256)"
+                    " VALUES (?,?,?,?,?,?,?,?)", (task.task_id, task.name, task.url, task.bytes_total, task.profile,
+                                                  task.key, finished_at, sha256))
+
+    def find_upload(self, profile: str, sha256: str) -> tuple[str, int] | None:
+        """The key and size of an object of this profile with these bytes, as far as the journal knows."""
+        with self._lock:
+            row = self._db.execute("SELECT key, size FROM history WHERE profile=? AND sha256=? AND deleted_at IS NULL"
+                                   " ORDER BY id DESC LIMIT 1", (profile, sha256)).fetchone()
+        return (str(row[0]), int(row[1])) if row else None
 
     def update_prepared(self, task: Task, checked: dict[str, Any], original: dict[str, Any] | None) -> None:
         """What the task now sends (an edited copy) and the file it was made from; its ``processing``."""
@@ -274,14 +288,14 @@ class Journal:
             rows = self._db.execute(
                 "SELECT task_id, batch_id, batch_size, path, name, profile, status, bytes_total, bytes_uploaded,"
                 " attempts, url, key, error, created_at, started_at, finished_at, source, checked, multipart,"
-                " processing, original FROM tasks ORDER BY seq").fetchall()
+                " processing, original, deduplicated FROM tasks ORDER BY seq").fetchall()
         for (task_id, batch_id, batch_size, path, name, profile, status, total, done, attempts, url, key, error,
-             created, started, finished, source, checked, multipart, processing, original) in rows:
+             created, started, finished, source, checked, multipart, processing, original, deduplicated) in rows:
             task = Task(task_id=task_id, batch_id=batch_id, path=path, name=name, profile=profile,
                         bytes_total=total, status=TaskStatus(status), bytes_uploaded=done, attempts=attempts,
                         url=url, key=key, error=json.loads(error) if error else None, created_at=created,
                         started_at=started, finished_at=finished, source=TaskSource(source),
-                        processing=json.loads(processing) if processing else None)
+                        processing=json.loads(processing) if processing else None, deduplicated=bool(deduplicated))
             out.append(StoredTask(task, batch_size, json.loads(checked), json.loads(multipart) if multipart else None,
                                   json.loads(original) if original else None))
         return out

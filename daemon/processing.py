@@ -1,22 +1,34 @@
-"""What happens to a file between the queue and the store: its location (or all its metadata) removed.
+"""What happens to a file between the queue and the store: its location removed, and a copy reused.
 
-The engine calls ``prepare`` once per task, before the file is named (a ``{hash}`` in the key is the hash of
-the bytes sent). The edited copy goes into the spool, so that a retry, a resume after a crash, and the
+The engine calls ``prepare_job`` once per task, before the file is named (a ``{hash}`` in the key is the hash
+of the bytes sent). The edited copy goes into the spool, so that a retry, a resume after a crash, and the
 multipart parts all send the same bytes; the original file is never changed, and the copy is removed with
 the task's other spooled bytes. ``Task.processing`` says what was done.
+
+``copies`` is the dedup: bytes this profile already has (the journal knows each upload's SHA-256, so a new
+file costs no request) are confirmed with the store (a HEAD, the same size) and reused, key and link.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SourceError
+from .errors import SourceError, TransferError
+from .journal import Journal
 from .metadata import EDITED, NOT_EDITED, NotAnImage, strip
+from .providers.base import Provider
 from .sources import CheckedFile, Identity, Source
 from .spool import Spool
+from .tasks import Task
+from .worker import INLINE_READ, Job
+
+log = logging.getLogger(__name__)
 
 # image formats whose metadata pixlift does not edit yet: said in the task, so nobody assumes it was
 UNEDITED_IMAGES = ("image/gif", "image/heic", "image/avif", "image/tiff", "image/jxl")
@@ -63,3 +75,42 @@ def prepare(checked: CheckedFile, mode: str, spool: Spool) -> Prepared | None:
 def _info(stripped: list[str], before: int, after: int, note: str | None) -> dict[str, Any]:
     return {"stripped": stripped, "converted_to": None, "bytes_before": before, "bytes_after": after, "note": note}
 
+
+async def prepare_job(job: Job, mode: str, spool: Spool) -> bool:
+    """Prepare a task's file once (not again on a retry or after a restart); True when the task changed."""
+    task = job.task
+    if task.key is not None or job.original is not None or task.processing is not None:
+        return False
+    if job.checked.size <= INLINE_READ:  # a header or two to look at: less than a hop to a thread
+        prepared = prepare(job.checked, mode, spool)
+    else:
+        prepared = await asyncio.to_thread(prepare, job.checked, mode, spool)
+    if prepared is None:
+        return False
+    task.processing = prepared.processing
+    if prepared.checked is not job.checked:
+        if task.source.spooled:  # bytes handed over: the edited copy replaces them
+            spool.drop(job.checked)
+        else:
+            job.original = job.checked
+        job.checked = prepared.checked
+        task.bytes_total = prepared.checked.size
+    return True
+
+
+def copies(journal: Journal, provider: Provider, task: Task) -> Callable[[str], Awaitable[str | None]]:
+    """For the worker: the key of an object of this profile holding exactly these bytes, or None."""
+
+    async def find(sha256: str) -> str | None:
+        known = journal.find_upload(task.profile, sha256)
+        if known is None or known[1] != task.bytes_total:
+            return None
+        key = known[0]
+        try:
+            stored = await provider.stored_size(key)
+        except TransferError as exc:  # the store could not say: send the bytes, as without dedup
+            log.info("%s: could not check %s for a copy (%s); uploading", task.name, key, exc.message)
+            return None
+        return key if stored == task.bytes_total else None
+
+    return find

@@ -59,6 +59,7 @@ class TaskView:
     source: TaskSource
     version: int
     processing: dict[str, Any] | None = None
+    deduplicated: bool = False
 
     @classmethod
     def of(cls, task: Task, now: float) -> TaskView:
@@ -77,7 +78,7 @@ class TaskView:
                    started_at=iso(task.started_at), finished_at=iso(task.finished_at), profile=task.profile,
                    key=task.key,
                    source=task.source, version=task.version,
-                   processing=dict(task.processing) if task.processing else None)
+                   processing=dict(task.processing) if task.processing else None, deduplicated=task.deduplicated)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's ``Task``."""
@@ -86,7 +87,8 @@ class TaskView:
                 "percent": self.percent, "speed_bps": self.speed_bps, "eta_s": self.eta_s, "attempts": self.attempts,
                 "url": self.url, "error": self.error, "created_at": self.created_at,
                 "started_at": self.started_at, "finished_at": self.finished_at, "profile": self.profile,
-                "key": self.key, "source": str(self.source), "version": self.version, "processing": self.processing}
+                "key": self.key, "source": str(self.source), "version": self.version, "processing": self.processing,
+                "deduplicated": self.deduplicated}
 
 
 @dataclass(frozen=True, slots=True)

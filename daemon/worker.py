@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -47,6 +47,7 @@ class Job:
     worker: asyncio.Task[None] | None = None
     slots: int = 0  # what it takes of the files in flight (TransferSettings.slots_of)
     source: Source | None = None
+    sha256: str | None = None  # of the bytes sent, once known: the history keeps it for dedup
     original: CheckedFile | None = None  # the file an edited copy (``checked``) was made from (processing.py)
 
     def stop(self) -> None:
@@ -58,12 +59,14 @@ class Job:
 
 
 INLINE_READ = 64 * 1024  # files up to this size are opened, read and hashed on the loop
+FindCopy = Callable[[str], Awaitable[str | None]]  # SHA-256 of the bytes to send -> the key of a stored copy
 OUTAGE = frozenset({"network_error", "server_error"})  # the store could not be reached, or is restarting
 PROBE_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # waits between looks at a store that is out
 
 
 async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: Backoff, *, outage_tolerance_s: float,
-                   on_bytes: OnBytes, save: Callable[[], None], save_multipart: Callable[[], None]) -> None:
+                   on_bytes: OnBytes, save: Callable[[], None], save_multipart: Callable[[], None],
+                   find_copy: FindCopy | None = None) -> None:
     """Send the task; raises the failure that ends it.
 
     An outage (the store cannot be reached, or answers that it is unavailable) is waited out: the task keeps
@@ -88,7 +91,8 @@ async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: 
             on_bytes(delta)
 
         try:
-            await send(job, provider, profile, on_bytes=counted, on_key=save, on_part=save_multipart)
+            await send(job, provider, profile, on_bytes=counted, on_key=save, on_part=save_multipart,
+                       find_copy=find_copy)
             task.attempts += not reached
             return
         except TransferError as exc:
@@ -122,20 +126,25 @@ async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: 
 
 
 async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: OnBytes,
-               on_key: Callable[[], None], on_part: Callable[[], None]) -> None:
-    """One attempt: raises TransferError (or ConfigError) when it fails, CancelledError when stopped."""
+               on_key: Callable[[], None], on_part: Callable[[], None], find_copy: FindCopy | None = None) -> None:
+    """One attempt: raises TransferError (or ConfigError) when it fails, CancelledError when stopped. With
+    ``find_copy``, an object of the profile that already holds these bytes completes the task, sending none."""
     task = job.task
-    hashed = task.key is None and needs_hash(profile.key_template)
+    hashed = (task.key is None and needs_hash(profile.key_template)) or (find_copy is not None and job.sha256 is None)
     digests = provider.digests | ({"sha256"} if hashed else set())
     if job.checked.size <= INLINE_READ:  # an open and a read: far less than a hop to a worker thread and back
         source = job.source = Source.open(job.checked, digests=digests)
     else:
         source = job.source = await asyncio.to_thread(Source.open, job.checked, digests=digests)
     try:
+        if hashed:  # a small file's is known already; a large one's is a read of its own, off the loop
+            job.sha256 = source.sha256() if source.has("sha256") else await asyncio.to_thread(source.sha256)
         if task.key is None:
-            digest = None
-            if hashed:  # a small file's is known already; a large one's is a read of its own, off the loop
-                digest = source.sha256() if source.has("sha256") else await asyncio.to_thread(source.sha256)
+            if find_copy is not None and job.sha256 is not None and (copy := await find_copy(job.sha256)):
+                task.key, task.deduplicated = copy, True
+                on_key()
+                return
+            digest = job.sha256 if needs_hash(profile.key_template) else None
             task.key = render_key(profile.key_template, filename=task.name, digest=digest,
                                   when=datetime.now(UTC), task_id=task.task_id, profile=task.profile)
             on_key()

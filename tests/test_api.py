@@ -75,7 +75,8 @@ def test_shapes_and_every_contract_method(home: Home, daemon: Daemon) -> None:
     assert one["status"] == "completed" and one["url"] and one["finished_at"] >= one["started_at"]
     assert daemon.rpc("pause_upload") == {"paused": 0}
     assert daemon.rpc("resume_upload") == {"resumed": 0}
-    batch = daemon.rpc("upload_images_batch", {"paths": [str(files[0])], "batch_size": 1})
+    fourth = make_image(home.pictures / "p3.jpg", 2_003, seed=3)  # new bytes: the same ones would be deduplicated
+    batch = daemon.rpc("upload_images_batch", {"paths": [str(fourth)], "batch_size": 1})
     daemon.wait_batch(batch["batch_id"])
     assert daemon.rpc("clear_upload_progress") == {"cleared": 4}
     assert daemon.rpc("get_all_upload_progress")["tasks"] == []

@@ -171,6 +171,9 @@ def kept_store(held: dict[int, str] | None) -> Any:
         async def check(self) -> str:
             return "ok"
 
+        async def stored_size(self, key: str) -> int | None:
+            return None
+
     return Store(TransferSettings(multipart_threshold=1, part_size=5, part_concurrency=1),
                  profile_name="p", where="here", bucket="b")
 

@@ -177,6 +177,11 @@ class Provider(abc.ABC):
     async def check(self) -> str:
         """Check credentials and bucket; return a one-line description, raise StorageError/ConfigError."""
 
+    @abc.abstractmethod
+    async def stored_size(self, key: str) -> int | None:
+        """The size of the object at ``key``, or None when the store has none there (a HEAD or its like);
+        raises TransferError when the store could not say."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

@@ -127,6 +127,13 @@ class LocalProvider(Provider):
             return None
         return path if path.is_file() else None
 
+    async def stored_size(self, key: str) -> int | None:
+        path = self.served_file(key)
+        try:
+            return path.stat().st_size if path is not None else None
+        except OSError:
+            return None
+
     async def check(self) -> str:
         try:
             self.root.mkdir(parents=True, exist_ok=True)

@@ -176,6 +176,15 @@ class OssProvider(ObjectStore):
         return str(await self._run(self._bucket.sign_url, "GET", key, self.profile.presign_expires_s,
                                    slash_safe=True))
 
+    async def stored_size(self, key: str) -> int | None:
+        def head() -> int | None:
+            try:
+                return int(self._bucket.head_object(key).content_length)
+            except (ossx.NoSuchKey, ossx.NotFound):
+                return None
+
+        return await self._run(head)
+
     async def check(self) -> str:
         def probe() -> None:
             next(iter(oss2.ObjectIterator(self._bucket, max_keys=1)), None)

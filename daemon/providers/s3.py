@@ -269,6 +269,18 @@ class S3Provider(ObjectStore):
             "get_object", Params={"Bucket": self.profile.bucket, "Key": key}, ExpiresIn=self.profile.presign_expires_s))
         return str(url)
 
+    async def stored_size(self, key: str) -> int | None:
+        client = await self.client()
+        try:
+            head = await client.head_object(Bucket=self.profile.bucket, Key=key)
+        except bce.ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise self.translate(exc) from exc
+        except Exception as exc:
+            raise self.translate(exc) from exc
+        return int(head["ContentLength"])
+
     async def check(self) -> str:
         await self._call("list_objects_v2", MaxKeys=1)
         return f"bucket {self.profile.bucket!r} at {self.where} is reachable and the credentials work"
