@@ -21,7 +21,15 @@ from typing import Any
 from . import __version__
 from .config import SettingsBox
 from .engine import Engine
-from .errors import PixliftError, RateLimited
+from .errors import (
+    InvalidParams,
+    InvalidState,
+    NotFound,
+    PixliftError,
+    RateLimited,
+    StoreActionFailed,
+    TransferError,
+)
 from .events import Event, EventBus, Handler, TaskFinished
 from .home import Home
 from .journal import Journal
@@ -30,7 +38,7 @@ from .security import Limits
 from .sources import CheckedFile, PathChecker
 from .spool import Spool
 from .tasks import TaskSource, TaskStatus
-from .views import Progress, Summary, TaskView, summarize
+from .views import Progress, Summary, TaskView, iso, summarize
 from .worker import Job
 
 
@@ -220,9 +228,46 @@ class Application:
                 return found
         return ""
 
-    def history(self, limit: int = 50, offset: int = 0, query: str | None = None) -> dict[str, Any]:
-        items, total = self._journal.history(limit, offset, query)
+    def history(self, limit: int = 50, offset: int = 0, query: str | None = None,
+                deleted: bool | None = None) -> dict[str, Any]:
+        items, total = self._journal.history(limit, offset, query, deleted)
         return {"items": items, "total": total}
+
+    async def delete_upload(self, task_id: str | None = None, history_id: int | None = None) -> dict[str, Any]:
+        """Remove an uploaded object from its store, then mark every history entry that points to it. A store
+        that refuses (or cannot be reached) changes nothing: StoreActionFailed says why."""
+        if (task_id is None) == (history_id is None):
+            raise InvalidParams("Give either task_id or history_id: which upload to delete.")
+        entry = self._journal.history_item(history_id) if history_id is not None else self._uploaded(task_id or "")
+        if entry is None:
+            raise NotFound(f"No upload in the history with history_id {history_id}.", data={"history_id": history_id})
+        profile, key = entry["profile"], entry["key"]
+        try:
+            with self._engine.providers.lease(profile) as provider:
+                await provider.delete_object(key)
+        except TransferError as exc:
+            raise StoreActionFailed(f"{entry['name']} was not deleted: {exc.message}",
+                                    data={"code": exc.code, "profile": profile, "key": key}) from exc
+        now = self._engine.clock()
+        self._journal.mark_deleted(profile, key, now)
+        await self._journal.durable()
+        return {"deleted": True, "name": entry["name"], "profile": profile, "key": key, "deleted_at": iso(now)}
+
+    def _uploaded(self, task_id: str) -> dict[str, Any] | None:
+        """The history entry of a task's object (a listed task's, or one cleared from the list)."""
+        try:
+            task = self._engine.get(task_id)
+        except NotFound:
+            entry = self._journal.history_of_task(task_id)
+            if entry is None:
+                raise NotFound(f"No uploaded file with task_id {task_id} (listed or in the history).",
+                               data={"task_id": task_id}) from None
+            return entry
+        if task.status is not TaskStatus.COMPLETED or task.key is None:
+            raise InvalidState(f"Task {task_id} is {task.status}; only an uploaded file can be deleted.",
+                               data={"task_id": task_id, "status": str(task.status)})
+        return self._journal.history_of(task.profile, task.key) or {"name": task.name, "profile": task.profile,
+                                                                     "key": task.key}
 
     def subscribe(self, handler: Handler) -> Callable[[], None]:
         """Engine events (typed, see events.py) until the returned function is called."""

@@ -1,4 +1,4 @@
-"""The ``pixlift`` command: serve, upload, status, open, config, token, history."""
+"""The ``pixlift`` command: serve, upload, watch, retry, status, open, config, token, history, delete."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import os
 import sys
 import webbrowser
 from collections.abc import Callable
+from typing import Any
 
 from . import __version__
 from .cli_progress import Board
 from .client import Client, DaemonNotRunning, RpcError
 from .config import SettingsBox
-from .errors import PATH_REFUSED, ConfigError
+from .errors import NOT_FOUND, PATH_REFUSED, ConfigError
 from .home import Home
 from .sources import sniff_image
 
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("history", help="the most recent uploaded links")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--format", choices=sorted(FORMATS), default="url")
+
+    p = sub.add_parser("delete", help="delete uploaded files from their store (by link or task id)")
+    p.add_argument("targets", nargs="+", metavar="URL|TASK_ID", help="a link pixlift gave, or an upload's task id")
 
     args = parser.parse_args(argv)
     home = Home.locate()
@@ -317,7 +321,41 @@ def cmd_history(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(home: Home, args: argparse.Namespace) -> int:
+    client = Client.from_home(home)
+    failed = 0
+    for target in args.targets:
+        try:
+            if target.startswith(("http://", "https://")):
+                entry = _history_entry(client, target)
+                if entry is None:
+                    raise RpcError(NOT_FOUND, f"no upload in the history has the link {target}")
+                done = client.call("delete_upload", history_id=entry["history_id"])
+            else:
+                done = client.call("delete_upload", task_id=target)
+        except RpcError as exc:
+            failed += 1
+            print(f"pixlift: {target}: {exc.message}", file=sys.stderr)
+            continue
+        print(f"deleted {done['name']} from {done['profile']} ({done['key']})")
+    return 1 if failed else 0
+
+
+def _history_entry(client: Client, url: str) -> dict[str, Any] | None:
+    """The history entry a link belongs to; a presigned link matches whatever its signature (the query)."""
+    bare = url.split("?", 1)[0]
+    offset = 0
+    while True:
+        page = client.call("get_upload_history", limit=1000, offset=offset, deleted=False)
+        for item in page["items"]:
+            if item["url"] == url or item["url"].split("?", 1)[0] == bare:
+                return dict(item)
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["total"]:
+            return None
+
+
 COMMANDS: dict[str, Callable[[Home, argparse.Namespace], int]] = {
     "serve": cmd_serve, "upload": cmd_upload, "watch": cmd_watch, "retry": cmd_retry, "status": cmd_status,
-    "open": cmd_open, "config": cmd_config, "token": cmd_token, "history": cmd_history,
+    "open": cmd_open, "config": cmd_config, "token": cmd_token, "history": cmd_history, "delete": cmd_delete,
 }

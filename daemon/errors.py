@@ -16,6 +16,7 @@ boundary where they are raised (``raise StorageError(...) from exc``).
     │   └── ClipboardError                   the clipboard holds no image, or the desktop cannot read it
     ├── ConfigError                  -32004  no valid storage profile, unknown profile, broken config.toml
     ├── JournalUnavailable           -32005  the daemon could not store its own data (its disk is full)
+    ├── StoreActionFailed            -32006  a request of the caller's to a store (delete) failed; data.code says why
     ├── DaemonGone                           the tray's event loop has stopped (the daemon is shutting down)
     └── TransferError                        an upload failed (lives in Task.error, not in an RPC error)
         ├── SourceError                      the local file changed, vanished or cannot be read
@@ -34,6 +35,7 @@ NOT_FOUND = -32002
 INVALID_STATE = -32003
 CONFIG_ERROR = -32004
 JOURNAL_UNAVAILABLE = -32005
+STORE_ACTION_FAILED = -32006
 RATE_LIMITED = -32029
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
@@ -128,6 +130,13 @@ class JournalUnavailable(PixliftError):
 
     rpc_code = JOURNAL_UNAVAILABLE
     code = "journal_unavailable"
+
+
+class StoreActionFailed(PixliftError):
+    """A store refused, or could not be asked, what the caller asked of it directly (a delete)."""
+
+    rpc_code = STORE_ACTION_FAILED
+    code = "store_action_failed"
 
 
 class TransferError(PixliftError):

@@ -21,8 +21,8 @@ from typing import Any
 
 from .commits import GroupCommit
 from .errors import JournalUnavailable
+from .history import HistoryRecords
 from .tasks import Task, TaskSource, TaskStatus
-from .views import iso
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class StoredTask:
     original: dict[str, Any] | None = None
 
 
-class Journal:
+class Journal(HistoryRecords):
     def __init__(self, path: Path) -> None:
         self.path = path
         if not path.exists():  # created private, so SQLite's side files (-wal, -shm) start private too
@@ -262,13 +262,6 @@ class Journal:
                     " VALUES (?,?,?,?,?,?,?,?)", (task.task_id, task.name, task.url, task.bytes_total, task.profile,
                                                   task.key, finished_at, sha256))
 
-    def find_upload(self, profile: str, sha256: str) -> tuple[str, int] | None:
-        """The key and size of an object of this profile with these bytes, as far as the journal knows."""
-        with self._lock:
-            row = self._db.execute("SELECT key, size FROM history WHERE profile=? AND sha256=? AND deleted_at IS NULL"
-                                   " ORDER BY id DESC LIMIT 1", (profile, sha256)).fetchone()
-        return (str(row[0]), int(row[1])) if row else None
-
     def update_prepared(self, task: Task, checked: dict[str, Any], original: dict[str, Any] | None) -> None:
         """What the task now sends (an edited copy) and the file it was made from; its ``processing``."""
         self._write("UPDATE tasks SET checked=?, original=?, processing=?, bytes_total=? WHERE task_id=?",
@@ -311,18 +304,3 @@ class Journal:
         with self._lock:
             rows = self._db.execute("SELECT upload_id, profile, key FROM aborts").fetchall()
         return [(str(p), str(k), str(u)) for u, p, k in rows]
-
-    # -- history ---------------------------------------------------------------------------------------------
-    def history(self, limit: int, offset: int, query: str | None = None) -> tuple[list[dict[str, Any]], int]:
-        where, args = "", []
-        if query:
-            where = "WHERE name LIKE ? ESCAPE '\\'"
-            args.append("%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        with self._lock:
-            total = int(self._db.execute(f"SELECT COUNT(*) FROM history {where}", args).fetchone()[0])
-            rows = self._db.execute(
-                f"SELECT task_id, name, url, size, profile, key, uploaded_at FROM history {where}"
-                " ORDER BY uploaded_at DESC, id DESC LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
-        items = [{"task_id": r[0], "name": r[1], "url": r[2], "size": r[3], "profile": r[4], "key": r[5],
-                  "uploaded_at": iso(r[6])} for r in rows]
-        return items, total

@@ -82,7 +82,8 @@ def test_shapes_and_every_contract_method(home: Home, daemon: Daemon) -> None:
     assert daemon.rpc("get_all_upload_progress")["tasks"] == []
     history = daemon.rpc("get_upload_history", {"limit": 2})
     assert history["total"] == 4 and len(history["items"]) == 2
-    assert set(history["items"][0]) == {"task_id", "name", "url", "size", "profile", "key", "uploaded_at"}
+    assert set(history["items"][0]) == {"history_id", "task_id", "name", "url", "size", "profile", "key",
+                                        "uploaded_at", "deleted_at"}
     assert history["items"][0]["task_id"] == batch["tasks"][0]["task_id"]  # newest first
     page2 = daemon.rpc("get_upload_history", {"limit": 2, "offset": 2})
     assert {i["task_id"] for i in page2["items"]}.isdisjoint({i["task_id"] for i in history["items"]})

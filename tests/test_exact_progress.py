@@ -174,6 +174,9 @@ def kept_store(held: dict[int, str] | None) -> Any:
         async def stored_size(self, key: str) -> int | None:
             return None
 
+        async def delete_object(self, key: str) -> None:
+            pass
+
     return Store(TransferSettings(multipart_threshold=1, part_size=5, part_concurrency=1),
                  profile_name="p", where="here", bucket="b")
 

@@ -505,6 +505,46 @@ def test_history_search_thumbnails_and_copy(s3_home: Home, daemon_factory: Calla
     ui.assert_no_console_errors()
 
 
+def test_history_deletes_from_the_store_after_a_confirmation_naming_it(
+        s3_home: Home, s3_server: S3Server, daemon_factory: Callable[..., Daemon], open_ui: Callable[..., Ui]) -> None:
+    d = daemon_factory()
+    paths = [str(png(s3_home.pictures / n, color=c)) for n, c in (("keep.png", (200, 60, 60)),
+                                                                  ("oops.png", (60, 60, 200)))]
+    d.wait_batch(d.rpc("upload_images", {"paths": paths})["batch_id"])
+    bucket = s3_home.bucket  # type: ignore[attr-defined]
+    client = s3_server.client()
+    keys = {i["name"]: i["key"] for i in d.rpc("get_upload_history")["items"]}
+    ui = open_ui(d)
+    page = ui.page
+    ui.go("History")
+    items = page.locator("#history-list > li")
+    expect(items).to_have_count(2)
+
+    oops = items.filter(has_text="oops.png")
+    oops.get_by_role("button", name="Delete oops.png from s3").click()
+    dialog = page.get_by_role("dialog", name="Delete oops.png?")
+    expect(dialog).to_contain_text("profile “s3”")
+    dialog.get_by_role("button", name="Keep it").click()  # changing one's mind changes nothing
+    expect(dialog).to_be_hidden()
+    client.head_object(Bucket=bucket, Key=keys["oops.png"])
+
+    oops.get_by_role("button", name="Delete oops.png from s3").click()
+    dialog.get_by_role("button", name="Delete from the store").click()
+    expect(items.filter(has_text="oops.png").locator(".badge.deleted")).to_contain_text("Deleted")
+    expect(items.filter(has_text="oops.png").get_by_role("button", name="Copy Markdown")).to_have_count(0)
+    with pytest.raises(client.exceptions.ClientError):
+        client.head_object(Bucket=bucket, Key=keys["oops.png"])
+    client.head_object(Bucket=bucket, Key=keys["keep.png"])  # the other one is still there
+
+    page.get_by_label("Which uploads to show").select_option("deleted")
+    expect(items).to_have_count(1)
+    expect(items.first).to_contain_text("oops.png")
+    page.get_by_label("Which uploads to show").select_option("stored")
+    expect(items).to_have_count(1)
+    expect(items.first).to_contain_text("keep.png")
+    ui.assert_no_console_errors()
+
+
 # -- settings ---------------------------------------------------------------------------------------------------
 def test_settings_add_test_edit_default_and_delete_profiles(home: Home, s3_server: S3Server,
                                                             daemon_factory: Callable[..., Daemon],

@@ -1,6 +1,8 @@
-// The history view: every uploaded link, newest first, searchable by name, with the same copy buttons.
+// The history view: every uploaded link, newest first, searchable by name, with the same copy buttons, and a
+// Delete button that removes the file from its store (after a confirmation naming the file and the store).
 
 import * as fmt from "./format.js";
+import { confirmDialog, toast } from "./notify.js";
 import { rpc } from "./rpc.js";
 import { copyFromButton, shareBlock } from "./share.js";
 
@@ -11,11 +13,17 @@ function item(h) {
     fmt.el("span", { class: "ext", "aria-hidden": "true", text: fmt.extension(h.name) }),
     fmt.el("img", { src: h.url, alt: "", loading: "lazy", decoding: "async" }));
   const meta = [fmt.bytes(h.size), h.profile, fmt.when(h.uploaded_at)].filter(Boolean).join(" · ");
-  const body = fmt.el("div", { class: "body" },
-    fmt.el("div", { class: "top" }, fmt.el("span", { class: "name", title: h.name, text: h.name })),
-    fmt.el("div", { class: "meta", text: meta }),
-    fmt.el("div", { class: "share" }, shareBlock(h.url, h.name)));
-  const li = fmt.el("li", { class: "row hrow" }, thumb, body);
+  const top = fmt.el("div", { class: "top" }, fmt.el("span", { class: "name", title: h.name, text: h.name }));
+  if (h.deleted_at) {
+    top.append(fmt.el("span", { class: "badge deleted", text: `Deleted ${fmt.when(h.deleted_at)}` }));
+  } else {
+    top.append(fmt.el("button", { type: "button", class: "btn small danger", "data-delete": "",
+      "aria-label": `Delete ${h.name} from ${h.profile}`, text: "Delete" }));
+  }
+  const body = fmt.el("div", { class: "body" }, top, fmt.el("div", { class: "meta", text: meta }),
+    h.deleted_at ? fmt.el("div", { class: "meta", text: "Removed from the store; the link no longer works." })
+      : fmt.el("div", { class: "share" }, shareBlock(h.url, h.name)));
+  const li = fmt.el("li", { class: h.deleted_at ? "row hrow gone" : "row hrow" }, thumb, body);
   li._item = h;
   return li;
 }
@@ -26,6 +34,7 @@ async function load(state, reset = true) {
   const offset = reset ? 0 : state.loaded;
   const params = { limit: PAGE, offset };
   if (state.query) params.query = state.query;
+  if (state.filter) params.deleted = state.filter === "deleted";
   dom.more.disabled = true;
   let page;
   try {
@@ -51,6 +60,28 @@ async function load(state, reset = true) {
   dom.total.textContent = total === 0 ? "" : query ? `${what} match “${query}”` : `${what}, newest first`;
 }
 
+// Delete an upload from its store, once the person has confirmed it by name.
+async function remove(state, button, h) {
+  const ok = await confirmDialog({
+    title: `Delete ${h.name}?`,
+    text: `This removes ${h.name} from the store of profile “${h.profile}”. Its link stops working for everyone ` +
+      "it was shared with; this cannot be undone.",
+    yes: "Delete from the store",
+    no: "Keep it",
+  });
+  if (!ok) return;
+  button.disabled = true;
+  try {
+    await rpc("delete_upload", { history_id: h.history_id });
+  } catch (err) {
+    button.disabled = false;
+    state.ctx.report(err);
+    return;
+  }
+  toast(`Deleted ${h.name} from ${h.profile}.`);
+  load(state, true);
+}
+
 // Wire the view to the page. Returns what app.js drives it with.
 export function init(ctx) {
   const dom = {
@@ -59,6 +90,7 @@ export function init(ctx) {
     more: document.getElementById("history-more"),
     empty: document.getElementById("history-empty"),
     total: document.getElementById("history-total"),
+    filter: document.getElementById("history-filter"),
   };
   const state = {
     ctx,
@@ -66,6 +98,7 @@ export function init(ctx) {
     loaded: 0,
     total: 0,
     query: "",
+    filter: "", // "", "stored" or "deleted"
     generation: 0, // answers to an older search are dropped
     debounce: 0,
   };
@@ -77,7 +110,16 @@ export function init(ctx) {
     }, 200);
   });
   dom.more.addEventListener("click", () => load(state, false));
+  dom.filter.addEventListener("change", () => {
+    state.filter = dom.filter.value;
+    load(state, true);
+  });
   dom.list.addEventListener("click", (e) => {
+    const del = e.target.closest("button[data-delete]");
+    if (del) {
+      remove(state, del, del.closest("li")._item);
+      return;
+    }
     const button = e.target.closest("button[data-copy]");
     const h = button?.closest("li")?._item;
     if (h) copyFromButton(button, h.url, h.name);

@@ -178,6 +178,10 @@ class Provider(abc.ABC):
         """Check credentials and bucket; return a one-line description, raise StorageError/ConfigError."""
 
     @abc.abstractmethod
+    async def delete_object(self, key: str) -> None:
+        """Remove the object at ``key`` from the store (one already gone is fine); TransferError says why not."""
+
+    @abc.abstractmethod
     async def stored_size(self, key: str) -> int | None:
         """The size of the object at ``key``, or None when the store has none there (a HEAD or its like);
         raises TransferError when the store could not say."""

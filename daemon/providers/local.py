@@ -127,6 +127,13 @@ class LocalProvider(Provider):
             return None
         return path if path.is_file() else None
 
+    async def delete_object(self, key: str) -> None:
+        path = self.target(key)  # PermanentStorageError for a key outside the store
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, self.root) from exc
+
     async def stored_size(self, key: str) -> int | None:
         path = self.served_file(key)
         try:

@@ -176,6 +176,9 @@ class OssProvider(ObjectStore):
         return str(await self._run(self._bucket.sign_url, "GET", key, self.profile.presign_expires_s,
                                    slash_safe=True))
 
+    async def delete_object(self, key: str) -> None:
+        await self._run(self._bucket.delete_object, key)
+
     async def stored_size(self, key: str) -> int | None:
         def head() -> int | None:
             try:

@@ -269,6 +269,9 @@ class S3Provider(ObjectStore):
             "get_object", Params={"Bucket": self.profile.bucket, "Key": key}, ExpiresIn=self.profile.presign_expires_s))
         return str(url)
 
+    async def delete_object(self, key: str) -> None:
+        await self._call("delete_object", Key=key)
+
     async def stored_size(self, key: str) -> int | None:
         client = await self.client()
         try:

@@ -80,12 +80,24 @@ async def resume_upload(call: Call, p: dict[str, Any]) -> Any:
 
 
 @rpc("get_upload_history", "Every uploaded link, newest first; kept across restarts.",
-     '{"items": [{"task_id", "name", "url", "size", "profile", "key", "uploaded_at"}], "total": int}',
+     '{"items": [{"history_id", "task_id", "name", "url", "size", "profile", "key", "uploaded_at", '
+     '"deleted_at"}], "total": int}',
      Param("limit", "integer", "items per page", required=False, default=50, minimum=1, maximum=1000),
      Param("offset", "integer", "items to skip", required=False, default=0, minimum=0, maximum=10**9),
-     Param("query", "string", "only names containing this text", required=False))
+     Param("query", "string", "only names containing this text", required=False),
+     Param("deleted", "boolean", "true: only uploads deleted from their store; false: only those still there",
+           required=False))
 async def get_upload_history(call: Call, p: dict[str, Any]) -> Any:
-    return call.app.history(p["limit"], p["offset"], p["query"])
+    return call.app.history(p["limit"], p["offset"], p["query"], p["deleted"])
+
+
+@rpc("delete_upload", "Delete an uploaded file from its store, and mark every history entry that points to it.",
+     '{"deleted": true, "name", "profile", "key", "deleted_at"}',
+     Param("task_id", "string", "the upload's task id", required=False),
+     Param("history_id", "integer", "the upload's history_id (from get_upload_history)", required=False,
+           minimum=1, maximum=2**62))
+async def delete_upload(call: Call, p: dict[str, Any]) -> Any:
+    return await call.app.delete_upload(p["task_id"], p["history_id"])
 
 
 @rpc("list_profiles", "The storage profiles (never their secrets) and which is the default.",

@@ -1,0 +1,74 @@
+"""The history table of the journal: every uploaded object, what it held, and whether it was deleted since.
+
+A mixin of ``Journal`` (same connection, same lock, same group commit): reads take the lock, writes are
+queued like every other change, so a caller that must report a change awaits ``Journal.durable()``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+from .views import iso
+
+COLUMNS = "id, task_id, name, url, size, profile, key, uploaded_at, deleted_at"
+
+
+class HistoryRecords:
+    _db: sqlite3.Connection
+    _lock: threading.Lock
+
+    def _write(self, sql: str, args: Any, *, many: bool = False, key: tuple[str, ...] | None = None) -> None:
+        raise NotImplementedError
+
+    def history(self, limit: int, offset: int, query: str | None = None,
+                deleted: bool | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of entries, newest first: by name, and only deleted (``deleted=True``) or only live ones."""
+        clauses, args = [], []
+        if query:
+            clauses.append("name LIKE ? ESCAPE '\\'")
+            args.append("%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if deleted is not None:
+            clauses.append("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL")
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._lock:
+            total = int(self._db.execute(f"SELECT COUNT(*) FROM history {where}", args).fetchone()[0])
+            rows = self._db.execute(f"SELECT {COLUMNS} FROM history {where} ORDER BY uploaded_at DESC, id DESC"
+                                    " LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+        return [_item(r) for r in rows], total
+
+    def history_item(self, history_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {COLUMNS} FROM history WHERE id=?", (history_id,)).fetchone()
+        return _item(row) if row else None
+
+    def history_of(self, profile: str, key: str) -> dict[str, Any] | None:
+        """The newest entry for an object (a deduplicated task has none of its own: its object's)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {COLUMNS} FROM history WHERE profile=? AND key=? ORDER BY id DESC"
+                                   " LIMIT 1", (profile, key)).fetchone()
+        return _item(row) if row else None
+
+    def history_of_task(self, task_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {COLUMNS} FROM history WHERE task_id=? ORDER BY id DESC LIMIT 1",
+                                   (task_id,)).fetchone()
+        return _item(row) if row else None
+
+    def find_upload(self, profile: str, sha256: str) -> tuple[str, int] | None:
+        """The key and size of an object of this profile with these bytes, as far as the journal knows."""
+        with self._lock:
+            row = self._db.execute("SELECT key, size FROM history WHERE profile=? AND sha256=? AND deleted_at IS NULL"
+                                   " ORDER BY id DESC LIMIT 1", (profile, sha256)).fetchone()
+        return (str(row[0]), int(row[1])) if row else None
+
+    def mark_deleted(self, profile: str, key: str, when: float) -> None:
+        """Every entry that points to the object: it is gone from the store."""
+        self._write("UPDATE history SET deleted_at=? WHERE profile=? AND key=? AND deleted_at IS NULL",
+                    (when, profile, key))
+
+
+def _item(r: Any) -> dict[str, Any]:
+    return {"history_id": r[0], "task_id": r[1], "name": r[2], "url": r[3], "size": r[4], "profile": r[5],
+            "key": r[6], "uploaded_at": iso(r[7]), "deleted_at": iso(r[8])}
