@@ -33,6 +33,7 @@ from .errors import (
 from .events import Event, EventBus, Handler, TaskFinished
 from .home import Home
 from .journal import Journal
+from .links import due, lifetime_of
 from .profiles import Profiles
 from .security import Limits
 from .sources import CheckedFile, PathChecker
@@ -230,8 +231,33 @@ class Application:
 
     def history(self, limit: int = 50, offset: int = 0, query: str | None = None,
                 deleted: bool | None = None) -> dict[str, Any]:
+        """A page of the history as stored (the tray's recent links); ``history_now`` re-signs due links."""
         items, total = self._journal.history(limit, offset, query, deleted)
+        for item in items:
+            item.pop("_url_expires", None)
         return {"items": items, "total": total}
+
+    async def history_now(self, limit: int = 50, offset: int = 0, query: str | None = None,
+                          deleted: bool | None = None) -> dict[str, Any]:
+        """A page of the history whose presigned links have at least a tenth of their lifetime left (links.py)."""
+        items, total = self._journal.history(limit, offset, query, deleted)
+        now = self._engine.clock()
+        for item in items:
+            expires = item.pop("_url_expires", None)
+            lifetime = lifetime_of(self.config.current.profiles.get(item["profile"]))
+            if item["deleted_at"] is None and due(expires, lifetime, now) and lifetime is not None:
+                try:
+                    with self._engine.providers.lease(item["profile"]) as provider:
+                        item["url"] = await provider.link(item["key"])
+                except PixliftError:
+                    continue  # keeps its old link (and says when it ends); tried again at the next read
+                self._journal.relink(item["history_id"], item["url"], now + lifetime)
+                item["url_expires_at"] = iso(now + lifetime)
+        return {"items": items, "total": total}
+
+    async def fresh_links(self) -> None:
+        """Before a read of the live list: completed tasks' presigned links re-signed when due."""
+        await self._engine.refresh_links()
 
     async def delete_upload(self, task_id: str | None = None, history_id: int | None = None) -> dict[str, Any]:
         """Remove an uploaded object from its store, then mark every history entry that points to it. A store

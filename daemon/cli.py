@@ -18,6 +18,7 @@ from .client import Client, DaemonNotRunning, RpcError
 from .config import SettingsBox
 from .errors import NOT_FOUND, PATH_REFUSED, ConfigError
 from .home import Home
+from .links import lifetime_of
 from .sources import sniff_image
 
 FORMATS = {
@@ -298,7 +299,20 @@ def cmd_config(home: Home, args: argparse.Namespace) -> int:
         default = " (default)" if name == settings.default_profile else ""
         print(f"  {mark} {name}{default}: {result['message']}")
         bad += not result["ok"]
+        lifetime = lifetime_of(settings.profiles.get(name))
+        if lifetime is not None:
+            print(f"       links are presigned and each works for {_span(lifetime)}; pixlift signs them again when "
+                  "they are read through it (the UI, the API, the history). For links meant to be shared widely, "
+                  f"set public_base_url in [profiles.{name}].")
     return 1 if bad else 0
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"
 
 
 def cmd_token(home: Home, args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from .config import SettingsBox
 from .errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
 from .events import BatchFinished, EventBus, TaskChanged, TaskFinished
 from .journal import Journal
+from .links import Links
 from .processing import copies, prepare_job
 from .providers.base import MultipartState
 from .providers.registry import ProviderPool
@@ -48,6 +49,7 @@ class Engine(TaskList):
         self.providers = providers
         self.cleanup = cleanup
         self.spool = spool
+        self.links = Links(providers, clock)
         self.events = events
         self._used = 0  # slots of the files in flight (TransferSettings.slots_of)
         self._wake = asyncio.Event()
@@ -71,6 +73,7 @@ class Engine(TaskList):
             with contextlib.suppress(KeyError, TypeError):
                 job.original = CheckedFile.from_json(stored.original) if stored.original else None
             self._jobs[task.task_id] = job
+            self.links.keep(task, self.config.current.profiles.get(task.profile))
             batch.task_ids.append(task.task_id)
             batch.unfinished += not task.status.finished
             if task.status is TaskStatus.UPLOADING:
@@ -276,7 +279,7 @@ class Engine(TaskList):
                                on_bytes=partial(self._on_bytes, task), save=partial(self._save, task),
                                save_multipart=partial(self._save_multipart, job),
                                find_copy=copies(self.journal, provider, task) if dedup else None)
-                task.url = await provider.link(task.key or "")
+            await self.links.sign(task)
             finished_at = self.clock()
             self.journal.complete(task, finished_at, job.sha256)
             await self.journal.durable()  # reported as uploaded only once that is on disk
@@ -294,6 +297,14 @@ class Engine(TaskList):
         finally:
             self._release(job)
         self._complete(job, finished_at)
+
+    async def refresh_links(self) -> None:
+        """Sign again the links of completed tasks that are due (links.py), before they are read."""
+        await self.links.refresh(lambda tid: self._jobs[tid].task if tid in self._jobs else None, self._relinked)
+
+    def _relinked(self, task: Task) -> None:
+        self._touch(task)
+        self.journal.relink_task(task)
 
     async def _prepare(self, job: Job) -> None:
         """Once per task, before it is named: its metadata removed into an edited copy (processing.py)."""

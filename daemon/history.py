@@ -12,7 +12,7 @@ from typing import Any
 
 from .views import iso
 
-COLUMNS = "id, task_id, name, url, size, profile, key, uploaded_at, deleted_at"
+COLUMNS = "id, task_id, name, url, size, profile, key, uploaded_at, deleted_at, url_expires"
 
 
 class HistoryRecords:
@@ -63,6 +63,10 @@ class HistoryRecords:
                                    " ORDER BY id DESC LIMIT 1", (profile, sha256)).fetchone()
         return (str(row[0]), int(row[1])) if row else None
 
+    def relink(self, history_id: int, url: str, expires: float | None) -> None:
+        """A re-signed link for an entry."""
+        self._write("UPDATE history SET url=?, url_expires=? WHERE id=?", (url, expires, history_id))
+
     def mark_deleted(self, profile: str, key: str, when: float) -> None:
         """Every entry that points to the object: it is gone from the store."""
         self._write("UPDATE history SET deleted_at=? WHERE profile=? AND key=? AND deleted_at IS NULL",
@@ -71,4 +75,5 @@ class HistoryRecords:
 
 def _item(r: Any) -> dict[str, Any]:
     return {"history_id": r[0], "task_id": r[1], "name": r[2], "url": r[3], "size": r[4], "profile": r[5],
-            "key": r[6], "uploaded_at": iso(r[7]), "deleted_at": iso(r[8])}
+            "key": r[6], "uploaded_at": iso(r[7]), "deleted_at": iso(r[8]), "url_expires_at": iso(r[9]),
+            "_url_expires": r[9]}

@@ -74,8 +74,9 @@ CREATE TABLE IF NOT EXISTS meta (
 
 
 ADDED = {  # columns added since the first journal: every start adds what an older journal lacks
-    "tasks": {"processing": "TEXT", "original": "TEXT", "deduplicated": "INTEGER NOT NULL DEFAULT 0"},
-    "history": {"sha256": "TEXT", "deleted_at": "REAL"},
+    "tasks": {"processing": "TEXT", "original": "TEXT", "deduplicated": "INTEGER NOT NULL DEFAULT 0",
+              "url_expires": "REAL"},
+    "history": {"sha256": "TEXT", "deleted_at": "REAL", "url_expires": "REAL"},
 }
 UPDATE_TASK = ("UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, key=?, error=?, started_at=?,"
                " finished_at=? WHERE task_id=?")
@@ -255,12 +256,18 @@ class Journal(HistoryRecords):
         self._write(UPDATE_TASK, (str(TaskStatus.COMPLETED), task.bytes_total, task.attempts, task.url, task.key,
                                   None, task.started_at, finished_at, task.task_id), key=("task", task.task_id))
         self.save_multipart(task.task_id, None)
+        self.relink_task(task)
         if task.deduplicated:
             self._write("UPDATE tasks SET deduplicated=1 WHERE task_id=?", (task.task_id,))
             return
-        self._write("INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at, sha256)"
-                    " VALUES (?,?,?,?,?,?,?,?)", (task.task_id, task.name, task.url, task.bytes_total, task.profile,
-                                                  task.key, finished_at, sha256))
+        self._write("INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at, sha256, url_expires)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)", (task.task_id, task.name, task.url, task.bytes_total, task.profile,
+                                                    task.key, finished_at, sha256, task.url_expires))
+
+    def relink_task(self, task: Task) -> None:
+        """A task's link, and when it stops working."""
+        self._write("UPDATE tasks SET url=?, url_expires=? WHERE task_id=?", (task.url, task.url_expires,
+                                                                              task.task_id))
 
     def update_prepared(self, task: Task, checked: dict[str, Any], original: dict[str, Any] | None) -> None:
         """What the task now sends (an edited copy) and the file it was made from; its ``processing``."""
@@ -281,14 +288,16 @@ class Journal(HistoryRecords):
             rows = self._db.execute(
                 "SELECT task_id, batch_id, batch_size, path, name, profile, status, bytes_total, bytes_uploaded,"
                 " attempts, url, key, error, created_at, started_at, finished_at, source, checked, multipart,"
-                " processing, original, deduplicated FROM tasks ORDER BY seq").fetchall()
+                " processing, original, deduplicated, url_expires FROM tasks ORDER BY seq").fetchall()
         for (task_id, batch_id, batch_size, path, name, profile, status, total, done, attempts, url, key, error,
-             created, started, finished, source, checked, multipart, processing, original, deduplicated) in rows:
+             created, started, finished, source, checked, multipart, processing, original, deduplicated,
+             url_expires) in rows:
             task = Task(task_id=task_id, batch_id=batch_id, path=path, name=name, profile=profile,
                         bytes_total=total, status=TaskStatus(status), bytes_uploaded=done, attempts=attempts,
                         url=url, key=key, error=json.loads(error) if error else None, created_at=created,
                         started_at=started, finished_at=finished, source=TaskSource(source),
-                        processing=json.loads(processing) if processing else None, deduplicated=bool(deduplicated))
+                        processing=json.loads(processing) if processing else None, deduplicated=bool(deduplicated),
+                        url_expires=url_expires)
             out.append(StoredTask(task, batch_size, json.loads(checked), json.loads(multipart) if multipart else None,
                                   json.loads(original) if original else None))
         return out

@@ -109,6 +109,7 @@ class Task:
     started_at: float | None = None
     finished_at: float | None = None
     source: TaskSource = TaskSource.PATH
+    url_expires: float | None = None  # when a presigned url stops working (re-signed before: links.py)
     deduplicated: bool = False  # completed by pointing at an object this profile already had: nothing sent
     processing: dict[str, Any] | None = None  # what was done to the file before sending it (metadata stripped)
     version: int = 0  # the daemon-wide change counter at this task's last change (changes.py)

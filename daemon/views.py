@@ -60,6 +60,7 @@ class TaskView:
     version: int
     processing: dict[str, Any] | None = None
     deduplicated: bool = False
+    url_expires_at: str | None = None
 
     @classmethod
     def of(cls, task: Task, now: float) -> TaskView:
@@ -78,7 +79,8 @@ class TaskView:
                    started_at=iso(task.started_at), finished_at=iso(task.finished_at), profile=task.profile,
                    key=task.key,
                    source=task.source, version=task.version,
-                   processing=dict(task.processing) if task.processing else None, deduplicated=task.deduplicated)
+                   processing=dict(task.processing) if task.processing else None, deduplicated=task.deduplicated,
+                   url_expires_at=iso(task.url_expires))
 
     def to_json(self) -> dict[str, Any]:
         """The contract's ``Task``."""
@@ -88,7 +90,7 @@ class TaskView:
                 "url": self.url, "error": self.error, "created_at": self.created_at,
                 "started_at": self.started_at, "finished_at": self.finished_at, "profile": self.profile,
                 "key": self.key, "source": str(self.source), "version": self.version, "processing": self.processing,
-                "deduplicated": self.deduplicated}
+                "deduplicated": self.deduplicated, "url_expires_at": self.url_expires_at}
 
 
 @dataclass(frozen=True, slots=True)

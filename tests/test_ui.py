@@ -519,6 +519,7 @@ def test_history_deletes_from_the_store_after_a_confirmation_naming_it(
     ui.go("History")
     items = page.locator("#history-list > li")
     expect(items).to_have_count(2)
+    expect(items.filter(has_text="keep.png").locator(".meta").first).to_contain_text("link expires in 7 days")
 
     oops = items.filter(has_text="oops.png")
     oops.get_by_role("button", name="Delete oops.png from s3").click()

@@ -8,11 +8,21 @@ import { copyFromButton, shareBlock } from "./share.js";
 
 const PAGE = 50;
 
+// "link expires in 6 days": a presigned link's end, re-signed by the daemon whenever the history is read.
+function expiry(h) {
+  if (!h.url_expires_at || h.deleted_at) return "";
+  const left = (Date.parse(h.url_expires_at) - Date.now()) / 1000;
+  const [n, unit] = left >= 86400 ? [left / 86400, "day"] : left >= 3600 ? [left / 3600, "hour"]
+    : [Math.max(1, left / 60), "minute"];
+  const count = Math.round(n);
+  return `link expires in ${count} ${unit}${count === 1 ? "" : "s"}`;
+}
+
 function item(h) {
   const thumb = fmt.el("div", { class: "thumb" },
     fmt.el("span", { class: "ext", "aria-hidden": "true", text: fmt.extension(h.name) }),
     fmt.el("img", { src: h.url, alt: "", loading: "lazy", decoding: "async" }));
-  const meta = [fmt.bytes(h.size), h.profile, fmt.when(h.uploaded_at)].filter(Boolean).join(" · ");
+  const meta = [fmt.bytes(h.size), h.profile, fmt.when(h.uploaded_at), expiry(h)].filter(Boolean).join(" · ");
   const top = fmt.el("div", { class: "top" }, fmt.el("span", { class: "name", title: h.name, text: h.name }));
   if (h.deleted_at) {
     top.append(fmt.el("span", { class: "badge deleted", text: `Deleted ${fmt.when(h.deleted_at)}` }));
@@ -20,7 +30,12 @@ function item(h) {
     top.append(fmt.el("button", { type: "button", class: "btn small danger", "data-delete": "",
       "aria-label": `Delete ${h.name} from ${h.profile}`, text: "Delete" }));
   }
-  const body = fmt.el("div", { class: "body" }, top, fmt.el("div", { class: "meta", text: meta }),
+  const metaLine = fmt.el("div", { class: "meta", text: meta });
+  if (expiry(h)) {
+    metaLine.title = "A presigned link: pixlift signs it again whenever History is opened. For links shared " +
+      "widely, give the profile a public base URL in Settings.";
+  }
+  const body = fmt.el("div", { class: "body" }, top, metaLine,
     h.deleted_at ? fmt.el("div", { class: "meta", text: "Removed from the store; the link no longer works." })
       : fmt.el("div", { class: "share" }, shareBlock(h.url, h.name)));
   const li = fmt.el("li", { class: h.deleted_at ? "row hrow gone" : "row hrow" }, thumb, body);

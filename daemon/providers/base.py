@@ -193,6 +193,11 @@ class Provider(abc.ABC):
         """A stored object the daemon itself serves at its link (the embedded store); None for a remote store."""
         return None
 
+    @property
+    def link_lifetime(self) -> int | None:
+        """Seconds a link from ``link`` works (a presigned one); None when it does not expire."""
+        return None
+
 
 class ObjectStore(Provider):
     """An object store with single PUTs and multipart uploads (S3, OSS).

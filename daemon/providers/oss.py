@@ -170,6 +170,10 @@ class OssProvider(ObjectStore):
         await self._run(self._bucket.abort_multipart_upload, key, upload_id)
 
     # -- links and checks --------------------------------------------------------------------------------
+    @property
+    def link_lifetime(self) -> int | None:
+        return None if self.profile.public_base_url else self.profile.presign_expires_s
+
     async def link(self, key: str) -> str:
         if self.profile.public_base_url:
             return public_url(self.profile.public_base_url, key)

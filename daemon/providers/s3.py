@@ -258,6 +258,10 @@ class S3Provider(ObjectStore):
         await self._call("abort_multipart_upload", Key=key, UploadId=upload_id)
 
     # -- links and checks --------------------------------------------------------------------------------
+    @property
+    def link_lifetime(self) -> int | None:
+        return None if self.profile.public_base_url else self.profile.presign_expires_s
+
     async def link(self, key: str) -> str:
         if self.profile.public_base_url:
             return public_url(self.profile.public_base_url, key)

@@ -30,6 +30,7 @@ async def upload_images_batch(call: Call, p: dict[str, Any]) -> Any:
 
 @rpc("get_upload_progress", "One task's progress.", "Task", TASK_ID)
 async def get_upload_progress(call: Call, p: dict[str, Any]) -> Any:
+    await call.app.fresh_links()
     return call.app.task(p["task_id"]).to_json()
 
 
@@ -40,6 +41,7 @@ async def get_upload_progress(call: Call, p: dict[str, Any]) -> Any:
      Param("since", "integer", "a version from an earlier read: only what changed after it", required=False,
            minimum=0, maximum=2**62))
 async def get_all_upload_progress(call: Call, p: dict[str, Any]) -> Any:
+    await call.app.fresh_links()
     return call.app.progress(p["batch_id"], p["since"]).to_json(incremental=p["since"] is not None)
 
 
@@ -81,14 +83,14 @@ async def resume_upload(call: Call, p: dict[str, Any]) -> Any:
 
 @rpc("get_upload_history", "Every uploaded link, newest first; kept across restarts.",
      '{"items": [{"history_id", "task_id", "name", "url", "size", "profile", "key", "uploaded_at", '
-     '"deleted_at"}], "total": int}',
+     '"deleted_at", "url_expires_at"}], "total": int}',
      Param("limit", "integer", "items per page", required=False, default=50, minimum=1, maximum=1000),
      Param("offset", "integer", "items to skip", required=False, default=0, minimum=0, maximum=10**9),
      Param("query", "string", "only names containing this text", required=False),
      Param("deleted", "boolean", "true: only uploads deleted from their store; false: only those still there",
            required=False))
 async def get_upload_history(call: Call, p: dict[str, Any]) -> Any:
-    return call.app.history(p["limit"], p["offset"], p["query"], p["deleted"])
+    return await call.app.history_now(p["limit"], p["offset"], p["query"], p["deleted"])
 
 
 @rpc("delete_upload", "Delete an uploaded file from its store, and mark every history entry that points to it.",
