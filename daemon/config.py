@@ -85,6 +85,9 @@ class ImageSettings:
 
     strip_metadata: str = "location"  # "location", "all" or "none" (metadata.py)
     dedup: bool = True  # the same bytes already uploaded to this profile: reuse that object and its link
+    convert_to: str = ""  # "", "webp", "avif", "jpeg" or "png": re-encoded before upload (convert.py)
+    quality: int = 85  # for the lossy targets
+    max_dimension: int = 0  # > 0: scaled down so that neither side is longer (re-encodes)
 
 
 @dataclass(frozen=True)

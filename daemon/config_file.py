@@ -27,6 +27,7 @@ from .config import (
     Settings,
     TransferSettings,
 )
+from .convert import CHOICES
 from .errors import ConfigError
 from .keys import validate_template
 from .metadata import MODES
@@ -57,7 +58,8 @@ SECURITY_KEYS: Keys = {
     "files_per_minute": (int, False),
     "max_queued_files": (int, False),
 }
-IMAGE_KEYS: Keys = {"strip_metadata": (str, False), "dedup": (bool, False)}
+IMAGE_KEYS: Keys = {"strip_metadata": (str, False), "dedup": (bool, False), "convert_to": (str, False),
+                    "quality": (int, False), "max_dimension": (int, False)}
 TOP_KEYS = ("storage", "profiles", "transfers", "security", "images")
 
 
@@ -128,7 +130,16 @@ def _images(check: Checker, where: str, raw: Any, base: ImageSettings) -> ImageS
         raise check.fail(f"{where}.strip_metadata", f"{mode!r} is not a choice",
                          'Write "location" (GPS and place tags, the default), "all" (every tag but orientation '
                          'and colour profile) or "none".')
-    return ImageSettings(strip_metadata=mode, dedup=bool(t.get("dedup", base.dedup)))
+    to = t.get("convert_to", base.convert_to)
+    if to not in CHOICES:
+        raise check.fail(f"{where}.convert_to", f"{to!r} is not a format pixlift writes",
+                         'Write "webp", "avif", "jpeg", "png", or "" to keep each file\'s own format.')
+    size = check.ranged(f"{where}.max_dimension", t.get("max_dimension", base.max_dimension), 0, 100_000)
+    if 0 < size < 16:
+        raise check.fail(f"{where}.max_dimension", f"{size} pixels is too small", "Write 0 (no scaling) or 16 or more.")
+    return ImageSettings(strip_metadata=mode, dedup=bool(t.get("dedup", base.dedup)), convert_to=to,
+                         quality=check.ranged(f"{where}.quality", t.get("quality", base.quality), 1, 100),
+                         max_dimension=size)
 
 
 def _profiles(check: Checker, raw_profiles: Any, images: ImageSettings,

@@ -308,8 +308,7 @@ class Engine(TaskList):
 
     async def _prepare(self, job: Job) -> None:
         """Once per task, before it is named: its metadata removed into an edited copy (processing.py)."""
-        mode = self.config.current.images_for(job.task.profile).strip_metadata
-        if await prepare_job(job, mode, self.spool):
+        if await prepare_job(job, self.config.current.images_for(job.task.profile), self.spool):
             self.journal.update_prepared(job.task, job.checked.to_json(),
                                          job.original.to_json() if job.original else None)
             self._save(job.task)

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .config import ImageSettings
+from .convert import convert
 from .errors import SourceError, TransferError
 from .journal import Journal
 from .metadata import EDITED, NOT_EDITED, NotAnImage, strip
@@ -40,8 +42,11 @@ class Prepared:
     processing: dict[str, Any]
 
 
-def prepare(checked: CheckedFile, mode: str, spool: Spool) -> Prepared | None:
+def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepared | None:
     """Blocking (run it on a worker thread). None: send the file as it is, with nothing to report."""
+    if images.convert_to or images.max_dimension:
+        return _convert(checked, images, spool)
+    mode = images.strip_metadata
     if mode == "none":
         return None
     if checked.content_type not in EDITED:
@@ -72,19 +77,42 @@ def prepare(checked: CheckedFile, mode: str, spool: Spool) -> Prepared | None:
     return Prepared(edited, _info(removed, checked.size, st.st_size, None))
 
 
+def _convert(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepared | None:
+    """Re-encode (and scale) with Pillow (convert.py); a file that is not a picture goes as it is."""
+    if not checked.content_type.startswith("image/") or checked.content_type == "image/svg+xml":
+        return None
+    source = Source.open(checked, small=0)
+    folder = spool.folder()
+    try:
+        with os.fdopen(os.dup(source.fd), "rb") as fh:
+            out, mime, removed = convert(fh, checked.name, folder, to=images.convert_to, quality=images.quality,
+                                         max_dimension=images.max_dimension, strip_metadata=images.strip_metadata)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        source.close()
+    st = os.stat(out)
+    edited = CheckedFile(path=str(out), root=str(folder), name=out.name, size=st.st_size, content_type=mime,
+                         identity=Identity.of(st))
+    info = _info(removed, checked.size, st.st_size, None)
+    info["converted_to"] = images.convert_to or None
+    return Prepared(edited, info)
+
+
 def _info(stripped: list[str], before: int, after: int, note: str | None) -> dict[str, Any]:
     return {"stripped": stripped, "converted_to": None, "bytes_before": before, "bytes_after": after, "note": note}
 
 
-async def prepare_job(job: Job, mode: str, spool: Spool) -> bool:
+async def prepare_job(job: Job, images: ImageSettings, spool: Spool) -> bool:
     """Prepare a task's file once (not again on a retry or after a restart); True when the task changed."""
     task = job.task
     if task.key is not None or job.original is not None or task.processing is not None:
         return False
-    if job.checked.size <= INLINE_READ:  # a header or two to look at: less than a hop to a thread
-        prepared = prepare(job.checked, mode, spool)
+    if job.checked.size <= INLINE_READ and not (images.convert_to or images.max_dimension):  # a header or two
+        prepared = prepare(job.checked, images, spool)
     else:
-        prepared = await asyncio.to_thread(prepare, job.checked, mode, spool)
+        prepared = await asyncio.to_thread(prepare, job.checked, images, spool)
     if prepared is None:
         return False
     task.processing = prepared.processing

@@ -145,7 +145,7 @@ async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: 
                 on_key()
                 return
             digest = job.sha256 if needs_hash(profile.key_template) else None
-            task.key = render_key(profile.key_template, filename=task.name, digest=digest,
+            task.key = render_key(profile.key_template, filename=job.checked.name, digest=digest,
                                   when=datetime.now(UTC), task_id=task.task_id, profile=task.profile)
             on_key()
         await provider.upload(source, task.key, on_bytes=on_bytes, state=job.multipart, on_part=on_part)
