@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -304,7 +305,7 @@ class Application:
         return {"version": __version__, "pid": os.getpid(), "port": self._port(), "home": str(self.home.root),
                 "config_file": str(self.home.config), "default_profile": s.default_profile,
                 "profiles": sorted(s.profiles), "max_concurrent": s.transfers.max_concurrent,
-                "max_concurrent_small": s.transfers.slots,
+                "max_concurrent_small": s.transfers.slots, "images": dataclasses.asdict(s.images),
                 "allowed_roots": [str(r) for r in s.security.allowed_roots],
                 "images_only": s.security.images_only, "max_file_size": s.security.max_file_size,
                 "files_root": str(self.home.files)}

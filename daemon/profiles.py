@@ -7,6 +7,7 @@ provider is named here. Changes go through ``SettingsStore``, the one writer of 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ class Profiles:
         out = []
         for name, p in settings.profiles.items():
             item = {"name": name, "default": name == settings.default_profile,
-                    **kind_of(p).public_view(p, self._files_root)}
+                    **kind_of(p).public_view(p, self._files_root),
+                    "images": dataclasses.asdict(settings.images_for(name))}
             out.append(item)
         return {"default": settings.default_profile, "profiles": out}
 

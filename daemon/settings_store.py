@@ -142,6 +142,13 @@ def merge_profile(old: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> R
     same = old is not None and fields.get("provider", old.get("provider")) == old.get("provider")
     table: Raw = dict(old) if old is not None and same else {}
     for key, value in fields.items():
+        if key == "images" and isinstance(value, Mapping):  # [profiles.NAME.images], patched the same way
+            images = merge_profile(table.get("images") if isinstance(table.get("images"), Mapping) else {}, value)
+            if images:
+                table["images"] = images
+            else:
+                table.pop("images", None)
+            continue
         if not isinstance(key, str):
             raise InvalidParams("Profile field names must be strings.", data={"param": "profile"})
         if isinstance(value, str):

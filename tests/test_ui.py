@@ -547,6 +547,33 @@ def test_history_deletes_from_the_store_after_a_confirmation_naming_it(
 
 
 # -- settings ---------------------------------------------------------------------------------------------------
+def test_settings_images_options_per_profile(home: Home, daemon_factory: Callable[..., Daemon],
+                                            open_ui: Callable[..., Ui]) -> None:
+    d = daemon_factory()
+    ui = open_ui(d)
+    page = ui.page
+    ui.go("Settings")
+    page.locator("#profile-list > li[data-name=local]").get_by_role("button", name="Edit local").click()
+    dialog = page.get_by_role("dialog", name="Edit profile local")
+    dialog.get_by_text("Images: location, format, size").click()
+    metadata = form_field(dialog, "Photo metadata")
+    expect(metadata).to_have_value("location")  # the default: no setting to find
+    expect(dialog).to_contain_text("Phones write where a photo was taken into it.")
+    form_field(dialog, "Convert to").select_option("webp")
+    form_field(dialog, "Longest side (pixels)").fill("40")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden()
+    images = tomllib.loads((home.root / "config.toml").read_text())["profiles"]["local"]["images"]
+    assert images["convert_to"] == "webp" and images["max_dimension"] == 40 and images["strip_metadata"] == "location"
+    photo = png(home.pictures / "wide.png", size=(200, 100))
+    task = d.wait_batch(d.rpc("upload_images", {"paths": [str(photo)]})["batch_id"])["tasks"][0]
+    assert task["status"] == "completed" and task["key"].endswith(".webp")
+    assert task["processing"]["converted_to"] == "webp"
+    page.locator("#profile-list > li[data-name=local]").get_by_role("button", name="Edit local").click()
+    expect(form_field(dialog, "Convert to")).to_have_value("webp")  # what was saved, shown again
+    ui.assert_no_console_errors()
+
+
 def test_settings_add_test_edit_default_and_delete_profiles(home: Home, s3_server: S3Server,
                                                             daemon_factory: Callable[..., Daemon],
                                                             open_ui: Callable[..., Ui]) -> None:

@@ -110,6 +110,8 @@ function loadKinds(state) {
   return state.kindsLoading;
 }
 
+const IMAGE_KEYS = ["strip_metadata", "convert_to", "quality", "max_dimension", "dedup"];
+
 function fieldsets(state) {
   return Array.from(state.dom.form.querySelectorAll("fieldset[data-provider]"));
 }
@@ -159,6 +161,11 @@ async function openEditor(state, p) {
       field.value = value ?? "";
     }
   }
+  const images = p?.images || state.ctx.info().images || {};
+  for (const key of IMAGE_KEYS) {
+    const value = images[key];
+    input(state, `images.${key}`).value = value === undefined || value === 0 ? "" : String(value);
+  }
   input(state, "public_base_url").value = p?.public_base_url || "";
   input(state, "key_template").value = p && p.key_template !== DEFAULT_KEY_TEMPLATE ? p.key_template : "";
   dom.form.querySelector("details").open = Boolean(p && (p.public_base_url || p.key_template !== DEFAULT_KEY_TEMPLATE));
@@ -174,6 +181,14 @@ function collect(state) {
   for (const field of fs?.querySelectorAll("input, select") ?? []) fields[field.name] = field.value.trim();
   fields.public_base_url = input(state, "public_base_url").value.trim();
   fields.key_template = input(state, "key_template").value.trim();
+  const images = {};
+  for (const key of IMAGE_KEYS) {
+    const value = input(state, `images.${key}`).value.trim();
+    if (key === "dedup") images[key] = value !== "false";
+    else if (key === "quality" || key === "max_dimension") images[key] = value === "" ? null : Number(value);
+    else images[key] = value;
+  }
+  fields.images = images;
   return fields;
 }
 
