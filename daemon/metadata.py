@@ -13,7 +13,8 @@ Edited at the container level, so the image data is never decoded or re-encoded 
 ``strip(fd, kind, mode, out)`` writes the edited file to ``out`` and returns the tag groups it removed, or
 returns None (writing nothing) when there is nothing to remove. The source is read through ``mmap`` and the
 image data copied a MiB at a time: a 200-megapixel JPEG costs page cache, not the daemon's memory. Other
-formats (GIF, HEIC, AVIF, TIFF...) are sent as they are, and ``NOT_EDITED`` says so.
+formats (GIF, TIFF, JPEG XL...) are sent as they are, and ``NOT_EDITED`` says so. HEIC and AVIF:
+``metadata_heif.py``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from .metadata_heif import items
+
 MODES = ("location", "all", "none")
-EDITED = ("image/jpeg", "image/png", "image/webp")
+EDITED = ("image/jpeg", "image/png", "image/webp", "image/avif", "image/heic")
 NOT_EDITED = "pixlift does not edit this format's metadata yet; it was sent as it is"
 GPS_TAG, ORIENTATION_TAG = 0x8825, 0x0112
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
@@ -50,7 +53,8 @@ def strip(fd: int, kind: str, mode: str, out: Path) -> list[str] | None:
     problem = None
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
         try:
-            pieces, removed = {"image/jpeg": _jpeg, "image/png": _png, "image/webp": _webp}[kind](data, mode)
+            editor = {"image/jpeg": _jpeg, "image/png": _png, "image/webp": _webp}.get(kind, _heif)
+            pieces, removed = editor(data, mode)
         except (IndexError, struct.error, ValueError) as exc:
             problem = str(exc) or type(exc).__name__
         else:
@@ -130,6 +134,36 @@ def _drop_entry(out: bytearray, order: str, ifd: int, tag: int) -> None:
             out[end - 12:end] = bytes(12)
             struct.pack_into(order + "H", out, ifd, count - 1)
             return
+
+
+def blank_all_but_orientation(tiff: bytes) -> bytes:
+    """Every tag blanked where it lies but the orientation, the length kept (for containers with offsets)."""
+    order = "<" if tiff[:2] == b"II" else ">"
+    out = bytearray(tiff)
+    ifd0 = struct.unpack_from(order + "I", tiff, 4)[0]
+    for tag, at in list(_entries(tiff, order, ifd0)):
+        if tag in (0x8769, GPS_TAG):  # the Exif and GPS directories, and what they point to
+            sub_ifd = struct.unpack_from(order + "I", tiff, at + 8)[0]
+            for inner, inner_at in list(_entries(tiff, order, sub_ifd)) if 0 < sub_ifd < len(tiff) - 2 else []:
+                if inner == 0xA005:  # interoperability directory
+                    _blank_ifd(out, order, struct.unpack_from(order + "I", tiff, inner_at + 8)[0])
+            _blank_ifd(out, order, sub_ifd)
+    count = struct.unpack_from(order + "H", tiff, ifd0)[0]
+    next_at = ifd0 + 2 + 12 * count
+    _blank_ifd(out, order, struct.unpack_from(order + "I", tiff, next_at)[0])  # IFD1: the thumbnail's tags
+    struct.pack_into(order + "I", out, next_at, 0)
+    for tag, at in list(_entries(bytes(out), order, ifd0)):
+        if tag != ORIENTATION_TAG:
+            kind, n = struct.unpack_from(order + "HI", out, at + 2)
+            size = _TYPE_SIZES.get(kind, 1) * n
+            if size > 4:
+                offset = struct.unpack_from(order + "I", out, at + 8)[0]
+                if offset + size <= len(out):
+                    out[offset:offset + size] = bytes(size)
+    for tag, _ in list(_entries(bytes(out), order, ifd0)):
+        if tag != ORIENTATION_TAG:
+            _drop_entry(out, order, ifd0, tag)
+    return bytes(out)
 
 
 def minimal_exif(order: str, orientation: int | None) -> bytes | None:
@@ -295,3 +329,30 @@ def _webp(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
 
 def _riff_chunk(kind: bytes, body: bytes) -> bytes:
     return kind + struct.pack("<I", len(body)) + body + (b"\x00" if len(body) & 1 else b"")
+
+
+# -- HEIC and AVIF ------------------------------------------------------------------------------------------------
+def _heif(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
+    """The EXIF item edited in place (its length kept, so every offset of the file stays true)."""
+    types, places = items(data)
+    pieces: list[Piece] = []
+    removed: list[str] = []
+    at = 0
+    for item, kind in sorted(types.items(), key=lambda t: places.get(t[0], (0, 0))[0]):
+        if kind != b"Exif" or item not in places:
+            continue
+        start, length = places[item]
+        payload = data[start:start + length]
+        skip = 4 + struct.unpack_from(">I", payload, 0)[0]  # the offset of the TIFF header, after its own 4 bytes
+        tiff = payload[skip:]
+        kept, what = edit_exif(tiff, mode)
+        if not what:
+            continue
+        edited = blank_all_but_orientation(tiff) if mode == "all" else kept or b""
+        pieces += [(at, start + skip), edited]
+        at = start + skip + len(tiff)
+        removed += what
+    if not removed:
+        return [], []
+    pieces.append((at, len(data)))
+    return pieces, removed

@@ -33,7 +33,7 @@ from .worker import INLINE_READ, Job
 log = logging.getLogger(__name__)
 
 # image formats whose metadata pixlift does not edit yet: said in the task, so nobody assumes it was
-UNEDITED_IMAGES = ("image/gif", "image/heic", "image/avif", "image/tiff", "image/jxl")
+UNEDITED_IMAGES = ("image/gif", "image/tiff", "image/jxl")
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,31 @@ def test_location_goes_and_nothing_else_does(fmt: str, tmp_path: Path) -> None:
     assert photo.read_bytes() == original  # the original is never changed
 
 
+@pytest.mark.parametrize("mode", ["location", "all"])
+def test_an_avif_loses_its_gps_in_place(mode: str, tmp_path: Path) -> None:
+    """HEIC and AVIF keep their EXIF as an item of the container: blanked where it lies, every offset true."""
+    pixels = Image.frombytes("RGB", (64, 48), hashlib.shake_256(b"avif").digest(64 * 48 * 3))
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0), 0x12: DATUM}
+    photo = tmp_path / "photo.avif"
+    pixels.save(photo, "AVIF", exif=exif, quality=90)
+    out = tmp_path / "out.avif"
+    fd = os.open(photo, os.O_RDONLY)
+    try:
+        removed = strip(fd, "image/avif", mode, out)
+    finally:
+        os.close(fd)
+    assert removed == (["gps"] if mode == "location" else ["exif"])
+    sent = out.read_bytes()
+    assert len(sent) == photo.stat().st_size and DATUM.encode() not in sent
+    after, before = Image.open(io.BytesIO(sent)), Image.open(photo)
+    assert not after.getexif().get_ifd(0x8825)
+    assert after.getexif().get(0x010F) == ("PhoneMaker" if mode == "location" else None)
+    assert after.convert("RGB").tobytes() == before.convert("RGB").tobytes()
+
+
 @pytest.mark.parametrize("fmt", sorted(KINDS))
 def test_all_keeps_only_orientation_and_colour(fmt: str, tmp_path: Path) -> None:
     photo = phone_photo(tmp_path / "photo", fmt)
