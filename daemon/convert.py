@@ -21,8 +21,9 @@ from .errors import SourceError
 
 MAX_PIXELS = 120_000_000
 FORMATS = {"webp": ("WEBP", "image/webp", ".webp"), "avif": ("AVIF", "image/avif", ".avif"),
-           "jpeg": ("JPEG", "image/jpeg", ".jpg"), "png": ("PNG", "image/png", ".png")}
-CHOICES = ("", *FORMATS)
+           "jpeg": ("JPEG", "image/jpeg", ".jpg"), "png": ("PNG", "image/png", ".png"),
+           "tiff": ("TIFF", "image/tiff", ".tif")}  # a TIFF's tags removed by re-encoding it (lossless)
+CHOICES = ("", "webp", "avif", "jpeg", "png")
 
 
 def convert(source: BinaryIO, name: str, out_dir: Path, *, to: str, quality: int, max_dimension: int,
@@ -66,6 +67,8 @@ def convert(source: BinaryIO, name: str, out_dir: Path, *, to: str, quality: int
                     options["exif"] = exif.tobytes()
             if kind in ("WEBP", "AVIF", "JPEG"):
                 options["quality"] = quality
+            if kind == "TIFF":
+                options["compression"] = "tiff_deflate"
             if kind == "JPEG" and upright.mode not in ("RGB", "L", "CMYK"):
                 upright = upright.convert("RGB")
             out = out_dir / (Path(name).stem + ext)
@@ -77,7 +80,8 @@ def convert(source: BinaryIO, name: str, out_dir: Path, *, to: str, quality: int
 
 def _same(pillow_format: str | None) -> str:
     """Scaling without converting: the format it has (one Pillow writes), else PNG."""
-    return {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "AVIF": "avif"}.get(pillow_format or "", "png")
+    return {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "AVIF": "avif", "TIFF": "tiff"}.get(pillow_format or "",
+                                                                                             "png")
 
 
 def _too_big(name: str, pixels: int | None) -> SourceError:

@@ -12,9 +12,10 @@ Edited at the container level, so the image data is never decoded or re-encoded 
 
 ``strip(fd, kind, mode, out)`` writes the edited file to ``out`` and returns the tag groups it removed, or
 returns None (writing nothing) when there is nothing to remove. The source is read through ``mmap`` and the
-image data copied a MiB at a time: a 200-megapixel JPEG costs page cache, not the daemon's memory. Other
-formats (GIF, TIFF, JPEG XL...) are sent as they are, and ``NOT_EDITED`` says so. HEIC and AVIF:
-``metadata_heif.py``.
+image data copied a MiB at a time: a 200-megapixel JPEG costs page cache, not the daemon's memory. HEIC and
+AVIF keep their EXIF as a container item (``metadata_heif.py``); GIF has XMP and comments only; a TIFF is its
+own EXIF (its GPS directory is blanked in place; for "all", ``processing.py`` re-encodes it losslessly).
+Other formats (JPEG XL, BMP...) are sent as they are, and ``NOT_EDITED`` says so.
 """
 
 from __future__ import annotations
@@ -22,20 +23,15 @@ from __future__ import annotations
 import mmap
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
+from .exif import blank_all_but_orientation, edit_exif, iptc_has_place, names_a_place
 from .metadata_heif import items
 
 MODES = ("location", "all", "none")
-EDITED = ("image/jpeg", "image/png", "image/webp", "image/avif", "image/heic")
+EDITED = ("image/jpeg", "image/png", "image/webp", "image/avif", "image/heic", "image/gif", "image/tiff")
+TIFF_IN_MEMORY = 256 * 1024 * 1024  # a TIFF is its own EXIF: edited in memory up to this size
 NOT_EDITED = "pixlift does not edit this format's metadata yet; it was sent as it is"
-GPS_TAG, ORIENTATION_TAG = 0x8825, 0x0112
-_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
-_PLACE_MARKERS = (b"exif:GPS", b"GPSLatitude", b"GPSLongitude", b"photoshop:City", b"photoshop:State",
-                  b"photoshop:Country", b"Iptc4xmpCore:Location", b"Iptc4xmpExt:LocationShown",
-                  b"Iptc4xmpExt:LocationCreated", b"Iptc4xmpCore:CountryCode")
-_IPTC_PLACES = (26, 27, 90, 92, 95, 100, 101)  # IPTC IIM 2:xx datasets: location code/name, city, ... country
 CHUNK = 1024 * 1024
 Piece = bytes | tuple[int, int]  # new bytes, or a span [start, end) of the source copied as it is
 JPEG_XMP = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
@@ -53,7 +49,8 @@ def strip(fd: int, kind: str, mode: str, out: Path) -> list[str] | None:
     problem = None
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
         try:
-            editor = {"image/jpeg": _jpeg, "image/png": _png, "image/webp": _webp}.get(kind, _heif)
+            editor = {"image/jpeg": _jpeg, "image/png": _png, "image/webp": _webp, "image/gif": _gif,
+                      "image/tiff": _tiff}.get(kind, _heif)
             pieces, removed = editor(data, mode)
         except (IndexError, struct.error, ValueError) as exc:
             problem = str(exc) or type(exc).__name__
@@ -70,116 +67,6 @@ def strip(fd: int, kind: str, mode: str, out: Path) -> list[str] | None:
     if problem is not None:
         raise NotAnImage(problem)
     return sorted(set(removed))
-
-
-# -- EXIF (a TIFF structure) ----------------------------------------------------------------------------------
-def edit_exif(tiff: bytes, mode: str) -> tuple[bytes | None, list[str]]:
-    """The EXIF to keep (None: drop it) and what was removed from it."""
-    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
-        raise ValueError("not a TIFF header")
-    order = "<" if tiff[:2] == b"II" else ">"
-    ifd0 = struct.unpack_from(order + "I", tiff, 4)[0]
-    entries = dict(_entries(tiff, order, ifd0))
-    if mode == "all":
-        if set(entries) <= {ORIENTATION_TAG}:
-            return tiff, []  # the orientation alone: nothing to remove
-        return minimal_exif(order, _short(tiff, order, entries.get(ORIENTATION_TAG))), ["exif"]
-    if GPS_TAG not in entries:
-        return tiff, []
-    out = bytearray(tiff)
-    gps = struct.unpack_from(order + "I", tiff, entries[GPS_TAG] + 8)[0]
-    _blank_ifd(out, order, gps)
-    _drop_entry(out, order, ifd0, GPS_TAG)
-    return bytes(out), ["gps"]
-
-
-def _entries(tiff: bytes, order: str, ifd: int) -> Iterator[tuple[int, int]]:
-    """(tag, offset of its 12-byte entry) of one directory."""
-    count = struct.unpack_from(order + "H", tiff, ifd)[0]
-    for i in range(count):
-        at = ifd + 2 + 12 * i
-        yield struct.unpack_from(order + "H", tiff, at)[0], at
-
-
-def _short(tiff: bytes, order: str, entry: int | None) -> int | None:
-    if entry is None:
-        return None
-    kind, count = struct.unpack_from(order + "HI", tiff, entry + 2)
-    return int(struct.unpack_from(order + "H", tiff, entry + 8)[0]) if kind == 3 and count == 1 else None
-
-
-def _blank_ifd(out: bytearray, order: str, ifd: int) -> None:
-    """Zero a directory's entries and every value they point to; it then holds nothing."""
-    if not 0 < ifd < len(out) - 2:
-        return
-    for _, at in list(_entries(bytes(out), order, ifd)):
-        kind, count = struct.unpack_from(order + "HI", out, at + 2)
-        size = _TYPE_SIZES.get(kind, 1) * count
-        if size > 4:
-            offset = struct.unpack_from(order + "I", out, at + 8)[0]
-            if offset + size <= len(out):
-                out[offset:offset + size] = bytes(size)
-        out[at:at + 12] = bytes(12)
-    struct.pack_into(order + "H", out, ifd, 0)
-
-
-def _drop_entry(out: bytearray, order: str, ifd: int, tag: int) -> None:
-    """Remove one entry from a directory in place: the later entries and the next-IFD offset move up 12 bytes."""
-    count = struct.unpack_from(order + "H", out, ifd)[0]
-    end = ifd + 2 + 12 * count + 4
-    for i in range(count):
-        at = ifd + 2 + 12 * i
-        if struct.unpack_from(order + "H", out, at)[0] == tag:
-            out[at:end - 12] = out[at + 12:end]
-            out[end - 12:end] = bytes(12)
-            struct.pack_into(order + "H", out, ifd, count - 1)
-            return
-
-
-def blank_all_but_orientation(tiff: bytes) -> bytes:
-    """Every tag blanked where it lies but the orientation, the length kept (for containers with offsets)."""
-    order = "<" if tiff[:2] == b"II" else ">"
-    out = bytearray(tiff)
-    ifd0 = struct.unpack_from(order + "I", tiff, 4)[0]
-    for tag, at in list(_entries(tiff, order, ifd0)):
-        if tag in (0x8769, GPS_TAG):  # the Exif and GPS directories, and what they point to
-            sub_ifd = struct.unpack_from(order + "I", tiff, at + 8)[0]
-            for inner, inner_at in list(_entries(tiff, order, sub_ifd)) if 0 < sub_ifd < len(tiff) - 2 else []:
-                if inner == 0xA005:  # interoperability directory
-                    _blank_ifd(out, order, struct.unpack_from(order + "I", tiff, inner_at + 8)[0])
-            _blank_ifd(out, order, sub_ifd)
-    count = struct.unpack_from(order + "H", tiff, ifd0)[0]
-    next_at = ifd0 + 2 + 12 * count
-    _blank_ifd(out, order, struct.unpack_from(order + "I", tiff, next_at)[0])  # IFD1: the thumbnail's tags
-    struct.pack_into(order + "I", out, next_at, 0)
-    for tag, at in list(_entries(bytes(out), order, ifd0)):
-        if tag != ORIENTATION_TAG:
-            kind, n = struct.unpack_from(order + "HI", out, at + 2)
-            size = _TYPE_SIZES.get(kind, 1) * n
-            if size > 4:
-                offset = struct.unpack_from(order + "I", out, at + 8)[0]
-                if offset + size <= len(out):
-                    out[offset:offset + size] = bytes(size)
-    for tag, _ in list(_entries(bytes(out), order, ifd0)):
-        if tag != ORIENTATION_TAG:
-            _drop_entry(out, order, ifd0, tag)
-    return bytes(out)
-
-
-def minimal_exif(order: str, orientation: int | None) -> bytes | None:
-    """An EXIF holding only the orientation (None when there is none to keep)."""
-    if orientation is None:
-        return None
-    head = (b"II" if order == "<" else b"MM") + struct.pack(order + "HI", 42, 8)
-    return head + struct.pack(order + "HHHIHHI", 1, ORIENTATION_TAG, 3, 1, orientation, 0, 0)
-
-
-def _names_a_place(packet: bytes) -> bool:
-    return any(marker in packet for marker in _PLACE_MARKERS)
-
-
-def _iptc_has_place(block: bytes) -> bool:
-    return any(b"\x1c\x02" + bytes([n]) in block for n in _IPTC_PLACES)
 
 
 # -- JPEG -------------------------------------------------------------------------------------------------------
@@ -241,9 +128,9 @@ def _jpeg_segment(marker: int, body: bytes, mode: str) -> tuple[bytes | None, li
             return body, []
         return (b"Exif\x00\x00" + kept if kept else None), what
     if marker == 0xE1 and body.startswith(JPEG_XMP):
-        return (None, ["xmp"]) if mode == "all" or _names_a_place(body) else (body, [])
+        return (None, ["xmp"]) if mode == "all" or names_a_place(body) else (body, [])
     if marker == 0xED:  # APP13: Photoshop resources, IPTC among them
-        return (None, ["iptc"]) if mode == "all" or _iptc_has_place(body) else (body, [])
+        return (None, ["iptc"]) if mode == "all" or iptc_has_place(body) else (body, [])
     if mode == "all":
         if marker == 0xFE:
             return None, ["comment"]
@@ -270,7 +157,7 @@ def _png(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
             if what:
                 whole = _png_chunk(b"eXIf", kept) if kept else b""
         elif kind == b"iTXt" and body.startswith(b"XML:com.adobe.xmp\x00"):
-            if mode == "all" or _names_a_place(body):
+            if mode == "all" or names_a_place(body):
                 removed.append("xmp")
                 whole = b""
         elif kind in (b"tEXt", b"zTXt", b"iTXt", b"tIME") and mode == "all":
@@ -306,7 +193,7 @@ def _webp(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
             removed += what
             if what:
                 whole = _riff_chunk(b"EXIF", kept) if kept else b""
-        elif kind == b"XMP " and (mode == "all" or _names_a_place(data[pos + 8:pos + 8 + size])):
+        elif kind == b"XMP " and (mode == "all" or names_a_place(data[pos + 8:pos + 8 + size])):
             removed.append("xmp")
             whole = b""
         if whole:
@@ -356,3 +243,47 @@ def _heif(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
         return [], []
     pieces.append((at, len(data)))
     return pieces, removed
+
+
+# -- GIF and TIFF -------------------------------------------------------------------------------------------------
+def _gif(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
+    """GIF has no EXIF: its XMP application extension (and comments, for "all") are dropped whole."""
+    if data[:6] not in (b"GIF87a", b"GIF89a"):
+        raise ValueError("no GIF header")
+    flags = data[10]
+    pos = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)  # the global colour table
+    pieces: list[Piece] = []
+    removed: list[str] = []
+    kept_from = 0
+    while data[pos] != 0x3B:  # the trailer
+        start = pos
+        if data[pos] == 0x2C:  # an image: descriptor, local colour table, LZW data
+            local = data[pos + 9]
+            pos += 10 + (3 * 2 ** ((local & 7) + 1) if local & 0x80 else 0) + 1
+        elif data[pos] == 0x21:
+            pos += 2
+        else:
+            raise ValueError("not a GIF block")
+        first = pos
+        while data[pos]:  # sub-blocks, each with its length first
+            pos += 1 + data[pos]
+        pos += 1
+        label = data[start + 1] if data[start] == 0x21 else 0
+        xmp = label == 0xFF and data[first:first + 12] == b"\x0bXMP DataXMP"
+        if (xmp and (mode == "all" or names_a_place(data[first:pos]))) or (label == 0xFE and mode == "all"):
+            pieces.append((kept_from, start))
+            kept_from = pos
+            removed.append("xmp" if xmp else "comment")
+    pieces.append((kept_from, len(data)))
+    return pieces, removed
+
+
+def _tiff(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
+    """A TIFF is its own EXIF: its GPS directory blanked in place. Its other tags describe the image itself, so
+    "all" cannot remove them in place (processing.py re-encodes it instead)."""
+    if mode != "location":
+        raise ValueError("only the location is removed from a TIFF in place")
+    if len(data) > TIFF_IN_MEMORY:
+        raise ValueError("too large to edit in memory")
+    kept, what = edit_exif(bytes(data), "location")
+    return ([kept] if what and kept else []), what

@@ -33,7 +33,7 @@ from .worker import INLINE_READ, Job
 log = logging.getLogger(__name__)
 
 # image formats whose metadata pixlift does not edit yet: said in the task, so nobody assumes it was
-UNEDITED_IMAGES = ("image/gif", "image/tiff", "image/jxl")
+UNEDITED_IMAGES = ("image/jxl", "image/bmp", "image/x-icon")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,12 @@ def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepar
     """Blocking (run it on a worker thread). None: send the file as it is, with nothing to report."""
     if images.convert_to or images.max_dimension:
         return _convert(checked, images, spool)
+    if checked.content_type == "image/tiff" and images.strip_metadata == "all":  # its tags describe the image
+        prepared = _convert(checked, images, spool)
+        if prepared is not None:
+            prepared.processing["note"] = ("re-encoded as a lossless TIFF: a TIFF's tags cannot be removed in "
+                                           "place")
+        return prepared
     mode = images.strip_metadata
     if mode == "none":
         return None

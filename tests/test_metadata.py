@@ -183,3 +183,57 @@ def test_bytes_that_only_start_like_a_jpeg_go_as_they_are_and_say_so(home: Home,
     with urllib.request.urlopen(task["url"], timeout=30) as resp:
         assert resp.read() == odd.read_bytes()
     assert task["processing"]["stripped"] == [] and "sent as it is" in task["processing"]["note"]
+
+
+def test_a_gif_loses_xmp_that_names_a_place_and_keeps_its_frames(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
+    plain = tmp_path / "plain.gif"
+    frames[0].save(plain, save_all=True, append_images=frames[1:], comment=b"holiday")
+    data = plain.read_bytes()
+    xmp = XMP + b" " * 10
+    blocks = b"".join(bytes([len(xmp[i:i + 255])]) + xmp[i:i + 255] for i in range(0, len(xmp), 255))
+    photo = tmp_path / "photo.gif"
+    photo.write_bytes(data[:-1] + b"\x21\xff\x0bXMP DataXMP" + blocks + b"\x00" + data[-1:])
+    for mode, gone in (("location", ["xmp"]), ("all", ["comment", "xmp"])):
+        out = tmp_path / f"out-{mode}.gif"
+        fd = os.open(photo, os.O_RDONLY)
+        try:
+            assert strip(fd, "image/gif", mode, out) == gone
+        finally:
+            os.close(fd)
+        sent = out.read_bytes()
+        assert PLACE not in sent and (b"holiday" in sent) == (mode == "location")
+        before, after = Image.open(photo), Image.open(out)
+        assert after.n_frames == before.n_frames == 2
+        for i in range(2):
+            before.seek(i)
+            after.seek(i)
+            assert after.convert("RGB").tobytes() == before.convert("RGB").tobytes()
+
+
+def test_a_tiff_loses_its_gps_in_place_or_is_re_encoded_losslessly_for_all(
+        home: Home, daemon_factory: Callable[..., Daemon]) -> None:
+    photo = phone_photo(home.pictures / "scan", "png").with_suffix(".png")
+    tiff = home.pictures / "scan.tif"
+    exif = Image.open(photo).getexif()
+    Image.open(photo).save(tiff, "TIFF", exif=exif, icc_profile=ICC)
+    fd = os.open(tiff, os.O_RDONLY)
+    try:
+        assert strip(fd, "image/tiff", "location", home.root / "out.tif") == ["gps"]
+    finally:
+        os.close(fd)
+    located = metadata_of((home.root / "out.tif").read_bytes())
+    assert located["gps"] == {} and not located["datum"] and located["make"] == "PhoneMaker"
+    assert located["pixels"] == metadata_of(tiff.read_bytes())["pixels"]
+
+    home.write_config({"cloud": {"provider": "local"}}, default="cloud")
+    config = home.root / "config.toml"
+    config.write_text(config.read_text() + '\n[images]\nstrip_metadata = "all"\n')
+    d = daemon_factory()
+    task = d.wait_batch(d.rpc("upload_images", {"paths": [str(tiff)]})["batch_id"])["tasks"][0]
+    assert task["status"] == "completed", task["error"]
+    assert "lossless TIFF" in task["processing"]["note"]
+    with urllib.request.urlopen(task["url"], timeout=30) as resp:
+        sent = metadata_of(resp.read())
+    assert sent["gps"] == {} and sent["make"] is None and sent["icc"]
+    assert sent["pixels"] == metadata_of(tiff.read_bytes())["pixels"]
