@@ -242,19 +242,30 @@ class Application:
                           deleted: bool | None = None) -> dict[str, Any]:
         """A page of the history whose presigned links have at least a tenth of their lifetime left (links.py)."""
         items, total = self._journal.history(limit, offset, query, deleted)
-        now = self._engine.clock()
         for item in items:
-            expires = item.pop("_url_expires", None)
-            lifetime = lifetime_of(self.config.current.profiles.get(item["profile"]))
-            if item["deleted_at"] is None and due(expires, lifetime, now) and lifetime is not None:
-                try:
-                    with self._engine.providers.lease(item["profile"]) as provider:
-                        item["url"] = await provider.link(item["key"])
-                except PixliftError:
-                    continue  # keeps its old link (and says when it ends); tried again at the next read
-                self._journal.relink(item["history_id"], item["url"], now + lifetime)
-                item["url_expires_at"] = iso(now + lifetime)
+            await self._fresh(item)
         return {"items": items, "total": total}
+
+    async def link_now(self, history_id: int) -> str | None:
+        """One history entry's link, signed again if it is due (the tray's copy); None for no such entry."""
+        item = self._journal.history_item(history_id)
+        if item is None:
+            return None
+        await self._fresh(item)
+        return str(item["url"])
+
+    async def _fresh(self, item: dict[str, Any]) -> None:
+        expires = item.pop("_url_expires", None)
+        lifetime = lifetime_of(self.config.current.profiles.get(item["profile"]))
+        now = self._engine.clock()
+        if item["deleted_at"] is None and due(expires, lifetime, now) and lifetime is not None:
+            try:
+                with self._engine.providers.lease(item["profile"]) as provider:
+                    item["url"] = await provider.link(item["key"])
+            except PixliftError:
+                return  # keeps its old link (and says when it ends); tried again at the next read
+            self._journal.relink(item["history_id"], item["url"], now + lifetime)
+            item["url_expires_at"] = iso(now + lifetime)
 
     async def fresh_links(self) -> None:
         """Before a read of the live list: completed tasks' presigned links re-signed when due."""

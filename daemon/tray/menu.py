@@ -118,8 +118,12 @@ class TrayMenu:
         self.copy_link(self.state.recent[0])
 
     def copy_link(self, link: Link) -> None:
-        clipboard.copy_text(link.url)
-        self._notify(f"{link.name}: {link.url}", "pixlift: link copied")
+        url = link.url
+        if self.crossing is not None and link.history_id is not None:  # a presigned link near its end: signed again
+            history_id = link.history_id
+            url = self.crossing.call_async(lambda app: app.link_now(history_id)) or url
+        clipboard.copy_text(url)
+        self._notify(f"{link.name}: {url}", "pixlift: link copied")
 
     # -- notifications (on the poller) -----------------------------------------------------------------------------
     def deliver(self) -> None:

@@ -19,6 +19,7 @@ RECENT = 5  # links in "Recent links"
 class Link:
     name: str
     url: str
+    history_id: int | None = None  # to ask for it signed again when it is copied (links.py)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ def read_state(app: Application, since: int = -1) -> TrayState | None:
         return None
     items = app.history(RECENT, 0)["items"]
     return TrayState(app.summary(), app.current_name(),
-                     tuple(Link(str(i["name"]), str(i["url"])) for i in items if i.get("url")), app.version)
+                     tuple(Link(str(i["name"]), str(i["url"]), i.get("history_id")) for i in items
+                           if i.get("url") and not i.get("deleted_at")), app.version)
 
 
 def title_for(state: TrayState) -> str:
