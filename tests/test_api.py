@@ -83,7 +83,7 @@ def test_shapes_and_every_contract_method(home: Home, daemon: Daemon) -> None:
     history = daemon.rpc("get_upload_history", {"limit": 2})
     assert history["total"] == 4 and len(history["items"]) == 2
     assert set(history["items"][0]) == {"history_id", "task_id", "name", "url", "size", "profile", "key",
-                                        "uploaded_at", "deleted_at"}
+                                        "uploaded_at", "deleted_at", "url_expires_at"}
     assert history["items"][0]["task_id"] == batch["tasks"][0]["task_id"]  # newest first
     page2 = daemon.rpc("get_upload_history", {"limit": 2, "offset": 2})
     assert {i["task_id"] for i in page2["items"]}.isdisjoint({i["task_id"] for i in history["items"]})
