@@ -58,14 +58,19 @@ def _blank_ifd(out: bytearray, order: str, ifd: int) -> None:
     if not 0 < ifd < len(out) - 2:
         return
     for _, at in list(_entries(bytes(out), order, ifd)):
-        kind, count = struct.unpack_from(order + "HI", out, at + 2)
-        size = TYPE_SIZES.get(kind, 1) * count
-        if size > 4:
-            offset = struct.unpack_from(order + "I", out, at + 8)[0]
-            if offset + size <= len(out):
-                out[offset:offset + size] = bytes(size)
+        _blank_value(out, order, at)
         out[at:at + 12] = bytes(12)
     struct.pack_into(order + "H", out, ifd, 0)
+
+
+def _blank_value(out: bytearray, order: str, at: int) -> None:
+    """Zero the value an entry points to (one of more than 4 bytes lies outside the entry)."""
+    kind, count = struct.unpack_from(order + "HI", out, at + 2)
+    size = TYPE_SIZES.get(kind, 1) * count
+    if size > 4:
+        offset = struct.unpack_from(order + "I", out, at + 8)[0]
+        if offset + size <= len(out):
+            out[offset:offset + size] = bytes(size)
 
 
 def _drop_entry(out: bytearray, order: str, ifd: int, tag: int) -> None:
@@ -99,12 +104,7 @@ def blank_all_but_orientation(tiff: bytes) -> bytes:
     struct.pack_into(order + "I", out, next_at, 0)
     for tag, at in list(_entries(bytes(out), order, ifd0)):
         if tag != ORIENTATION_TAG:
-            kind, n = struct.unpack_from(order + "HI", out, at + 2)
-            size = TYPE_SIZES.get(kind, 1) * n
-            if size > 4:
-                offset = struct.unpack_from(order + "I", out, at + 8)[0]
-                if offset + size <= len(out):
-                    out[offset:offset + size] = bytes(size)
+            _blank_value(out, order, at)
     for tag, _ in list(_entries(bytes(out), order, ifd0)):
         if tag != ORIENTATION_TAG:
             _drop_entry(out, order, ifd0, tag)

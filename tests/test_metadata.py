@@ -47,6 +47,14 @@ def phone_photo(path: Path, fmt: str, seed: int = 1) -> Path:
     return path
 
 
+def strip_file(path: Path, kind: str, mode: str, out: Path) -> list[str] | None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return strip(fd, kind, mode, out)
+    finally:
+        os.close(fd)
+
+
 def metadata_of(data: bytes) -> dict[str, Any]:
     image = Image.open(io.BytesIO(data))
     exif = image.getexif()
@@ -63,11 +71,7 @@ def test_location_goes_and_nothing_else_does(fmt: str, tmp_path: Path) -> None:
     before = metadata_of(original)
     assert before["gps"] and before["datum"] and before["place"] and before["orientation"] == 6
     out = tmp_path / f"out{photo.suffix}"
-    fd = os.open(photo, os.O_RDONLY)
-    try:
-        removed = strip(fd, KINDS[fmt][2], "location", out)
-    finally:
-        os.close(fd)
+    removed = strip_file(photo, KINDS[fmt][2], "location", out)
     after = metadata_of(out.read_bytes())
     assert removed is not None and "gps" in removed and "xmp" in removed
     assert after["gps"] == {} and not after["datum"] and not after["place"]
@@ -88,11 +92,7 @@ def test_an_avif_loses_its_gps_in_place(mode: str, tmp_path: Path) -> None:
     photo = tmp_path / "photo.avif"
     pixels.save(photo, "AVIF", exif=exif, quality=90)
     out = tmp_path / "out.avif"
-    fd = os.open(photo, os.O_RDONLY)
-    try:
-        removed = strip(fd, "image/avif", mode, out)
-    finally:
-        os.close(fd)
+    removed = strip_file(photo, "image/avif", mode, out)
     assert removed == (["gps"] if mode == "location" else ["exif"])
     sent = out.read_bytes()
     assert len(sent) == photo.stat().st_size and DATUM.encode() not in sent
@@ -107,11 +107,7 @@ def test_all_keeps_only_orientation_and_colour(fmt: str, tmp_path: Path) -> None
     photo = phone_photo(tmp_path / "photo", fmt)
     before = metadata_of(photo.read_bytes())
     out = tmp_path / f"out{photo.suffix}"
-    fd = os.open(photo, os.O_RDONLY)
-    try:
-        removed = strip(fd, KINDS[fmt][2], "all", out)
-    finally:
-        os.close(fd)
+    removed = strip_file(photo, KINDS[fmt][2], "all", out)
     after = metadata_of(out.read_bytes())
     assert removed is not None and "exif" in removed
     assert after["gps"] == {} and after["make"] is None and not after["maker_note"] and not after["place"]
@@ -124,11 +120,7 @@ def test_a_photo_with_nothing_to_remove_is_left_alone(fmt: str, tmp_path: Path) 
     photo = tmp_path / f"plain{ext}"
     Image.new("RGB", (8, 8), "red").save(photo, name)
     out = tmp_path / f"out{ext}"
-    fd = os.open(photo, os.O_RDONLY)
-    try:
-        assert strip(fd, kind, "location", out) is None
-    finally:
-        os.close(fd)
+    assert strip_file(photo, kind, "location", out) is None
     assert not out.exists()
 
 
@@ -196,11 +188,7 @@ def test_a_gif_loses_xmp_that_names_a_place_and_keeps_its_frames(tmp_path: Path)
     photo.write_bytes(data[:-1] + b"\x21\xff\x0bXMP DataXMP" + blocks + b"\x00" + data[-1:])
     for mode, gone in (("location", ["xmp"]), ("all", ["comment", "xmp"])):
         out = tmp_path / f"out-{mode}.gif"
-        fd = os.open(photo, os.O_RDONLY)
-        try:
-            assert strip(fd, "image/gif", mode, out) == gone
-        finally:
-            os.close(fd)
+        assert strip_file(photo, "image/gif", mode, out) == gone
         sent = out.read_bytes()
         assert PLACE not in sent and (b"holiday" in sent) == (mode == "location")
         before, after = Image.open(photo), Image.open(out)
@@ -217,11 +205,7 @@ def test_a_tiff_loses_its_gps_in_place_or_is_re_encoded_losslessly_for_all(
     tiff = home.pictures / "scan.tif"
     exif = Image.open(photo).getexif()
     Image.open(photo).save(tiff, "TIFF", exif=exif, icc_profile=ICC)
-    fd = os.open(tiff, os.O_RDONLY)
-    try:
-        assert strip(fd, "image/tiff", "location", home.root / "out.tif") == ["gps"]
-    finally:
-        os.close(fd)
+    assert strip_file(tiff, "image/tiff", "location", home.root / "out.tif") == ["gps"]
     located = metadata_of((home.root / "out.tif").read_bytes())
     assert located["gps"] == {} and not located["datum"] and located["make"] == "PhoneMaker"
     assert located["pixels"] == metadata_of(tiff.read_bytes())["pixels"]
