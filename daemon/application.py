@@ -133,11 +133,13 @@ class Application:
         return self._queue_spooled(checked, chosen, source, batch_id=None, batch_size=1).tasks[0]
 
     async def submit_stream(self, client: str, name: str, chunks: AsyncIterator[bytes], *, profile: str | None,
-                            batch_id: str | None, batch_size: int) -> Submitted:
-        """A body streamed in by the browser, added to ``batch_id`` (the browser sends a drop file by file)."""
+                            batch_id: str | None, batch_size: int, from_clipboard: bool = False) -> Submitted:
+        """A body streamed in by the browser, added to ``batch_id`` (the browser sends a drop file by file), or
+        a clipboard image sent by ``pixlift upload --clipboard``."""
         chosen = self._admit(client, 1, profile)
         checked = await self._spool.keep_stream(name, chunks, self.config.current.security)
-        return self._queue_spooled(checked, chosen, TaskSource.BROWSER, batch_id=batch_id, batch_size=batch_size)
+        source = TaskSource.CLIPBOARD if from_clipboard else TaskSource.BROWSER
+        return self._queue_spooled(checked, chosen, source, batch_id=batch_id, batch_size=batch_size)
 
     def _queue_spooled(self, checked: CheckedFile, profile: str, source: TaskSource, *, batch_id: str | None,
                        batch_size: int) -> Submitted:

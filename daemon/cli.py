@@ -10,22 +10,16 @@ import os
 import sys
 import webbrowser
 from collections.abc import Callable
-from typing import Any
 
-from . import __version__
+from . import __version__, clipboard
+from .cli_history import FORMATS, cmd_delete, cmd_history
 from .cli_progress import Board
 from .client import Client, DaemonNotRunning, RpcError
 from .config import SettingsBox
-from .errors import NOT_FOUND, PATH_REFUSED, ConfigError
+from .errors import PATH_REFUSED, ClipboardError, ConfigError
 from .home import Home
 from .links import lifetime_of
 from .sources import sniff_image
-
-FORMATS = {
-    "url": "{url}",
-    "markdown": "![{name}]({url})",
-    "html": '<img src="{url}" alt="{name}">',
-}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-tray", action="store_true", help="no tray icon (servers, containers, CI)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
-    p = sub.add_parser("upload", help="upload files through the running daemon and print their links")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = sub.add_parser("upload", help="upload files (or the clipboard's image) and print their links")
+    p.add_argument("files", nargs="*", metavar="FILE")
+    p.add_argument("--clipboard", action="store_true", help="upload the image on the clipboard (a screenshot)")
+    p.add_argument("--copy", action="store_true", help="put the links on the clipboard too")
     p.add_argument("--profile", help="storage profile (default: the configured default)")
     p.add_argument("--batch-size", type=int, default=None, help="files in flight at once for this upload (1-100)")
     p.add_argument("--format", choices=sorted(FORMATS), default="url", help="how to print each link")
@@ -140,9 +136,21 @@ def _setup_logging(home: Home, level: str) -> None:
 
 def cmd_upload(home: Home, args: argparse.Namespace) -> int:
     client = Client.from_home(home)
+    if args.clipboard:
+        if args.files:
+            print("pixlift: give files or --clipboard, not both", file=sys.stderr)
+            return 2
+        try:
+            image = clipboard.read_image()
+        except ClipboardError as exc:
+            print(f"pixlift: {exc.message}", file=sys.stderr)
+            return 2
+        sent = client.upload_bytes(image.name(), image.data, profile=args.profile, clipboard=True)
+        return _follow(client, args, sent["batch_id"], [sent["task"]["task_id"]])
     paths = expand(args.files)
     if not paths:
-        print("pixlift: no images to upload in " + " ".join(args.files), file=sys.stderr)
+        print("pixlift: no images to upload" + (" in " + " ".join(args.files) if args.files else
+                                                 ": name files, or give --clipboard"), file=sys.stderr)
         return 2
     try:
         if args.batch_size is not None:
@@ -156,8 +164,11 @@ def cmd_upload(home: Home, args: argparse.Namespace) -> int:
                 print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
             return 2
         raise
-    batch_id = started["batch_id"]
-    order = [t["task_id"] for t in started["tasks"]]
+    return _follow(client, args, started["batch_id"], [t["task_id"] for t in started["tasks"]])
+
+
+def _follow(client: Client, args: argparse.Namespace, batch_id: str, order: list[str]) -> int:
+    """Progress on the terminal (stderr) until the batch is done; then the links on stdout, in input order."""
     board = Board(sys.stderr, show=sys.stderr.isatty() and not args.quiet, order=order)
     for event in client.watch(batch_id):
         board.apply(event)
@@ -170,14 +181,23 @@ def cmd_upload(home: Home, args: argparse.Namespace) -> int:
     state = client.call("get_all_upload_progress", batch_id=batch_id)
     by_id = {t["task_id"]: t for t in state["tasks"]}
     failed = 0
+    links = []
     for tid in order:
         t = by_id[tid]
         if t["status"] == "completed":
-            print(FORMATS[args.format].format(url=t["url"], name=t["name"]))
+            links.append(FORMATS[args.format].format(url=t["url"], name=t["name"]))
         else:
             failed += 1
             reason = (t.get("error") or {}).get("message") or t["status"]
             print(f"pixlift: {t['path'] or t['name']}: {t['status']}: {reason}", file=sys.stderr)
+    for link in links:  # last, on stdout alone: what Typora's custom command reads
+        print(link)
+    if args.copy and links:
+        try:
+            clipboard.copy_text("\n".join(links))
+        except ClipboardError as exc:
+            print(f"pixlift: uploaded, but the link could not be copied: {exc.message}", file=sys.stderr)
+            return 1
     return 1 if failed else 0
 
 
@@ -325,48 +345,6 @@ def cmd_token(home: Home, args: argparse.Namespace) -> int:
         home.ensure_token()
         print(home.token_file)
     return 0
-
-
-def cmd_history(home: Home, args: argparse.Namespace) -> int:
-    client = Client.from_home(home)
-    result = client.call("get_upload_history", limit=args.limit)
-    for item in result["items"]:
-        print(FORMATS[args.format].format(url=item["url"], name=item["name"]))
-    return 0
-
-
-def cmd_delete(home: Home, args: argparse.Namespace) -> int:
-    client = Client.from_home(home)
-    failed = 0
-    for target in args.targets:
-        try:
-            if target.startswith(("http://", "https://")):
-                entry = _history_entry(client, target)
-                if entry is None:
-                    raise RpcError(NOT_FOUND, f"no upload in the history has the link {target}")
-                done = client.call("delete_upload", history_id=entry["history_id"])
-            else:
-                done = client.call("delete_upload", task_id=target)
-        except RpcError as exc:
-            failed += 1
-            print(f"pixlift: {target}: {exc.message}", file=sys.stderr)
-            continue
-        print(f"deleted {done['name']} from {done['profile']} ({done['key']})")
-    return 1 if failed else 0
-
-
-def _history_entry(client: Client, url: str) -> dict[str, Any] | None:
-    """The history entry a link belongs to; a presigned link matches whatever its signature (the query)."""
-    bare = url.split("?", 1)[0]
-    offset = 0
-    while True:
-        page = client.call("get_upload_history", limit=1000, offset=offset, deleted=False)
-        for item in page["items"]:
-            if item["url"] == url or item["url"].split("?", 1)[0] == bare:
-                return dict(item)
-        offset += len(page["items"])
-        if not page["items"] or offset >= page["total"]:
-            return None
 
 
 COMMANDS: dict[str, Callable[[Home, argparse.Namespace], int]] = {

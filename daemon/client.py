@@ -89,6 +89,23 @@ class Client:
         return self.call("upload_images_batch", paths=[os.path.abspath(p) for p in paths], profile=profile,
                          batch_size=batch_size)
 
+    def upload_bytes(self, name: str, data: bytes, profile: str | None = None, clipboard: bool = False) -> Any:
+        """Send bytes held in memory (``clipboard``: an image from the clipboard) as a one-file batch:
+        ``{"batch_id", "task"}``. RpcError says why they were refused (empty, too large, not an image)."""
+        query = {"name": name, **({"profile": profile} if profile else {}), **({"source": "clipboard"} if clipboard
+                                                                                 else {})}
+        req = urllib.request.Request(f"{self.url}/api/upload?{urllib.parse.urlencode(query)}", data=data,
+                                     method="POST", headers={"Authorization": f"Bearer {self.token}",
+                                                             "Content-Type": "application/octet-stream"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise RpcError(exc.code, _message(exc) or f"HTTP {exc.code} from the daemon") from exc
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            raise DaemonNotRunning(f"pixlift does not answer at {self.url} ({exc}). Start it with: pixlift serve") \
+                from exc
+
     def watch(self, batch_id: str | None = None, since: int = 0) -> Iterator[dict[str, Any]]:
         """The daemon's live events, ``{"event": "progress" | "task" | "batch", "id": version, "data": {...}}``.
 

@@ -106,7 +106,8 @@ class Routes:
                 raise web.HTTPBadRequest(text="batch_size must be a whole number from 1 to 100.")
             submitted = await self.app.submit_stream(client.id, name, request.content.iter_chunked(256 * 1024),
                                                      profile=request.query.get("profile") or None,
-                                                     batch_id=batch_id, batch_size=batch_size)
+                                                     batch_id=batch_id, batch_size=batch_size,
+                                                     from_clipboard=request.query.get("source") == "clipboard")
         except RateLimited as exc:
             return web.json_response({"error": exc.to_dict() | {"data": exc.data}}, status=429,
                                      headers={"Retry-After": str(max(1, round(exc.retry_after_s)))})
