@@ -30,8 +30,10 @@ from .errors import (
     RateLimited,
     StoreActionFailed,
     TransferError,
+    UrlRefused,
 )
 from .events import Event, EventBus, Handler, TaskFinished
+from .fetch import UrlsRefused, fetch_all
 from .home import Home
 from .journal import Journal
 from .links import due, lifetime_of
@@ -140,6 +142,20 @@ class Application:
         checked = await self._spool.keep_stream(name, chunks, self.config.current.security)
         source = TaskSource.CLIPBOARD if from_clipboard else TaskSource.BROWSER
         return self._queue_spooled(checked, chosen, source, batch_id=batch_id, batch_size=batch_size)
+
+    async def submit_urls(self, client: str, urls: list[str], *, profile: str | None,
+                          batch_size: int | None = None) -> Submitted:
+        """Images fetched from the web (fetch.py) into the spool, then queued as one batch; one URL refused (or
+        not fetched) refuses the call, listing every refused URL with its reason, and keeps nothing."""
+        chosen = self._admit(client, len(urls), profile)
+        try:
+            fetched = await fetch_all(urls, self.config.current.security, self._spool)
+        except UrlsRefused as exc:
+            raise UrlRefused(exc.refused) from None
+        size = batch_size if batch_size is not None else self.config.current.transfers.slots
+        batch_id, tasks = self._engine.submit([f.checked for f in fetched], profile=chosen, batch_size=size,
+                                              source=TaskSource.URL)
+        return Submitted(batch_id, [self._engine.view(t) for t in tasks])
 
     def _queue_spooled(self, checked: CheckedFile, profile: str, source: TaskSource, *, batch_id: str | None,
                        batch_size: int) -> Submitted:

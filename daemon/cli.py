@@ -147,6 +147,21 @@ def cmd_upload(home: Home, args: argparse.Namespace) -> int:
             return 2
         sent = client.upload_bytes(image.name(), image.data, profile=args.profile, clipboard=True)
         return _follow(client, args, sent["batch_id"], [sent["task"]["task_id"]])
+    urls = [f for f in args.files if f.startswith(("http://", "https://"))]
+    if urls:
+        if len(urls) != len(args.files):
+            print("pixlift: give files or URLs, not both in one command", file=sys.stderr)
+            return 2
+        try:
+            started = client.call("upload_urls", urls=urls, profile=args.profile, batch_size=args.batch_size)
+        except RpcError as exc:
+            if exc.code == PATH_REFUSED and isinstance(exc.data, list):
+                print("pixlift: nothing was uploaded; these URLs were refused:", file=sys.stderr)
+                for item in exc.data:
+                    print(f"  {item['url']}: {item['reason']}", file=sys.stderr)
+                return 2
+            raise
+        return _follow(client, args, started["batch_id"], [t["task_id"] for t in started["tasks"]])
     paths = expand(args.files)
     if not paths:
         print("pixlift: no images to upload" + (" in " + " ".join(args.files) if args.files else

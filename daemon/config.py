@@ -99,6 +99,7 @@ class SecuritySettings:
     call_burst: int = 40
     files_per_minute: int = 10_000
     max_queued_files: int = 100_000
+    allow_private_urls: bool = False  # upload_urls may fetch from loopback, private and link-local addresses
 
 
 @dataclass(frozen=True)

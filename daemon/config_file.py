@@ -57,6 +57,7 @@ SECURITY_KEYS: Keys = {
     "call_burst": (int, False),
     "files_per_minute": (int, False),
     "max_queued_files": (int, False),
+    "allow_private_urls": (bool, False),
 }
 IMAGE_KEYS: Keys = {"strip_metadata": (str, False), "dedup": (bool, False), "convert_to": (str, False),
                     "quality": (int, False), "max_dimension": (int, False)}
@@ -218,4 +219,5 @@ def _security(check: Checker, raw: Any) -> SecuritySettings:
                                       10_000_000),
         max_queued_files=check.ranged("security.max_queued_files", s.get("max_queued_files", 100_000), 1,
                                       10_000_000),
+        allow_private_urls=bool(s.get("allow_private_urls", False)),
     )

@@ -10,6 +10,7 @@ boundary where they are raised (``raise StorageError(...) from exc``).
     │   ├── InvalidParams            -32602  a parameter is missing, of the wrong type or out of range
     │   │   └── FileRefused                  bytes handed in (browser, clipboard) are empty, too large or no image
     │   ├── PathRefused              -32001  one or more paths refused; ``data`` lists {path, reason}
+    │   ├── UrlRefused               -32001  upload_urls: URLs refused or not fetched; ``data`` lists {url, reason}
     │   ├── NotFound                 -32002  no such task or batch
     │   ├── InvalidState             -32003  the task's state does not allow this
     │   ├── RateLimited              -32029  too many calls; ``data.retry_after_s``
@@ -89,6 +90,19 @@ class PathRefused(RequestError):
             f"{first['path']}: {first['reason']}{more}",
             data=refused,
         )
+
+
+class UrlRefused(RequestError):
+    """``upload_urls``: one or more URLs could not be fetched (or may not be); ``data`` lists {url, reason}."""
+
+    rpc_code = PATH_REFUSED
+    code = "url_refused"
+
+    def __init__(self, refused: list[dict[str, str]]) -> None:
+        n = len(refused)
+        more = f" (and {n - 1} more)" if n > 1 else ""
+        super().__init__(f"{n} URL{'s' if n > 1 else ''} refused; nothing was queued. "
+                         f"{refused[0]['url']}: {refused[0]['reason']}{more}", data=refused)
 
 
 class NotFound(RequestError):

@@ -24,6 +24,7 @@ from ..sources import MAX_PATH_LEN
 
 log = logging.getLogger(__name__)
 MAX_PATHS = 10_000
+MAX_URLS = 100  # each is a download the daemon makes before the call returns
 MAX_BATCH = 100  # calls in one batch; each one is also charged to the rate limit
 MAX_DEPTH = 16  # JSON nesting; a real request is at most 4 deep (batch > call > params > paths)
 INVALID_REQUEST = -32600
@@ -41,7 +42,7 @@ class Call:
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "string", "integer", "boolean", "paths", "object"
+    kind: str  # "string", "integer", "boolean", "paths", "urls", "object"
     help: str
     required: bool = True
     default: Any = None
@@ -52,6 +53,9 @@ class Param:
         if self.kind == "paths":
             return {"type": "array", "items": {"type": "string", "maxLength": MAX_PATH_LEN}, "minItems": 1,
                     "maxItems": MAX_PATHS}
+        if self.kind == "urls":
+            return {"type": "array", "items": {"type": "string", "format": "uri", "maxLength": MAX_PATH_LEN},
+                    "minItems": 1, "maxItems": MAX_URLS}
         out: dict[str, Any] = {"type": self.kind}
         if self.minimum is not None:
             out["minimum"] = self.minimum
@@ -70,6 +74,12 @@ class Param:
                 raise InvalidParams(f"'{self.name}' has {len(value)} paths; at most {MAX_PATHS} per call. "
                                     "Split the list.", data={"param": self.name})
             return value  # each path is judged by the path rules, which list every refusal
+        if self.kind == "urls":
+            if not isinstance(value, list) or not value or len(value) > MAX_URLS or not all(
+                    isinstance(u, str) and 0 < len(u) <= MAX_PATH_LEN for u in value):
+                raise InvalidParams(f"'{self.name}' must be a list of 1 to {MAX_URLS} URLs (strings).",
+                                    data={"param": self.name})
+            return value
         if self.kind == "object":
             if not isinstance(value, dict) or len(value) > 64:
                 # Never echo the value: a profile object carries secrets.

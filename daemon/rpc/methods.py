@@ -28,6 +28,16 @@ async def upload_images_batch(call: Call, p: dict[str, Any]) -> Any:
                                         batch_size=p["batch_size"])).to_json()
 
 
+@rpc("upload_urls", "Fetch images from http(s) URLs and upload them as one batch; loopback and private "
+     "addresses are refused unless [security] allow_private_urls.", '{"batch_id", "tasks": [Task]}',
+     Param("urls", "urls", "http:// or https:// URLs of images"), PROFILE,
+     Param("batch_size", "integer", "files of this batch in flight at once", required=False, minimum=1,
+           maximum=100))
+async def upload_urls(call: Call, p: dict[str, Any]) -> Any:
+    return (await call.app.submit_urls(call.client, p["urls"], profile=p["profile"],
+                                       batch_size=p["batch_size"])).to_json()
+
+
 @rpc("get_upload_progress", "One task's progress.", "Task", TASK_ID)
 async def get_upload_progress(call: Call, p: dict[str, Any]) -> Any:
     await call.app.fresh_links()
