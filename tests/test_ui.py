@@ -546,6 +546,43 @@ def test_history_deletes_from_the_store_after_a_confirmation_naming_it(
     ui.assert_no_console_errors()
 
 
+def test_a_dropped_or_pasted_image_link_is_fetched_and_a_refused_one_says_why(
+        home: Home, daemon_factory: Callable[..., Daemon], open_ui: Callable[..., Ui]) -> None:
+    from test_urls import PNG, Web
+
+    web = Web()
+    try:
+        home.write_config({"local": {"provider": "local"}}, default="local")
+        d = daemon_factory()
+        ui = open_ui(d)
+        page = ui.page
+        drop = """(url) => { const dt = new DataTransfer(); dt.setData("text/uri-list", url);
+                   const e = new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true});
+                   window.dispatchEvent(e); }"""
+        page.evaluate(drop, web.url("/cat.png"))  # loopback: refused by default, and the page says so
+        expect(page.locator("#toasts .toast.error")).to_contain_text("loopback")
+        assert d.rpc("get_all_upload_progress")["tasks"] == []
+
+        config = home.root / "config.toml"
+        config.write_text(config.read_text().replace("[security]", "[security]\nallow_private_urls = true"))
+        d.stop()
+        d = daemon_factory()
+        ui = open_ui(d)
+        page = ui.page
+        page.evaluate(drop, web.url("/cat.png"))
+        expect(ui.badge("cat.png")).to_have_text("completed")
+        paste = """(url) => { const dt = new DataTransfer(); dt.setData("text/plain", url);
+                    document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: dt, bubbles: true})); }"""
+        page.evaluate(paste, web.url("/hop"))
+        expect(page.locator(".row", has_text="cat.png")).to_have_count(2)
+        tasks = d.wait_batch(d.rpc("get_all_upload_progress")["tasks"][-1]["batch_id"])["tasks"]
+        assert tasks[0]["source"] == "url" and tasks[0]["status"] == "completed"
+        assert (home.root / "files" / tasks[0]["key"]).read_bytes() == PNG
+        ui.assert_no_console_errors()
+    finally:
+        web.server.shutdown()
+
+
 # -- settings ---------------------------------------------------------------------------------------------------
 def test_settings_images_options_per_profile(home: Home, daemon_factory: Callable[..., Daemon],
                                             open_ui: Callable[..., Ui]) -> None:

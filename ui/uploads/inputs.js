@@ -1,9 +1,30 @@
-// Adding files: the file picker, a drop anywhere on the page (folders too), a paste.
+// Adding files: the file picker, a drop anywhere on the page (folders too), a paste; and links to images
+// (dropped or pasted), which the daemon fetches itself (upload_urls).
 
+import { toast } from "../notify.js";
+import { rpc } from "../rpc.js";
 import { addFiles } from "./send.js";
 
 function hasFiles(event) {
-  return Boolean(event.dataTransfer) && Array.from(event.dataTransfer.types || []).includes("Files");
+  const types = Array.from(event.dataTransfer?.types || []);
+  return types.includes("Files") || types.includes("text/uri-list");
+}
+
+// The http(s) links in dropped or pasted text (a uri-list, or plain text that is nothing but links).
+function linksIn(text) {
+  const lines = (text || "").split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  return lines.length && lines.every((l) => /^https?:\/\/\S+$/i.test(l)) ? lines.slice(0, 100) : [];
+}
+
+async function addLinks(state, links) {
+  const { ctx, dom } = state;
+  ctx.showUploads();
+  toast(`Fetching ${links.length === 1 ? "the image" : `${links.length} images`} from the web…`);
+  try {
+    await rpc("upload_urls", { urls: links, profile: dom.profile.value || undefined });
+  } catch (err) {
+    ctx.report(err); // says which link and why (a private address, not an image, too large...)
+  }
 }
 
 async function filesFromDrop(dt) {
@@ -60,14 +81,27 @@ export function installInputs(state) {
     e.preventDefault();
     state.dragDepth = 0;
     overlay.hidden = true;
+    const dt = e.dataTransfer;
+    if (!Array.from(dt.types || []).includes("Files")) {
+      const links = linksIn(dt.getData("text/uri-list") || dt.getData("text/plain"));
+      if (links.length) addLinks(state, links);
+      return;
+    }
     ctx.showUploads();
-    addFiles(state, await filesFromDrop(e.dataTransfer));
+    addFiles(state, await filesFromDrop(dt));
   });
   document.addEventListener("paste", (e) => {
     const target = e.target;
     if (target instanceof HTMLElement && target.closest("input, textarea, [contenteditable]")) return;
     const files = Array.from(e.clipboardData?.files || []);
-    if (!files.length) return;
+    if (!files.length) {
+      const links = linksIn(e.clipboardData?.getData("text/plain"));
+      if (links.length) {
+        e.preventDefault();
+        addLinks(state, links);
+      }
+      return;
+    }
     e.preventDefault();
     ctx.showUploads();
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
