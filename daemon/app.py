@@ -28,6 +28,7 @@ from .engine import Engine
 from .events import EventBus
 from .home import Home
 from .journal import Journal
+from .presigned import Presigned
 from .profiles import Profiles
 from .providers.registry import ProviderPool
 from .security import Gate, make_private, redact_logs
@@ -67,7 +68,8 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
     profiles = Profiles(config=box, store=SettingsStore(home.config, home.root, box), providers=providers,
                         files_root=home.files, busy=engine.busy_with)
     application = Application(home=home, config=box, engine=engine, journal=journal, events=events,
-                              profiles=profiles, spool=spool, port=lambda: runtime.port)
+                              profiles=profiles, spool=spool, port=lambda: runtime.port,
+                              presigned=Presigned(box, providers, journal, spool, lambda: runtime.base_url))
     gate = Gate(token=lambda: home.read_token() or "", port=lambda: runtime.port)
 
     app = web.Application(client_max_size=RPC_MAX_BODY, middlewares=[gate.middleware()])

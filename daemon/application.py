@@ -37,6 +37,7 @@ from .fetch import UrlsRefused, fetch_all
 from .home import Home
 from .journal import Journal
 from .links import due, lifetime_of
+from .presigned import Presigned
 from .profiles import Profiles
 from .security import Limits
 from .sources import CheckedFile, PathChecker
@@ -57,10 +58,11 @@ class Submitted:
 
 class Application:
     def __init__(self, *, home: Home, config: SettingsBox, engine: Engine, journal: Journal, events: EventBus,
-                 profiles: Profiles, spool: Spool, port: Callable[[], int]) -> None:
+                 profiles: Profiles, spool: Spool, port: Callable[[], int], presigned: Presigned) -> None:
         self.home = home
         self.config = config
         self.profiles = profiles
+        self.presigned = presigned  # uploads an app sends to the store itself
         self._engine = engine
         self._journal = journal
         self._events = events

@@ -63,6 +63,12 @@ class HistoryRecords:
                                    " ORDER BY id DESC LIMIT 1", (profile, sha256)).fetchone()
         return (str(row[0]), int(row[1])) if row else None
 
+    def add_upload(self, task_id: str, name: str, url: str, size: int, profile: str, key: str, when: float,
+                   url_expires: float | None) -> None:
+        """An object uploaded without a task of the daemon's (a presigned upload the app sent itself)."""
+        self._write("INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at, url_expires)"
+                    " VALUES (?,?,?,?,?,?,?,?)", (task_id, name, url, size, profile, key, when, url_expires))
+
     def relink(self, history_id: int, url: str, expires: float | None) -> None:
         """A re-signed link for an entry."""
         self._write("UPDATE history SET url=?, url_expires=? WHERE id=?", (url, expires, history_id))

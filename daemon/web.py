@@ -41,6 +41,7 @@ class Routes:
         app.router.add_get("/", self.index)
         app.router.add_post("/rpc", self.rpc)
         app.router.add_post("/api/upload", self.browser_upload)
+        app.router.add_put("/presigned/{token}", self.presigned_upload)
         app.router.add_get("/files/{key:.+}", self.serve_file)
         app.router.add_get("/local/{profile}/{key:.+}", self.serve_profile_file)
         PushRoutes(self.app, self.gate, self.dispatcher).install(app)
@@ -87,6 +88,16 @@ class Routes:
         return _file_response(target)
 
     # -- browser uploads: bytes streamed into the spool, then a task like any other -----------------------
+    async def presigned_upload(self, request: web.Request) -> web.StreamResponse:
+        """The local store's one-time URL from create_upload_urls: the token is the permission."""
+        try:
+            await self.app.presigned.receive(request.match_info["token"], request.content.iter_chunked(256 * 1024))
+        except FileRefused as exc:
+            return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+        except PixliftError as exc:
+            return web.json_response({"error": exc.to_dict()}, status=404 if exc.code == "not_found" else 400)
+        return web.Response(status=200)
+
     async def browser_upload(self, request: web.Request) -> web.StreamResponse:
         client = self.gate.require(request)
         limit = self.app.config.current.security.max_file_size

@@ -193,6 +193,11 @@ class Provider(abc.ABC):
         """A stored object the daemon itself serves at its link (the embedded store); None for a remote store."""
         return None
 
+    async def presign_put(self, key: str, content_type: str, expires_s: int) -> str | None:
+        """A URL an app can PUT the object to itself (with Content-Type); None when the store has none (the
+        daemon then offers a one-time URL of its own)."""
+        return None
+
     @property
     def link_lifetime(self) -> int | None:
         """Seconds a link from ``link`` works (a presigned one); None when it does not expire."""

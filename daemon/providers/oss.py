@@ -170,6 +170,10 @@ class OssProvider(ObjectStore):
         await self._run(self._bucket.abort_multipart_upload, key, upload_id)
 
     # -- links and checks --------------------------------------------------------------------------------
+    async def presign_put(self, key: str, content_type: str, expires_s: int) -> str | None:
+        return str(await self._run(self._bucket.sign_url, "PUT", key, expires_s,
+                                   headers={"Content-Type": content_type}, slash_safe=True))
+
     @property
     def link_lifetime(self) -> int | None:
         return None if self.profile.public_base_url else self.profile.presign_expires_s

@@ -258,6 +258,13 @@ class S3Provider(ObjectStore):
         await self._call("abort_multipart_upload", Key=key, UploadId=upload_id)
 
     # -- links and checks --------------------------------------------------------------------------------
+    async def presign_put(self, key: str, content_type: str, expires_s: int) -> str | None:
+        client = await self.client()
+        url = await self.guarded(client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.profile.bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=expires_s))
+        return str(url)
+
     @property
     def link_lifetime(self) -> int | None:
         return None if self.profile.public_base_url else self.profile.presign_expires_s

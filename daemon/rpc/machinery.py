@@ -42,7 +42,7 @@ class Call:
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "string", "integer", "boolean", "paths", "urls", "object"
+    kind: str  # "string", "integer", "boolean", "paths", "urls", "list", "object"
     help: str
     required: bool = True
     default: Any = None
@@ -53,6 +53,8 @@ class Param:
         if self.kind == "paths":
             return {"type": "array", "items": {"type": "string", "maxLength": MAX_PATH_LEN}, "minItems": 1,
                     "maxItems": MAX_PATHS}
+        if self.kind == "list":
+            return {"type": "array", "minItems": 1, "maxItems": MAX_URLS}
         if self.kind == "urls":
             return {"type": "array", "items": {"type": "string", "format": "uri", "maxLength": MAX_PATH_LEN},
                     "minItems": 1, "maxItems": MAX_URLS}
@@ -74,6 +76,11 @@ class Param:
                 raise InvalidParams(f"'{self.name}' has {len(value)} paths; at most {MAX_PATHS} per call. "
                                     "Split the list.", data={"param": self.name})
             return value  # each path is judged by the path rules, which list every refusal
+        if self.kind == "list":
+            if not isinstance(value, list) or not 0 < len(value) <= MAX_URLS:
+                raise InvalidParams(f"'{self.name}' must be a list of 1 to {MAX_URLS} items.",
+                                    data={"param": self.name})
+            return value
         if self.kind == "urls":
             if not isinstance(value, list) or not value or len(value) > MAX_URLS or not all(
                     isinstance(u, str) and 0 < len(u) <= MAX_PATH_LEN for u in value):

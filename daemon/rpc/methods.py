@@ -38,6 +38,21 @@ async def upload_urls(call: Call, p: dict[str, Any]) -> Any:
                                        batch_size=p["batch_size"])).to_json()
 
 
+@rpc("create_upload_urls", "Signed URLs an app PUTs files to itself (S3, OSS; the local store: the daemon's own "
+     "one-time URL), per file in input order; limits are checked before anything is signed.",
+     '{"uploads": [{"name", "key", "url", "method", "headers", "expires_at"} | {"name", "error"}]}',
+     Param("files", "list", "[{name, size, content_type}, ...]: what the app will send"), PROFILE)
+async def create_upload_urls(call: Call, p: dict[str, Any]) -> Any:
+    return await call.app.presigned.create(p["files"], p["profile"])
+
+
+@rpc("confirm_uploads", "Check that presigned uploads arrived whole, and record them in the history with links.",
+     '{"results": [{"key", "status": "confirmed" | "missing" | "mismatch", "url"?, "message"}]}',
+     Param("keys", "list", "the keys create_upload_urls gave"), PROFILE)
+async def confirm_uploads(call: Call, p: dict[str, Any]) -> Any:
+    return await call.app.presigned.confirm(p["keys"], p["profile"])
+
+
 @rpc("get_upload_progress", "One task's progress.", "Task", TASK_ID)
 async def get_upload_progress(call: Call, p: dict[str, Any]) -> Any:
     await call.app.fresh_links()

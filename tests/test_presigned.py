@@ -1,0 +1,83 @@
+"""Presigned uploads: an app PUTs its bytes straight to the store (S3, OSS) or to the daemon's one-time URL (the
+local store), then confirms; per-file answers in input order, limits before signing, a clear missing/mismatch."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import Daemon, Home
+from test_ui import png_bytes
+from test_uploads import Store, configure, store  # noqa: F401 - S3 and OSS behind a proxy
+
+PNG = png_bytes((200, 40, 40))
+
+
+def put(upload: dict[str, Any], body: bytes) -> int:
+    req = urllib.request.Request(upload["url"], data=body, method=upload["method"], headers=upload["headers"])
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return bytes(resp.read())
+
+
+def roundtrip(d: Daemon) -> None:
+    files = [{"name": "shot.png", "size": len(PNG), "content_type": "image/png"},
+             {"name": "huge.png", "size": 10**12, "content_type": "image/png"},
+             {"name": "notes.txt", "size": 10, "content_type": "text/plain"},
+             {"name": "short.png", "size": len(PNG) + 100, "content_type": "image/png"},
+             {"name": "never.png", "size": len(PNG), "content_type": "image/png"}]
+    uploads = d.rpc("create_upload_urls", {"files": files})["uploads"]
+    assert [u["name"] for u in uploads] == [f["name"] for f in files]  # input order, one answer each
+    ok, huge, text, short, never = uploads
+    assert "limit" in huge["error"]["message"] and "not an image" in text["error"]["message"]
+    assert ok["method"] == "PUT" and ok["headers"] == {"Content-Type": "image/png"} and ok["expires_at"]
+    assert put(ok, PNG) == 200 and put(short, PNG) in (200, 400)  # a store takes what it is given
+
+    results = d.rpc("confirm_uploads", {"keys": [ok["key"], short["key"], never["key"], "made/up.png"]})["results"]
+    confirmed, mismatch, missing, unknown = results
+    assert confirmed["status"] == "confirmed" and fetch(confirmed["url"]) == PNG
+    assert mismatch["status"] in ("mismatch", "missing") and missing["status"] == "missing"
+    assert unknown["status"] == "missing" and "No upload URL was made" in unknown["message"]
+    history = d.rpc("get_upload_history")["items"]
+    assert [(i["name"], i["key"]) for i in history] == [("shot.png", ok["key"])]  # recorded like any upload
+
+
+def test_presigned_uploads_to_s3_and_oss(home: Home, store: Store,  # noqa: F811
+                                         daemon_factory: Callable[..., Daemon]) -> None:
+    configure(home, store)
+    roundtrip(daemon_factory())
+
+
+def test_presigned_uploads_to_the_local_store_use_a_one_time_url(home: Home,
+                                                                 daemon_factory: Callable[..., Daemon]) -> None:
+    home.write_config({"local": {"provider": "local"}}, default="local")
+    d = daemon_factory()
+    roundtrip(d)
+    upload = d.rpc("create_upload_urls", {"files": [{"name": "again.png", "size": len(PNG),
+                                                      "content_type": "image/png"}]})["uploads"][0]
+    assert upload["url"].startswith(d.url + "/presigned/")
+    assert put(upload, PNG[:-5]) == 400  # not the announced size: refused, and the URL may be used again
+    assert put(upload, PNG) == 200
+    assert put(upload, PNG) == 404  # used once
+    confirmed = d.rpc("confirm_uploads", {"keys": [upload["key"]]})["results"][0]
+    assert confirmed["status"] == "confirmed" and fetch(confirmed["url"]) == PNG
+
+
+@pytest.mark.parametrize("files", [[], "x", [1] * 101])
+def test_bad_file_lists_are_refused_whole(files: Any, home: Home, daemon_factory: Callable[..., Daemon]) -> None:
+    d = daemon_factory()
+    from conftest import RpcFailure
+
+    with pytest.raises(RpcFailure) as info:
+        d.rpc("create_upload_urls", {"files": files})
+    assert info.value.code == -32602
