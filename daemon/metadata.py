@@ -23,6 +23,7 @@ from __future__ import annotations
 import mmap
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from .exif import blank_all_but_orientation, edit_exif, iptc_has_place, names_a_place
@@ -41,9 +42,10 @@ class NotAnImage(Exception):
     """The bytes do not parse as the format they were sniffed as; the caller sends the file unchanged."""
 
 
-def strip(fd: int, kind: str, mode: str, out: Path) -> list[str] | None:
-    """Write the open file ``fd`` without the ``mode`` metadata to ``out``; the tag groups removed, or None
-    (nothing written) when there is nothing to remove. Raises NotAnImage for bytes that do not parse."""
+def strip(fd: int, kind: str, mode: str, out: Path | Callable[[], Path]) -> list[str] | None:
+    """Write the open file ``fd`` without the ``mode`` metadata to ``out`` (or where ``out()`` says, asked only
+    when there is something to write); the tag groups removed, or None (nothing written) when there is nothing
+    to remove. Raises NotAnImage for bytes that do not parse."""
     if mode == "none" or kind not in EDITED:
         return None
     problem = None
@@ -57,7 +59,7 @@ def strip(fd: int, kind: str, mode: str, out: Path) -> list[str] | None:
         else:
             if not removed:
                 return None
-            with out.open("wb") as dst:
+            with (out if isinstance(out, Path) else out()).open("wb") as dst:
                 for piece in pieces:
                     if isinstance(piece, bytes):
                         dst.write(piece)

@@ -17,6 +17,7 @@ import os
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import ImageSettings
@@ -60,23 +61,29 @@ def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepar
             return Prepared(checked, _info([], checked.size, checked.size, NOT_EDITED))
         return None
     source = Source.open(checked, small=0)  # the same checks as an upload: still the file that was queued
-    folder = spool.folder()
-    out = folder / checked.name
+    made: list[Path] = []
+
+    def target() -> Path:  # a spool folder only for a file that has something to remove
+        made.append(spool.folder())
+        return made[0] / checked.name
+
     try:
-        removed = strip(source.fd, checked.content_type, mode, out)
+        removed = strip(source.fd, checked.content_type, mode, target)
     except NotAnImage:
-        shutil.rmtree(folder, ignore_errors=True)
+        _drop(made)
         return Prepared(checked, _info([], checked.size, checked.size,
                                        "its bytes do not parse as the image they start like; sent as it is"))
     except OSError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
+        _drop(made)
         raise SourceError(f"{checked.name}: its metadata could not be removed ({exc.strerror or exc}); "
                           "nothing was sent. Check the disk holding pixlift's spool.") from exc
     finally:
         source.close()
-    if removed is None:
-        shutil.rmtree(folder, ignore_errors=True)
+    if removed is None or not made:
+        _drop(made)
         return None
+    folder = made[0]
+    out = folder / checked.name
     st = os.stat(out)
     edited = CheckedFile(path=str(out), root=str(folder), name=checked.name, size=st.st_size,
                          content_type=checked.content_type, identity=Identity.of(st))
@@ -104,6 +111,11 @@ def _convert(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepa
     info = _info(removed, checked.size, st.st_size, None)
     info["converted_to"] = images.convert_to or None
     return Prepared(edited, info)
+
+
+def _drop(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _info(stripped: list[str], before: int, after: int, note: str | None) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def phone_photo(path: Path, fmt: str, seed: int = 1) -> Path:
 def strip_file(path: Path, kind: str, mode: str, out: Path) -> list[str] | None:
     fd = os.open(path, os.O_RDONLY)
     try:
-        return strip(fd, kind, mode, out)
+        return strip(fd, kind, mode, lambda: out)
     finally:
         os.close(fd)
 
