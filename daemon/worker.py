@@ -130,7 +130,10 @@ async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: 
     """One attempt: raises TransferError (or ConfigError) when it fails, CancelledError when stopped. With
     ``find_copy``, an object of the profile that already holds these bytes completes the task, sending none."""
     task = job.task
-    hashed = (task.key is None and needs_hash(profile.key_template)) or (find_copy is not None and job.sha256 is None)
+    # Hashed once, when the task is named: a task resumed after a restart goes on at once (its history entry
+    # then has no hash, so dedup will not find that one copy), where a re-read of a large file would cost its
+    # time again at every restart.
+    hashed = task.key is None and (needs_hash(profile.key_template) or find_copy is not None)
     digests = provider.digests | ({"sha256"} if hashed else set())
     if job.checked.size <= INLINE_READ:  # an open and a read: far less than a hop to a worker thread and back
         source = job.source = Source.open(job.checked, digests=digests)
