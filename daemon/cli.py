@@ -10,6 +10,7 @@ import os
 import sys
 import webbrowser
 from collections.abc import Callable
+from typing import Any
 
 from . import __version__, clipboard
 from .cli_history import FORMATS, cmd_delete, cmd_history
@@ -152,31 +153,28 @@ def cmd_upload(home: Home, args: argparse.Namespace) -> int:
         if len(urls) != len(args.files):
             print("pixlift: give files or URLs, not both in one command", file=sys.stderr)
             return 2
-        try:
-            started = client.call("upload_urls", urls=urls, profile=args.profile, batch_size=args.batch_size)
-        except RpcError as exc:
-            if exc.code == PATH_REFUSED and isinstance(exc.data, list):
-                print("pixlift: nothing was uploaded; these URLs were refused:", file=sys.stderr)
-                for item in exc.data:
-                    print(f"  {item['url']}: {item['reason']}", file=sys.stderr)
-                return 2
-            raise
-        return _follow(client, args, started["batch_id"], [t["task_id"] for t in started["tasks"]])
+        return _queue(client, args, "URLs", "url", "upload_urls", urls=urls, profile=args.profile,
+                      batch_size=args.batch_size)
     paths = expand(args.files)
     if not paths:
         print("pixlift: no images to upload" + (" in " + " ".join(args.files) if args.files else
                                                  ": name files, or give --clipboard"), file=sys.stderr)
         return 2
+    if args.batch_size is not None:
+        return _queue(client, args, "files", "path", "upload_images_batch", paths=paths, batch_size=args.batch_size,
+                      profile=args.profile)
+    return _queue(client, args, "files", "path", "upload_images", paths=paths, profile=args.profile)
+
+
+def _queue(client: Client, args: argparse.Namespace, what: str, field: str, method: str, **params: Any) -> int:
+    """Queue a batch and follow it; when the daemon refuses it (-32001), every refused item is listed."""
     try:
-        if args.batch_size is not None:
-            started = client.call("upload_images_batch", paths=paths, batch_size=args.batch_size, profile=args.profile)
-        else:
-            started = client.call("upload_images", paths=paths, profile=args.profile)
+        started = client.call(method, **params)
     except RpcError as exc:
         if exc.code == PATH_REFUSED and isinstance(exc.data, list):
-            print("pixlift: nothing was uploaded; these files were refused:", file=sys.stderr)
+            print(f"pixlift: nothing was uploaded; these {what} were refused:", file=sys.stderr)
             for item in exc.data:
-                print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
+                print(f"  {item[field]}: {item['reason']}", file=sys.stderr)
             return 2
         raise
     return _follow(client, args, started["batch_id"], [t["task_id"] for t in started["tasks"]])

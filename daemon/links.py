@@ -48,15 +48,16 @@ class Links:
 
     def watch(self, task: Task, lifetime: int | None) -> None:
         """A link just signed: when it expires, and when to sign it again."""
-        task.url_expires = None
-        if lifetime is not None:
-            expires = task.url_expires = self._clock() + lifetime
-            heapq.heappush(self._due, (expires - lifetime * SHARE_LEFT, task.task_id, expires))
+        task.url_expires = None if lifetime is None else self._clock() + lifetime
+        self._push(task, lifetime)
 
     def keep(self, task: Task, profile: ProfileBase | None) -> None:
         """Watch a completed task's link as it is (one signed before a restart)."""
-        lifetime = lifetime_of(profile)
-        if task.status is TaskStatus.COMPLETED and task.url_expires is not None and lifetime is not None:
+        if task.status is TaskStatus.COMPLETED:
+            self._push(task, lifetime_of(profile))
+
+    def _push(self, task: Task, lifetime: int | None) -> None:
+        if task.url_expires is not None and lifetime is not None:
             heapq.heappush(self._due, (task.url_expires - lifetime * SHARE_LEFT, task.task_id, task.url_expires))
 
     async def refresh(self, find: Callable[[str], Task | None], changed: Callable[[Task], None]) -> None:
