@@ -304,7 +304,7 @@ class Engine(TaskList):
 
     def _relinked(self, task: Task) -> None:
         self._touch(task)
-        self.journal.relink_task(task)
+        self.journal.update(task)
 
     async def _prepare(self, job: Job) -> None:
         """Once per task, before it is named: its metadata removed into an edited copy (processing.py)."""

@@ -78,8 +78,8 @@ ADDED = {  # columns added since the first journal: every start adds what an old
               "url_expires": "REAL"},
     "history": {"sha256": "TEXT", "deleted_at": "REAL", "url_expires": "REAL"},
 }
-UPDATE_TASK = ("UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, key=?, error=?, started_at=?,"
-               " finished_at=? WHERE task_id=?")
+UPDATE_TASK = ("UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, url_expires=?, key=?, error=?,"
+               " started_at=?, finished_at=? WHERE task_id=?")
 Change = tuple[str, Any, bool, tuple[str, ...] | None]  # sql, arguments, executemany, the thing it is the state of
 
 
@@ -245,29 +245,24 @@ class Journal(HistoryRecords):
                 "is writable and has space, then send the files again.")
 
     def update(self, task: Task) -> None:
-        self._write(UPDATE_TASK, (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.key,
-                                  json.dumps(task.error) if task.error else None, task.started_at,
+        self._write(UPDATE_TASK, (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.url_expires,
+                                  task.key, json.dumps(task.error) if task.error else None, task.started_at,
                                   task.finished_at, task.task_id), key=("task", task.task_id))
 
     def complete(self, task: Task, finished_at: float, sha256: str | None) -> None:
         """A finished upload: the task completed, its multipart state gone, its link in the history (once per
         object: a deduplicated task points to the entry already there). Await ``durable()`` before telling."""
         assert task.url is not None and task.key is not None
-        self._write(UPDATE_TASK, (str(TaskStatus.COMPLETED), task.bytes_total, task.attempts, task.url, task.key,
-                                  None, task.started_at, finished_at, task.task_id), key=("task", task.task_id))
+        self._write(UPDATE_TASK, (str(TaskStatus.COMPLETED), task.bytes_total, task.attempts, task.url,
+                                  task.url_expires, task.key, None, task.started_at, finished_at, task.task_id),
+                    key=("task", task.task_id))
         self.save_multipart(task.task_id, None)
-        self.relink_task(task)
         if task.deduplicated:
             self._write("UPDATE tasks SET deduplicated=1 WHERE task_id=?", (task.task_id,))
             return
         self._write("INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at, sha256, url_expires)"
                     " VALUES (?,?,?,?,?,?,?,?,?)", (task.task_id, task.name, task.url, task.bytes_total, task.profile,
                                                     task.key, finished_at, sha256, task.url_expires))
-
-    def relink_task(self, task: Task) -> None:
-        """A task's link, and when it stops working."""
-        self._write("UPDATE tasks SET url=?, url_expires=? WHERE task_id=?", (task.url, task.url_expires,
-                                                                              task.task_id))
 
     def update_prepared(self, task: Task, checked: dict[str, Any], original: dict[str, Any] | None) -> None:
         """What the task now sends (an edited copy) and the file it was made from; its ``processing``."""
