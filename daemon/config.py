@@ -102,6 +102,19 @@ class SecuritySettings:
     allow_private_urls: bool = False  # upload_urls may fetch from loopback, private and link-local addresses
 
 
+EDITOR_ORIGINS = ("typora://app",)  # Typora's window on Windows and Linux (README, "PicGo-compatible server")
+
+
+@dataclass(frozen=True)
+class IntegrationSettings:
+    """``[integrations]``: the PicGo-compatible server that Typora, Obsidian and PicList's clients call."""
+
+    picgo_server: bool = False
+    picgo_port: int = 36677
+    picgo_key: str | None = field(default=None, repr=False, metadata=SECRET)  # ``?key=`` must match when set
+    picgo_origins: tuple[str, ...] = EDITOR_ORIGINS  # app origins allowed besides requests with no Origin
+
+
 @dataclass(frozen=True)
 class Settings:
     default_profile: str
@@ -111,6 +124,7 @@ class Settings:
     path: Path | None = None  # where they were read from; None: the embedded default
     images: ImageSettings = ImageSettings()
     profile_images: Mapping[str, ImageSettings] = field(default_factory=dict)  # [profiles.NAME.images]
+    integrations: IntegrationSettings = IntegrationSettings()
 
     def images_for(self, profile: str) -> ImageSettings:
         return self.profile_images.get(profile, self.images)
@@ -128,7 +142,7 @@ class Settings:
             ) from None
 
     def secrets(self) -> list[str | None]:
-        return [s for p in self.profiles.values() for s in p.secrets()]
+        return [s for p in self.profiles.values() for s in p.secrets()] + [self.integrations.picgo_key]
 
 
 class SettingsBox:

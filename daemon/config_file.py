@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,8 +19,10 @@ from typing import Any
 from .config import (
     DEFAULT_KEY_TEMPLATE,
     DEFAULT_ROOTS,
+    EDITOR_ORIGINS,
     Checker,
     ImageSettings,
+    IntegrationSettings,
     Keys,
     MiB,
     ProfileBase,
@@ -61,7 +64,10 @@ SECURITY_KEYS: Keys = {
 }
 IMAGE_KEYS: Keys = {"strip_metadata": (str, False), "dedup": (bool, False), "convert_to": (str, False),
                     "quality": (int, False), "max_dimension": (int, False)}
-TOP_KEYS = ("storage", "profiles", "transfers", "security", "images")
+INTEGRATION_KEYS: Keys = {"picgo_server": (bool, False), "picgo_port": (int, False), "picgo_key": (str, False),
+                          "picgo_origins": (list, False)}
+TOP_KEYS = ("storage", "profiles", "transfers", "security", "images", "integrations")
+_APP_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s?#]+\Z")
 
 
 def profile_keys(provider: str) -> Keys:
@@ -121,7 +127,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, home: Path) -> Settings:
     return Settings(default_profile=default, profiles=profiles,
                     transfers=_transfers(check, raw.get("transfers", {})),
                     security=_security(check, raw.get("security", {})), path=path, images=images,
-                    profile_images=profile_images)
+                    profile_images=profile_images, integrations=_integrations(check, raw.get("integrations", {})))
 
 
 def _images(check: Checker, where: str, raw: Any, base: ImageSettings) -> ImageSettings:
@@ -221,3 +227,25 @@ def _security(check: Checker, raw: Any) -> SecuritySettings:
                                       10_000_000),
         allow_private_urls=bool(s.get("allow_private_urls", False)),
     )
+
+
+def _integrations(check: Checker, raw: Any) -> IntegrationSettings:
+    t = check.table("integrations", raw, INTEGRATION_KEYS)
+    key = t.get("picgo_key") or None
+    if key is not None and (len(key) < 8 or not key.isprintable() or " " in key):
+        raise check.fail("integrations.picgo_key", "must be at least 8 printable characters without spaces",
+                         'Write a long random word, e.g. the output of "python3 -c \'import secrets; '
+                         'print(secrets.token_urlsafe(16))\'", or leave it out.')
+    origins = t.get("picgo_origins", list(EDITOR_ORIGINS))
+    for origin in origins:
+        if not isinstance(origin, str) or not _APP_ORIGIN.match(origin):
+            raise check.fail("integrations.picgo_origins", f"{origin!r} is not an origin",
+                             'Write an app\'s origin as scheme://host, e.g. "typora://app".')
+        if origin.startswith(("http://", "https://")):
+            raise check.fail("integrations.picgo_origins", f"{origin!r} is a web page's origin",
+                             "Web pages may never use this server; a web app should call the JSON-RPC API with "
+                             "the token instead. List only editors' own origins, e.g. \"typora://app\".")
+    return IntegrationSettings(
+        picgo_server=bool(t.get("picgo_server", False)),
+        picgo_port=check.ranged("integrations.picgo_port", t.get("picgo_port", 36677), 1024, 65535),
+        picgo_key=key, picgo_origins=tuple(origins))

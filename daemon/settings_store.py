@@ -33,6 +33,7 @@ from .errors import ConfigError, InvalidParams
 from .home import write_private
 from .providers.registry import SECRET_KEYS
 
+INTEGRATION_FIELDS = {"picgo_server", "picgo_port", "picgo_key"}
 PROFILE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 MAX_FIELD_LEN = 4096
 
@@ -81,6 +82,26 @@ class SettingsStore:
                 raise ConfigError(f"There is no profile {name!r}. Profiles: {', '.join(raw['profiles'])}.",
                                   data={"profile": name})
             raw["storage"]["default"] = name
+
+        return await self._change(edit)
+
+    async def save_integrations(self, fields: Mapping[str, Any]) -> Settings:
+        """Patch ``[integrations]``: a field left out keeps its value; ``picgo_key`` given ``""`` keeps the saved
+        key (the client never saw it) and given null removes it."""
+        unknown = set(fields) - INTEGRATION_FIELDS
+        if unknown:
+            raise InvalidParams(f"Unknown integration setting {sorted(unknown)[0]!r}; known: "
+                                f"{', '.join(sorted(INTEGRATION_FIELDS))}.", data={"param": "integrations"})
+
+        def edit(raw: Raw) -> None:
+            table = raw.setdefault("integrations", {})
+            for key, value in fields.items():
+                if key == "picgo_key" and value == "":
+                    continue
+                if value is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = value.strip() if isinstance(value, str) else value
 
         return await self._change(edit)
 

@@ -188,3 +188,27 @@ async def check_profile_draft(call: Call, p: dict[str, Any]) -> Any:
     return await call.app.profiles.check_draft(p["name"], p["profile"])
 
 
+
+
+INTEGRATIONS = ('{"picgo_server", "picgo_port", "picgo_key_set", "picgo_origins", "picgo_listening", '
+                '"picgo_error"}')
+
+
+@rpc("get_integrations", "The [integrations] settings in force (the PicGo-compatible server for Typora and "
+     "Obsidian) and whether that server listens.", INTEGRATIONS)
+async def get_integrations(call: Call, p: dict[str, Any]) -> Any:
+    return call.app.integrations.view()
+
+
+@rpc("save_integrations", "Change [integrations] in config.toml (checked first, in force at once: the PicGo-"
+     "compatible server starts, moves or stops before this answers). Params left out keep their value.",
+     INTEGRATIONS,
+     Param("picgo_server", "boolean", "serve PicGo's POST /upload on 127.0.0.1:picgo_port", required=False),
+     Param("picgo_port", "integer", "its port (PicGo's is 36677)", required=False, minimum=1024, maximum=65535),
+     Param("picgo_key", "string", "a key editors must then send as ?key= (8 characters or more)", required=False),
+     Param("remove_picgo_key", "boolean", "drop the key: editors call without one", required=False, default=False))
+async def save_integrations(call: Call, p: dict[str, Any]) -> Any:
+    fields: dict[str, Any] = {k: p[k] for k in ("picgo_server", "picgo_port", "picgo_key") if p[k] is not None}
+    if p["remove_picgo_key"]:
+        fields["picgo_key"] = None
+    return await call.app.integrations.save(fields)
