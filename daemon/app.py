@@ -27,7 +27,9 @@ from .config import SettingsBox
 from .engine import Engine
 from .events import EventBus
 from .home import Home
+from .integrations import Integrations
 from .journal import Journal
+from .picgo import PicgoServer
 from .presigned import Presigned
 from .profiles import Profiles
 from .providers.registry import ProviderPool
@@ -65,11 +67,13 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
     spool = Spool(home.spool)
     engine = Engine(config=box, providers=providers, journal=journal, changes=ChangeLog(journal), events=events,
                     cleanup=cleanup, spool=spool)
-    profiles = Profiles(config=box, store=SettingsStore(home.config, home.root, box), providers=providers,
-                        files_root=home.files, busy=engine.busy_with)
+    store = SettingsStore(home.config, home.root, box)
+    profiles = Profiles(config=box, store=store, providers=providers, files_root=home.files, busy=engine.busy_with)
     application = Application(home=home, config=box, engine=engine, journal=journal, events=events,
                               profiles=profiles, spool=spool, port=lambda: runtime.port,
-                              presigned=Presigned(box, providers, journal, spool, lambda: runtime.base_url))
+                              presigned=Presigned(box, providers, journal, spool, lambda: runtime.base_url),
+                              integrations=Integrations(box, store))
+    picgo = PicgoServer(application)
     gate = Gate(token=lambda: home.read_token() or "", port=lambda: runtime.port)
 
     app = web.Application(client_max_size=RPC_MAX_BODY, middlewares=[gate.middleware()])
@@ -81,7 +85,9 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
         await engine.start()
         await application.start()
         await cleanup.start()
+        await picgo.start()
         yield
+        await picgo.stop()
         await cleanup.stop()
         await application.stop()
         await engine.stop()

@@ -35,6 +35,7 @@ from .errors import (
 from .events import Event, EventBus, Handler, TaskFinished
 from .fetch import UrlsRefused, fetch_all
 from .home import Home
+from .integrations import Integrations
 from .journal import Journal
 from .links import due, lifetime_of
 from .presigned import Presigned
@@ -58,11 +59,13 @@ class Submitted:
 
 class Application:
     def __init__(self, *, home: Home, config: SettingsBox, engine: Engine, journal: Journal, events: EventBus,
-                 profiles: Profiles, spool: Spool, port: Callable[[], int], presigned: Presigned) -> None:
+                 profiles: Profiles, spool: Spool, port: Callable[[], int], presigned: Presigned,
+                 integrations: Integrations) -> None:
         self.home = home
         self.config = config
         self.profiles = profiles
         self.presigned = presigned  # uploads an app sends to the store itself
+        self.integrations = integrations  # [integrations]: the PicGo-compatible server's settings and state
         self._engine = engine
         self._journal = journal
         self._events = events
@@ -168,6 +171,34 @@ class Application:
             self._spool.drop(checked)
             raise
         return Submitted(batch, [self._engine.view(t) for t in tasks])
+
+    async def settled(self, task_ids: list[str], timeout: float) -> list[TaskView | None]:
+        """The tasks once each has finished (completed, failed or cancelled), or as they are after ``timeout``;
+        None for a task no longer listed. For a caller that answers only when its files are done."""
+        pending = set(task_ids)
+        done = asyncio.Event()
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, TaskFinished) and event.task.task_id in pending:
+                pending.discard(event.task.task_id)
+                if not pending:
+                    done.set()
+
+        unsubscribe = self._events.subscribe(on_event)
+        try:
+            pending -= {t for t in task_ids if (v := self._listed(t)) is None or v.status.finished}
+            if pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), timeout)
+        finally:
+            unsubscribe()
+        return [self._listed(t) for t in task_ids]
+
+    def _listed(self, task_id: str) -> TaskView | None:
+        try:
+            return self.task(task_id)
+        except NotFound:
+            return None
 
     def path_checker(self) -> PathChecker:
         return PathChecker(self.config.current.security)  # the rules in force now, after any settings change
@@ -311,6 +342,13 @@ class Application:
         await self._journal.durable()
         return {"deleted": True, "name": entry["name"], "profile": profile, "key": key, "deleted_at": iso(now)}
 
+    async def delete_link(self, url: str) -> dict[str, Any]:
+        """``delete_upload`` for the upload whose link is ``url`` (PicList's /delete names images by link)."""
+        entry = self._journal.history_by_url(url)
+        if entry is None:
+            raise NotFound("No upload in the history has that link.", data={"url": url})
+        return await self.delete_upload(history_id=int(entry["history_id"]))
+
     def _uploaded(self, task_id: str) -> dict[str, Any] | None:
         """The history entry of a task's object (a listed task's, or one cleared from the list)."""
         try:
@@ -339,7 +377,7 @@ class Application:
                 "max_concurrent_small": s.transfers.slots, "images": dataclasses.asdict(s.images),
                 "allowed_roots": [str(r) for r in s.security.allowed_roots],
                 "images_only": s.security.images_only, "max_file_size": s.security.max_file_size,
-                "files_root": str(self.home.files)}
+                "files_root": str(self.home.files), "integrations": self.integrations.view()}
 
     def _on_event(self, event: Event) -> None:
         # A completed upload no longer needs its spooled bytes.

@@ -56,6 +56,13 @@ class HistoryRecords:
                                    (task_id,)).fetchone()
         return _item(row) if row else None
 
+    def history_by_url(self, url: str) -> dict[str, Any] | None:
+        """The newest entry whose link is ``url`` (as it was last handed out)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {COLUMNS} FROM history WHERE url=? ORDER BY id DESC LIMIT 1",
+                                   (url,)).fetchone()
+        return _item(row) if row else None
+
     def find_upload(self, profile: str, sha256: str) -> tuple[str, int] | None:
         """The key and size of an object of this profile with these bytes, as far as the journal knows."""
         with self._lock:

@@ -105,7 +105,7 @@ class Routes:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         try:
             self.app.charge_call(client.id)
-            name = _safe_name(request.query.get("name", ""))
+            name = safe_name(request.query.get("name", ""))
             batch_id = request.query.get("batch_id") or None
             if batch_id is not None and not re.fullmatch(r"[0-9a-f]{32}", batch_id):
                 raise web.HTTPBadRequest(text="batch_id must be 32 lower-case hex digits.")
@@ -154,7 +154,7 @@ def _file_response(target: Path | None) -> web.StreamResponse:
                                              "Cache-Control": "public, max-age=31536000, immutable"})
 
 
-def _safe_name(raw: str) -> str:
+def safe_name(raw: str) -> str:
     base = raw.replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = _SAFE_NAME.sub("_", base).strip(" .")[:200]
     return cleaned or "pasted-image"

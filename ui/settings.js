@@ -1,9 +1,11 @@
-// The settings view: storage profiles (list, add, edit, delete, default, test) and the custom copy format.
+// The settings view: storage profiles (list, add, edit, delete, default, test), the custom copy format and
+// (integrations.js) the editors' PicGo-compatible server.
 // Secret fields are write-only: the daemon never sends them, the form shows whether one is saved, and an
 // empty secret field keeps the saved one. Which providers there are, and their fields, the daemon says
 // (list_provider_kinds); the editor's form is built from that once.
 
 import { el } from "./format.js";
+import * as integrations from "./integrations.js";
 import { confirmDialog, toast } from "./notify.js";
 import { providerFieldset, providerOption, shortName } from "./provider-fields.js";
 import { RpcError, rpc } from "./rpc.js";
@@ -307,8 +309,12 @@ export function init(ctx) {
     updatePreview(state);
   });
   updatePreview(state);
+  const editors = integrations.init(ctx);
   return {
-    render: (list) => render(state, list),
+    render: (list) => {
+      render(state, list);
+      editors.load();
+    },
     showAbout: (info) => {
       dom.about.textContent = `pixlift ${info.version} · settings in ${info.config_file} · ` +
         (info.max_concurrent_small > info.max_concurrent
