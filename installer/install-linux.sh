@@ -13,6 +13,10 @@
 #                   so that your distribution's PyGObject (python3-gi) gives the tray its menu and notifications.
 #   --python PATH   the Python 3.11+ to use (default: $PIXLIFT_PYTHON, else python3)
 #   --no-start      do not start pixlift now (it still starts at the next login)
+#   --hotkey KEYS   bind KEYS (e.g. '<Super><Shift>u') to "pixlift upload --clipboard --copy": screenshot to the
+#                   clipboard, press the keys, paste the link. GNOME (and desktops built on its settings) and
+#                   Xfce. Without it, the installer asks when run in a terminal on such a desktop.
+#   --no-hotkey     do not ask
 #   -h, --help      show this help
 #
 # Honours HOME, XDG_CONFIG_HOME and XDG_DATA_HOME. The environment goes to $XDG_DATA_HOME/pixlift-venv
@@ -36,6 +40,8 @@ SOURCE=pixlift
 MODE=auto
 SITE=--system-site-packages
 START=yes
+HOTKEY=ask
+DEFAULT_HOTKEY='<Super><Shift>u'
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -44,6 +50,8 @@ while [ $# -gt 0 ]; do
         --isolated) SITE= ;;
         --python) [ $# -ge 2 ] || die "--python needs a path"; PYTHON=$2; shift ;;
         --no-start) START=no ;;
+        --hotkey) [ $# -ge 2 ] || die "--hotkey needs keys, e.g. '<Super><Shift>u'"; HOTKEY=$2; shift ;;
+        --no-hotkey) HOTKEY=no ;;
         -h|--help) usage; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) SOURCE=$1 ;;
@@ -134,6 +142,53 @@ if [ "$SYSTEMD" = yes ]; then
     printf 'X-GNOME-HiddenUnderSystemd=true\nX-systemd-skip=true\n' >> "$AUTOSTART"
 fi
 say "wrote $AUTOSTART"
+
+# -- a screenshot-to-link hotkey ------------------------------------------------------------------------------------
+MEDIA_KEYS=org.gnome.settings-daemon.plugins.media-keys
+KEY_PATH=/org/gnome/settings-daemon/plugins/media-keys/custom-keybindings/pixlift-clipboard/
+COMMAND="$QUOTED upload --clipboard --copy"
+gvariant() { printf "'%s'" "$(printf '%s' "$1" | sed -e "s/\\\\/\\\\\\\\/g" -e "s/'/\\\\'/g")"; }
+desktop_keys() {  # which settings this desktop reads its custom shortcuts from
+    if command -v gsettings >/dev/null 2>&1 && gsettings list-schemas 2>/dev/null | grep -qx "$MEDIA_KEYS"; then
+        echo gnome
+    elif command -v xfconf-query >/dev/null 2>&1 && xfconf-query -c xfce4-keyboard-shortcuts -l >/dev/null 2>&1; then
+        echo xfce
+    fi
+}
+bind_hotkey() {  # bind_hotkey KEYS
+    case $(desktop_keys) in
+        gnome)
+            LIST=$(gsettings get "$MEDIA_KEYS" custom-keybindings)
+            case $LIST in
+                *"'$KEY_PATH'"*) ;;
+                "@as []"|"[]") gsettings set "$MEDIA_KEYS" custom-keybindings "['$KEY_PATH']" ;;
+                *) gsettings set "$MEDIA_KEYS" custom-keybindings "${LIST%]}, '$KEY_PATH']" ;;
+            esac
+            gsettings set "$MEDIA_KEYS.custom-keybinding:$KEY_PATH" name "'pixlift: upload the clipboard image'"
+            gsettings set "$MEDIA_KEYS.custom-keybinding:$KEY_PATH" command "$(gvariant "$COMMAND")"
+            gsettings set "$MEDIA_KEYS.custom-keybinding:$KEY_PATH" binding "$(gvariant "$1")"
+            say "bound $1 to: $COMMAND (Settings > Keyboard > Custom Shortcuts to change it)" ;;
+        xfce)
+            xfconf-query -c xfce4-keyboard-shortcuts -p "/commands/custom/$1" -n -t string -s "$COMMAND"
+            say "bound $1 to: $COMMAND (Keyboard settings > Application Shortcuts to change it)" ;;
+        *)
+            say "no GNOME or Xfce shortcut settings here; bind $COMMAND to a key in your desktop's keyboard" \
+                "settings (the README shows how for KDE, macOS and Windows)" ;;
+    esac
+}
+case $HOTKEY in
+    no) ;;
+    ask)
+        if [ -t 0 ] && [ -t 1 ] && [ -n "$(desktop_keys)" ]; then
+            printf 'pixlift: bind Super+Shift+U to upload the clipboard image and copy its link? [y/N] '
+            read -r REPLY || REPLY=
+            case $REPLY in
+                [yY]*) bind_hotkey "$DEFAULT_HOTKEY" ;;
+                *) say "no hotkey bound (run again with --hotkey KEYS to bind one)" ;;
+            esac
+        fi ;;
+    *) bind_hotkey "$HOTKEY" ;;
+esac
 
 # -- start now ---------------------------------------------------------------------------------------------------
 if [ "$START" = no ]; then

@@ -50,6 +50,31 @@ if [ -f "$INFO" ]; then
     fi
 fi
 
+# -- the hotkey install-linux.sh --hotkey bound ---------------------------------------------------------------------
+MEDIA_KEYS=org.gnome.settings-daemon.plugins.media-keys
+KEY_PATH=/org/gnome/settings-daemon/plugins/media-keys/custom-keybindings/pixlift-clipboard/
+if command -v gsettings >/dev/null 2>&1 && gsettings list-schemas 2>/dev/null | grep -qx "$MEDIA_KEYS"; then
+    LIST=$(gsettings get "$MEDIA_KEYS" custom-keybindings)
+    case $LIST in
+        *"'$KEY_PATH'"*)
+            REST=$(printf '%s' "$LIST" | sed -e "s|'$KEY_PATH'||" -e 's/\[, */[/' -e 's/, *\]/]/' -e 's/, *,/,/')
+            [ "$REST" = "[]" ] && REST="@as []"
+            gsettings set "$MEDIA_KEYS" custom-keybindings "$REST"
+            for key in name command binding; do
+                gsettings reset "$MEDIA_KEYS.custom-keybinding:$KEY_PATH" "$key"
+            done
+            say "removed the pixlift hotkey" ;;
+    esac
+fi
+if command -v xfconf-query >/dev/null 2>&1; then
+    xfconf-query -c xfce4-keyboard-shortcuts -l -v 2>/dev/null | while read -r prop value; do
+        case $prop:$value in
+            /commands/custom/*:*"upload --clipboard --copy"*)
+                xfconf-query -c xfce4-keyboard-shortcuts -p "$prop" -r && say "removed the pixlift hotkey $prop" ;;
+        esac
+    done
+fi
+
 # -- remove it ---------------------------------------------------------------------------------------------------
 if [ -e "$UNIT" ]; then
     rm -f "$UNIT"

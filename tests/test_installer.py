@@ -7,11 +7,13 @@ writes the systemd user unit and the autostart entry; both are validated by the 
 them and keeps the user's data. macOS: the LaunchAgent template and the plist install-macos.sh renders parse
 with plistlib and name the installed program. Windows: pwsh is not installed here, so the scripts are read.
 
-CI needs (apt): shellcheck desktop-file-utils systemd (for systemd-analyze). No extra pip packages.
+CI needs (apt): shellcheck desktop-file-utils systemd (for systemd-analyze), libglib2.0-bin and
+gnome-settings-daemon-common (gsettings and GNOME's shortcut schema). No extra pip packages.
 """
 
 from __future__ import annotations
 
+import ast
 import configparser
 import json
 import os
@@ -204,6 +206,84 @@ def test_linux_uninstall_stops_a_running_pixlift(user: UserHome, wheel: Path) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+MEDIA_KEYS = "org.gnome.settings-daemon.plugins.media-keys"
+OURS = "/org/gnome/settings-daemon/plugins/media-keys/custom-keybindings/pixlift-clipboard/"
+THEIRS = "/org/gnome/settings-daemon/plugins/media-keys/custom-keybindings/custom0/"
+
+
+def gsettings(user: UserHome, *args: str) -> str:
+    """GNOME's own settings tool, on a keyfile under the throwaway HOME instead of the session's dconf."""
+    done = subprocess.run(["gsettings", *args], env=user.env(GSETTINGS_BACKEND="keyfile"), capture_output=True,
+                          text=True, timeout=30, check=True)
+    return done.stdout.strip()
+
+
+def binding(user: UserHome, path: str, key: str) -> str:
+    value = gsettings(user, "get", f"{MEDIA_KEYS}.custom-keybinding:{path}", key)
+    return str(ast.literal_eval(value))
+
+
+def install_in_a_terminal(user: UserHome, wheel: Path, answer: str) -> str:
+    """install-linux.sh as a person runs it: stdin and stdout a terminal, answering its question."""
+    main, side = os.openpty()
+    proc = subprocess.Popen(["sh", str(INSTALLER / "install-linux.sh"), "--python", sys.executable, "--no-start",
+                             str(wheel)], stdin=side, stdout=side, stderr=side,
+                            env=user.env(GSETTINGS_BACKEND="keyfile"))
+    os.close(side)
+    out = b""
+    try:
+        while b"[y/N]" not in out:
+            chunk = os.read(main, 4096)
+            assert chunk, out.decode()
+            out += chunk
+        os.write(main, answer.encode() + b"\n")
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the terminal closes with the script
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(300) == 0, out.decode()
+    finally:
+        os.close(main)
+        if proc.poll() is None:
+            proc.kill()
+    return out.decode()
+
+
+def test_linux_install_binds_the_clipboard_hotkey_and_uninstall_removes_it(user: UserHome, wheel: Path) -> None:
+    """GNOME keeps custom shortcuts in gsettings: the one the installer adds runs the installed pixlift, keeps the
+    user's own shortcuts, and goes away with the uninstaller."""
+    gsettings(user, "set", MEDIA_KEYS, "custom-keybindings", f"['{THEIRS}']")
+    gsettings(user, "set", f"{MEDIA_KEYS}.custom-keybinding:{THEIRS}", "command", "'gnome-terminal'")
+    pixlift = str(user.venv / "bin" / "pixlift")
+
+    user.run("install-linux.sh", "--python", sys.executable, "--no-start", "--hotkey", "<Control><Alt>p", str(wheel),
+             GSETTINGS_BACKEND="keyfile")
+    assert ast.literal_eval(gsettings(user, "get", MEDIA_KEYS, "custom-keybindings")) == [THEIRS, OURS]
+    assert shlex.split(binding(user, OURS, "command")) == [pixlift, "upload", "--clipboard", "--copy"]
+    assert binding(user, OURS, "binding") == "<Control><Alt>p"
+    assert binding(user, THEIRS, "command") == "gnome-terminal"
+
+    out = user.run("uninstall-linux.sh", GSETTINGS_BACKEND="keyfile").stdout
+    assert "removed the pixlift hotkey" in out
+    assert ast.literal_eval(gsettings(user, "get", MEDIA_KEYS, "custom-keybindings")) == [THEIRS]
+    assert binding(user, OURS, "command") == ""
+
+    declined = install_in_a_terminal(user, wheel, "n")
+    assert "no hotkey bound" in declined and OURS not in gsettings(user, "get", MEDIA_KEYS, "custom-keybindings")
+    accepted = install_in_a_terminal(user, wheel, "y")
+    assert "bound <Super><Shift>u to:" in accepted
+    assert binding(user, OURS, "binding") == "<Super><Shift>u"
+    assert ast.literal_eval(gsettings(user, "get", MEDIA_KEYS, "custom-keybindings")) == [THEIRS, OURS]
+
+    quiet = user.run("install-linux.sh", "--python", sys.executable, "--no-start", str(wheel),
+                     GSETTINGS_BACKEND="keyfile").stdout  # no terminal: no question, the binding stays
+    assert "[y/N]" not in quiet and binding(user, OURS, "binding") == "<Super><Shift>u"
 
 
 def test_shell_scripts_pass_shellcheck() -> None:
