@@ -53,6 +53,7 @@ class PicgoServer:
         self._runner: web.AppRunner | None = None
         self._bound: tuple[bool, int] = (False, 0)
         self._lock = asyncio.Lock()
+        self._closing = asyncio.Event()  # set while the server stops: waiting calls answer at once
 
     # -- lifecycle: follows [integrations] ------------------------------------------------------------------
     async def start(self) -> None:
@@ -79,7 +80,7 @@ class PicgoServer:
             runner = web.AppRunner(self._web_app(), access_log=None, handle_signals=False)
             await runner.setup()
             try:
-                await web.TCPSite(runner, "127.0.0.1", settings.picgo_port).start()
+                await web.TCPSite(runner, "127.0.0.1", settings.picgo_port, shutdown_timeout=5).start()
             except OSError as exc:
                 await runner.cleanup()
                 state.error = (f"Port {settings.picgo_port} cannot be used ({exc.strerror}); PicGo or PicList may "
@@ -91,7 +92,9 @@ class PicgoServer:
 
     async def _close(self) -> None:
         if self._runner is not None:
+            self._closing.set()
             await self._runner.cleanup()
+            self._closing = asyncio.Event()
         self._runner, self._bound, self.app.integrations.listening = None, (False, 0), False
 
     def _web_app(self) -> web.Application:
@@ -156,8 +159,18 @@ class PicgoServer:
         else:
             return answer(415, "Send the files as JSON {\"list\": [paths]} (Content-Type: application/json), as "
                                "multipart/form-data, or an empty body for the clipboard image.")
-        views = await self.app.settled([t.task_id for t in submitted.tasks], WAIT_S)
-        return _result(submitted, views)
+        return _result(submitted, await self._settled([t.task_id for t in submitted.tasks]))
+
+    async def _settled(self, task_ids: list[str]) -> list[TaskView | None]:
+        """The tasks once done, or as they are when the server stops (the uploads go on without it)."""
+        waiting = asyncio.ensure_future(self.app.settled(task_ids, WAIT_S))
+        closing = asyncio.ensure_future(self._closing.wait())
+        await asyncio.wait({waiting, closing}, return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        if waiting.done():
+            return waiting.result()
+        waiting.cancel()
+        return await self.app.settled(task_ids, 0)
 
     async def _clipboard(self) -> Submitted:
         image = await asyncio.to_thread(clipboard.read_image)
@@ -240,8 +253,9 @@ def _result(submitted: Submitted, views: list[TaskView | None]) -> web.Response:
         elif view.status.finished:
             problems.append(f"{view.name}: {view.error['message'] if view.error else view.status}")
         else:
-            problems.append(f"{view.name}: still {view.status} after {WAIT_S:.0f} s; pixlift goes on, and its link "
-                            "will be in the History")
+            why = f" ({view.error['message']})" if view.error else ""
+            problems.append(f"{view.name}: not uploaded yet{why}; pixlift goes on with it, and its link will be in "
+                            "the History")
     if problems:
         done = f" The other {len(urls)} were uploaded (see pixlift's History)." if urls else ""
         return web.json_response({"success": False, "message": "; ".join(problems) + "." + done})

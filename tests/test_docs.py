@@ -23,7 +23,8 @@ def test_every_rpc_method_and_param_is_in_the_readme() -> None:
 
 
 def test_every_setting_and_placeholder_is_in_the_readme() -> None:
-    keys = set(TRANSFER_KEYS) | set(SECURITY_KEYS) | set(INTEGRATION_KEYS) | {k for name in KINDS for k in profile_keys(name)}
+    keys = set(TRANSFER_KEYS) | set(SECURITY_KEYS) | set(INTEGRATION_KEYS)
+    keys |= {k for name in KINDS for k in profile_keys(name)}
     for key in keys - {"session_token"}:
         assert re.search(rf"^#?\s*{key} = ", README, re.M), f"README's config example lacks {key}"
     for placeholder in PLACEHOLDERS:

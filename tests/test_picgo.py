@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, Home, free_port, make_image, pixlift_env
+from conftest import Daemon, Home, free_port, make_image, pixlift_env, wait_until
 from playwright.sync_api import expect
 from test_ui import Ui, browser, open_ui  # noqa: F401 - headless Chromium for the settings page
 from tray_harness import Desktop, desktop_fixture  # noqa: F401 - Xvfb for the clipboard
@@ -303,3 +303,33 @@ def test_rate_limited_like_every_other_caller(home: Home, daemon_factory: Callab
     status, headers, answer = send(port, "POST", "/heartbeat", None, OBSIDIAN)
     assert status == 429 and answer["success"] is False and "Too many calls" in answer["message"]
     assert int(headers["retry-after"]) >= 1
+
+
+def test_an_editor_waiting_on_an_outage_is_answered_when_pixlift_stops(home: Home,
+                                                                        daemon_factory: Callable[..., Daemon]) -> None:
+    """The store is down (nothing listens on its port): the upload waits the outage out, the editor waits for it,
+    and quitting pixlift answers the editor at once instead of leaving it hanging (the upload resumes later)."""
+    import threading
+    import time
+    dead = free_port()
+    home.write_config(profiles={"s3": {"provider": "s3", "bucket": "b", "endpoint_url": f"http://127.0.0.1:{dead}",
+                                       "access_key_id": "AK", "secret_access_key": "SK", "addressing_style": "path"}},
+                      default="s3")
+    port = free_port()
+    enable(home, port)
+    d = daemon_factory()
+    image = make_image(home.pictures / "offline.jpg", 8_000)
+    got: list[tuple[int, dict[str, str], Any]] = []
+    editor = threading.Thread(target=lambda: got.append(send(
+        port, "POST", "/upload", json.dumps({"list": [str(image)]}).encode(),
+        {**OBSIDIAN, "Content-Type": "application/json"})))
+    editor.start()
+    wait_until(lambda: any((t.get("error") or {}).get("code") == "network_error"
+                           for t in d.rpc("get_all_upload_progress")["tasks"]), 60, message="the outage noticed")
+    started = time.monotonic()
+    assert d.stop() == 0
+    editor.join(30)
+    assert not editor.is_alive() and time.monotonic() - started < 15
+    status, _, answer = got[0]
+    assert status == 200 and answer["success"] is False
+    assert "offline.jpg: not uploaded yet" in answer["message"] and "History" in answer["message"]
