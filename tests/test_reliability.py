@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import Daemon, Home, RpcFailure, make_image, oss_profile, pixlift_env, start_daemon, wait_until
+from pixlift.providers.inflight import TARGET_S
 
 MiB = 1024 * 1024
 
@@ -207,7 +208,7 @@ def test_kill_9_every_few_seconds_over_a_slow_link_still_finishes_the_batch(home
                                                                             tmp_path: Path) -> None:
     """A daemon killed (-9) every four seconds, up to twelve times, while a 30-file batch crosses a 16 MB/s link: each
     start goes on from what was kept (journalled tasks, whole parts), so the batch finishes, with every object
-    byte-identical and every history entry exactly once, having sent at most twice its bytes."""
+    byte-identical and every history entry exactly once, each kill having cost no more than what was in flight."""
     from slowlink import SlowLink
 
     s3_server.bucket("killed")
@@ -244,7 +245,12 @@ def test_kill_9_every_few_seconds_over_a_slow_link_still_finishes_the_batch(home
             assert t["status"] == "completed" and objects[t["key"]].read_bytes() == f.read_bytes()
         history = d.rpc("get_upload_history", {"limit": 100})["items"]
         assert sorted(i["task_id"] for i in history) == sorted(t["task_id"] for t in result["tasks"])
-        assert link.body <= 2 * total, f"sent {link.body / total:.2f} times the batch's bytes"
+        # What a kill may lose is what was in flight: InFlight keeps that near TARGET_S seconds of the link (parts
+        # finish within seconds, so most of what was sent is kept), give or take one part as the rate is measured.
+        lost = link.body - total
+        per_kill = TARGET_S * 16 * MiB + 5 * MiB
+        assert lost <= kills * per_kill, (f"sent {link.body / total:.2f} times the batch's bytes: "
+                                          f"{lost / kills / MiB:.1f} MiB lost per kill")
     finally:
         if d is not None and d.proc.poll() is None:
             d.proc.kill()
