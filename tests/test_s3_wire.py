@@ -23,7 +23,8 @@ from netproxy import Proxy
 from pixlift.config import TransferSettings
 from pixlift.errors import PermanentStorageError, TransferError
 from pixlift.providers.base import MultipartState
-from pixlift.providers.s3 import S3Profile, S3Provider
+from pixlift.providers.s3 import S3Provider
+from pixlift.providers.s3_kind import S3Profile
 from pixlift.providers.s3_wire import HeaderSigner
 from pixlift.sources import CheckedFile, Identity, Source
 

@@ -13,7 +13,8 @@ from pixlift.config_file import parse_settings
 from pixlift.errors import ConfigError, InvalidState
 from pixlift.keys import render_key, validate_template
 from pixlift.providers.base import MultipartState, part_plan
-from pixlift.providers.s3 import S3Profile, S3Provider
+from pixlift.providers.s3 import S3Provider
+from pixlift.providers.s3_kind import S3Profile
 from pixlift.security import TokenBucket, WindowCounter
 from pixlift.sources import sniff_image
 from pixlift.tasks import SpeedMeter, Task, TaskStatus

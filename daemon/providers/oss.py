@@ -16,13 +16,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import oss2
 import oss2.exceptions as ossx
@@ -31,63 +28,19 @@ import requests.adapters
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ..config import Checker, ProfileBase, TransferSettings, secret_field
+from ..config import TransferSettings
 from ..errors import TransferError, TransientStorageError
 from ..sources import Source
 from .acked import Body
 from .base import MultipartState, ObjectStore, StoreReply, part_plan, public_url, rule
 from .inflight import InFlight
-from .kind import BuildContext, FormField, ProviderKind
+
+if TYPE_CHECKING:
+    from .oss_kind import OssProfile  # the provider is built from it; the kind imports this module
 
 T = TypeVar("T")
 # oss2 logs request headers (signatures included) at DEBUG; never let that reach a handler.
 logging.getLogger("oss2").setLevel(logging.WARNING)
-WEEK_S = 7 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class OssProfile(ProfileBase):
-    provider: str = "oss"
-    bucket: str = ""
-    endpoint: str = ""
-    access_key_id: str | None = secret_field()
-    access_key_secret: str | None = secret_field()
-    presign_expires_s: int = WEEK_S
-
-
-def parse(check: Checker, where: str, common: dict[str, Any], t: dict[str, Any]) -> OssProfile:
-    bucket = check.bucket(where, t["bucket"])
-    endpoint = check.url(f"{where}.endpoint", t["endpoint"])
-    key_id = t.get("access_key_id") or os.environ.get("OSS_ACCESS_KEY_ID")
-    secret = t.get("access_key_secret") or os.environ.get("OSS_ACCESS_KEY_SECRET")
-    if not key_id or not secret:
-        raise check.fail(where, "has no OSS credentials",
-                         "Set access_key_id and access_key_secret, or OSS_ACCESS_KEY_ID and "
-                         "OSS_ACCESS_KEY_SECRET in the daemon's environment.")
-    return OssProfile(**common, bucket=bucket, endpoint=endpoint or "", access_key_id=key_id,
-                      access_key_secret=secret,
-                      presign_expires_s=check.ranged(f"{where}.presign_expires_s",
-                                                     t.get("presign_expires_s", WEEK_S), 1, 10 * 365 * 86400))
-
-
-def summary(p: OssProfile, files_root: Path) -> str:
-    return f"Bucket {p.bucket} at {p.endpoint} · keys saved"
-
-
-def build(p: OssProfile, ctx: BuildContext) -> OssProvider:
-    return OssProvider(p, ctx.transfers, in_flight=ctx.in_flight)
-
-
-KIND = ProviderKind(
-    name="oss", label="Aliyun OSS", legend="OSS", profile_type=OssProfile,
-    keys={"bucket": (str, True), "endpoint": (str, True), "access_key_id": (str, False),
-          "access_key_secret": (str, False), "presign_expires_s": (int, False)},
-    parse=parse, build=build, summary=summary,
-    form=(FormField("bucket", "Bucket"),
-          FormField("endpoint", "Endpoint", "url", "https://oss-cn-hangzhou.aliyuncs.com"),
-          FormField("access_key_id", "Access key ID"),
-          FormField("access_key_secret", "Access key secret", "password")),
-)
 
 
 class OssProvider(ObjectStore):

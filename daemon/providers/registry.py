@@ -1,7 +1,9 @@
 """The storage providers pixlift knows, and the pool that builds one provider per profile.
 
-Adding a provider: write ``providers/NAME.py`` with its profile type, its ``KIND`` and its ``Provider``
-(``ObjectStore`` for an S3-like store: the primitives and an error table), then list its ``KIND`` here.
+Adding a provider: write ``providers/NAME.py`` with its ``Provider`` (``ObjectStore`` for an S3-like store: the
+primitives and an error table) and, when it needs an SDK, ``providers/NAME_kind.py`` with its profile type and
+its ``KIND``, whose ``build`` imports the provider module (so the SDK loads only for a profile that uses it);
+then list its ``KIND`` here.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ProfileBase, SettingsBox
-from . import local, oss, s3
+from . import local, oss_kind, s3_kind
 from .base import Provider
 from .inflight import InFlight
 from .kind import BuildContext, ProviderKind
 
-KINDS: Mapping[str, ProviderKind[Any]] = {k.name: k for k in (s3.KIND, oss.KIND, local.KIND)}
+KINDS: Mapping[str, ProviderKind[Any]] = {k.name: k for k in (s3_kind.KIND, oss_kind.KIND, local.KIND)}
 SECRET_KEYS = frozenset(name for k in KINDS.values() for name in k.profile_type.secret_fields())
 
 

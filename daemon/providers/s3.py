@@ -16,9 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aioboto3
@@ -28,74 +26,21 @@ from aiobotocore.config import AioConfig
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
-from ..config import Checker, ProfileBase, TransferSettings, secret_field
+from ..config import TransferSettings
 from ..errors import Interrupted, PermanentStorageError, TransferError
 from ..sources import Source
 from .acked import Body
 from .base import MultipartState, ObjectStore, StoreReply, public_url, rule
 from .inflight import InFlight
-from .kind import BuildContext, FormField, ProviderKind
 from .s3_wire import Endpoint, Redirected, S3Wire, StoreRefused
+
+if TYPE_CHECKING:
+    from .s3_kind import S3Profile  # the provider is built from it; the kind imports this module
 
 log = logging.getLogger(__name__)
 
-WEEK_S = 7 * 24 * 3600
 CHUNK = 256 * 1024
 PROBE_KEY = "pixlift-endpoint-probe"
-
-
-@dataclass(frozen=True)
-class S3Profile(ProfileBase):
-    provider: str = "s3"
-    bucket: str = ""
-    endpoint_url: str | None = None
-    region: str | None = None
-    access_key_id: str | None = secret_field()
-    secret_access_key: str | None = secret_field()
-    session_token: str | None = secret_field()
-    addressing_style: str = "auto"  # "path", "virtual" or "auto"
-    presign_expires_s: int = WEEK_S
-
-
-def parse(check: Checker, where: str, common: dict[str, Any], t: dict[str, Any]) -> S3Profile:
-    style = t.get("addressing_style", "auto")
-    if style not in ("path", "virtual", "auto"):
-        raise check.fail(f"{where}.addressing_style", f"{style!r} is not a style",
-                         'Write addressing_style = "path" (MinIO, rclone, most self-hosted) or "virtual".')
-    if ("access_key_id" in t) != ("secret_access_key" in t):
-        raise check.fail(where, "has only one of access_key_id / secret_access_key",
-                         "Set both, or neither to use the standard AWS credential chain.")
-    return S3Profile(
-        **common, bucket=check.bucket(where, t["bucket"]),
-        endpoint_url=check.url(f"{where}.endpoint_url", t.get("endpoint_url")),
-        region=t.get("region"), access_key_id=t.get("access_key_id"), secret_access_key=t.get("secret_access_key"),
-        session_token=t.get("session_token"), addressing_style=style,
-        presign_expires_s=check.ranged(f"{where}.presign_expires_s", t.get("presign_expires_s", WEEK_S), 1, WEEK_S))
-
-
-def summary(p: S3Profile, files_root: Path) -> str:
-    keys = "keys saved" if p.access_key_id else "AWS credential chain"
-    return f"Bucket {p.bucket} at {p.endpoint_url or 'AWS S3'} · {keys}"
-
-
-def build(p: S3Profile, ctx: BuildContext) -> S3Provider:
-    return S3Provider(p, ctx.transfers, in_flight=ctx.in_flight)
-
-
-KIND = ProviderKind(
-    name="s3", label="S3-compatible (AWS, R2, MinIO…)", legend="S3", profile_type=S3Profile,
-    keys={"bucket": (str, True), "endpoint_url": (str, False), "region": (str, False),
-          "access_key_id": (str, False), "secret_access_key": (str, False), "session_token": (str, False),
-          "addressing_style": (str, False), "presign_expires_s": (int, False)},
-    parse=parse, build=build, summary=summary,
-    form=(FormField("bucket", "Bucket"),
-          FormField("endpoint_url", "Endpoint URL", "url", "https://… (empty for AWS)"),
-          FormField("region", "Region", placeholder="us-east-1"),
-          FormField("addressing_style", "Addressing style", "select",
-                    choices=(("", "auto"), ("path", "path"), ("virtual", "virtual"))),
-          FormField("access_key_id", "Access key ID"),
-          FormField("secret_access_key", "Secret access key", "password")),
-)
 
 
 class S3Provider(ObjectStore):
