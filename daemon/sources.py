@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import hashlib
 import io
 import os
 import stat
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +85,10 @@ class CheckedFile:
     identity: Identity
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        i = self.identity  # by hand: dataclasses.asdict deep-copies field by field, once per queued file
+        return {"path": self.path, "root": self.root, "name": self.name, "size": self.size,
+                "content_type": self.content_type,
+                "identity": {"dev": i.dev, "ino": i.ino, "size": i.size, "mtime_ns": i.mtime_ns}}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> CheckedFile:
@@ -200,6 +201,22 @@ def _tilde(p: Path) -> str:
     return "~/" + str(p.relative_to(home)) if p.is_relative_to(home) and p != home else str(p)
 
 
+class StopFlag:
+    """A flag another thread may raise: what ``threading.Event`` offers readers here, without its lock and
+    condition (an Event costs more to make than a small file costs to send; nobody waits on this one)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 class Source:
     """An opened file that is still the one that was checked. Readers share its descriptor via pread.
 
@@ -213,7 +230,7 @@ class Source:
         self.name = name
         self.content_type = content_type
         self.data = data  # the whole content, for a small file
-        self.stop = threading.Event()  # set on pause/cancel: readers in worker threads raise at once
+        self.stop = StopFlag()  # set on pause/cancel: readers in worker threads raise at once
         self._digests: dict[str, str] = {}
 
     @classmethod

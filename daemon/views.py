@@ -7,6 +7,7 @@ can cross threads (the tray) and be serialised at leisure.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Iterable
@@ -27,7 +28,13 @@ def iso(ts: float | None) -> str | None:
     micros = round((ts - whole) * 1_000_000)
     if micros == 1_000_000:
         whole, micros = whole + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros // 1000:03d}Z"
+    return f"{_second(whole)}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _second(whole: int) -> str:
+    """A batch's tasks are made, started and finished within a few seconds: each second is formatted once."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 def percent(done: int, total: int, complete: bool = False) -> float:
