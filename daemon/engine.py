@@ -308,9 +308,13 @@ class Engine(TaskList):
 
     async def _prepare(self, job: Job) -> None:
         """Once per task, before it is named: its metadata removed into an edited copy (processing.py)."""
+        before = job.checked
         if await prepare_job(job, self.config.current.images_for(job.task.profile), self.spool):
-            self.journal.update_prepared(job.task, job.checked.to_json(),
-                                         job.original.to_json() if job.original else None)
+            if job.checked is before:  # only a note (nothing to remove): the file itself still goes
+                self.journal.update_processing(job.task)
+            else:
+                self.journal.update_prepared(job.task, job.checked.to_json(),
+                                             job.original.to_json() if job.original else None)
             self._save(job.task)
 
     def _on_bytes(self, task: Task, delta: int) -> None:

@@ -270,6 +270,11 @@ class Journal(HistoryRecords):
                     (json.dumps(checked), json.dumps(original) if original else None,
                      json.dumps(task.processing) if task.processing else None, task.bytes_total, task.task_id))
 
+    def update_processing(self, task: Task) -> None:
+        """Its ``processing`` alone: a note on a file sent as it is."""
+        self._write("UPDATE tasks SET processing=? WHERE task_id=?",
+                    (json.dumps(task.processing) if task.processing else None, task.task_id))
+
     def save_multipart(self, task_id: str, state: dict[str, Any] | None) -> None:
         self._write("UPDATE tasks SET multipart=? WHERE task_id=?",
                     (json.dumps(state) if state else None, task_id), key=("multipart", task_id))

@@ -175,6 +175,9 @@ def test_bytes_that_only_start_like_a_jpeg_go_as_they_are_and_say_so(home: Home,
     with urllib.request.urlopen(task["url"], timeout=30) as resp:
         assert resp.read() == odd.read_bytes()
     assert task["processing"]["stripped"] == [] and "sent as it is" in task["processing"]["note"]
+    d.stop()  # the note is journalled with the task: a restart still shows it
+    again = daemon_factory().rpc("get_upload_progress", {"task_id": task["task_id"]})
+    assert again["processing"] == task["processing"] and again["status"] == "completed"
 
 
 def test_a_gif_loses_xmp_that_names_a_place_and_keeps_its_frames(tmp_path: Path) -> None:
