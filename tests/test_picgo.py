@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import Daemon, Home, free_port, make_image, pixlift_env, wait_until
 from playwright.sync_api import expect
+from test_cli_clipboard import screenshot
 from test_ui import Ui, browser, open_ui  # noqa: F401 - headless Chromium for the settings page
 from tray_harness import Desktop, desktop_fixture  # noqa: F401 - Xvfb for the clipboard
 
@@ -132,11 +133,11 @@ def test_obsidian_paths_form_and_delete(home: Home, daemon_factory: Callable[...
     assert d.rpc("get_upload_history")["total"] == 3
 
     # Remote server mode: the files' bytes as multipart/form-data (a vault file is named by its full path).
-    ctype, form = obsidian_form([("1733000000000.png", png_bytes()),
+    ctype, form = obsidian_form([("1733000000000.png", screenshot()),
                                  (str(images[1]), images[1].read_bytes())])
     status, _, answer = send(port, "POST", "/upload", form, {**OBSIDIAN, "Content-Type": ctype})
     assert status == 200 and answer["success"] is True, answer
-    assert fetch(answer["result"][0]) == png_bytes() and fetch(answer["result"][1]) == images[1].read_bytes()
+    assert fetch(answer["result"][0]) == screenshot() and fetch(answer["result"][1]) == images[1].read_bytes()
     assert answer["fullResult"][1]["fileName"] == images[1].name
 
     # "Delete image using PicList": the fullResult entry it kept goes to /delete.
@@ -154,15 +155,6 @@ def test_obsidian_paths_form_and_delete(home: Home, daemon_factory: Callable[...
     assert unknown["success"] is False and "fail: 1" in unknown["message"] and "No upload" in unknown["message"]
 
 
-def png_bytes() -> bytes:
-    import io
-
-    from PIL import Image
-    out = io.BytesIO()
-    Image.new("RGB", (16, 12), (200, 30, 30)).save(out, "PNG")
-    return out.getvalue()
-
-
 def test_obsidian_clipboard_upload_is_an_empty_post(home: Home, desktop: Desktop,
                                                     daemon_factory: Callable[..., Daemon]) -> None:
     port = free_port()
@@ -171,10 +163,10 @@ def test_obsidian_clipboard_upload_is_an_empty_post(home: Home, desktop: Desktop
     status, _, answer = send(port, "POST", "/upload", None, OBSIDIAN)  # requestUrl({url, method: "POST"})
     assert status == 400 and answer["success"] is False and "holds no image" in answer["message"]
 
-    desktop.clip_set(png_bytes(), "image/png")
+    desktop.clip_set(screenshot(), "image/png")
     status, _, answer = send(port, "POST", "/upload", None, OBSIDIAN)
     assert status == 200 and answer["success"] is True, answer
-    assert fetch(answer["result"][0]) == png_bytes()
+    assert fetch(answer["result"][0]) == screenshot()
     assert d.rpc("get_all_upload_progress")["tasks"][-1]["source"] == "clipboard"
 
 
@@ -202,10 +194,10 @@ def test_piclist_form_with_key_and_failures_named(home: Home, daemon_factory: Ca
     daemon_factory()
     boundary = "X-PICLIST-BOUNDARY"
     form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"shot.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + png_bytes() + f"\r\n--{boundary}--\r\n".encode()
+            "Content-Type: image/png\r\n\r\n").encode() + screenshot() + f"\r\n--{boundary}--\r\n".encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     status, _, answer = send(port, "POST", "/upload?key=piclist-key-123", form, headers)
-    assert status == 200 and answer["success"] is True and fetch(answer["result"][0]) == png_bytes()
+    assert status == 200 and answer["success"] is True and fetch(answer["result"][0]) == screenshot()
     assert send(port, "POST", "/upload?key=wrong-key-000", form, headers)[0] == 401
 
     outside = make_image(home.root.parent / "elsewhere.jpg", 5_000)
@@ -228,7 +220,7 @@ def test_what_a_web_page_could_send_is_refused_and_stores_nothing(home: Home, ca
     image = make_image(home.pictures / "private.jpg", 20_000)
     body = json.dumps({"list": [str(image)]}).encode()
     json_type = {"Content-Type": "application/json"}
-    ctype, form = obsidian_form([("x.png", png_bytes())])
+    ctype, form = obsidian_form([("x.png", screenshot())])
     request: dict[str, tuple[str, bytes | None, dict[str, str], str | None]] = {
         "page origin": ("POST", body, {**PAGE, **json_type}, None),
         "null origin": ("POST", body, {**PAGE, "Origin": "null", **json_type}, None),
