@@ -14,7 +14,7 @@ from conftest import REPO_ROOT
 
 DAEMON = REPO_ROOT / "daemon"
 MAX_LINES = 400
-FACES = ("rpc.methods", "web", "tray", "cli")
+FACES = ("rpc.methods", "web", "tray", "cli", "picgo")
 BEHIND_THE_APP_LAYER = ("engine", "worker", "journal", "spool", "providers", "settings_store")
 
 
