@@ -186,6 +186,8 @@ case $HOTKEY in
                 [yY]*) bind_hotkey "$DEFAULT_HOTKEY" ;;
                 *) say "no hotkey bound (run again with --hotkey KEYS to bind one)" ;;
             esac
+        elif [ -t 1 ]; then
+            say "tip: bind $COMMAND to a key in your desktop's keyboard settings for screenshot-to-link"
         fi ;;
     *) bind_hotkey "$HOTKEY" ;;
 esac
