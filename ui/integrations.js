@@ -17,7 +17,7 @@ function render(dom, info) {
   f.picgo_server.checked = info.picgo_server;
   f.picgo_port.value = info.picgo_port;
   f.picgo_key.value = "";
-  f.picgo_key.placeholder = info.picgo_key_set ? "saved (leave empty to keep it)" : "none";
+  f.picgo_key.placeholder = info.picgo_key_set ? "saved (leave empty to keep it)" : "not set";
   f.remove_picgo_key.checked = false;
   dom.removeRow.hidden = !info.picgo_key_set;
   dom.keyState.textContent = info.picgo_key_set
