@@ -31,6 +31,7 @@ from aiohttp import BodyPartReader, web
 from . import clipboard
 from .application import Application, Submitted
 from .errors import PixliftError, RateLimited
+from .security import loopback_hosts
 from .tasks import TaskSource, TaskStatus
 from .views import TaskView
 from .web import safe_name
@@ -45,6 +46,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def answer(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"success": False, "message": message}, status=status, headers=headers)
+
+
+class Refused(Exception):
+    """A request this server will not act on: answered in PicGo's shape (with the editor's CORS headers)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
 class PicgoServer:
@@ -109,7 +118,7 @@ class PicgoServer:
     async def _wall(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         settings = self.app.config.current.integrations
         port = settings.picgo_port
-        if request.headers.get("Host") not in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}:
+        if request.headers.get("Host") not in loopback_hosts(port):
             return answer(403, f"This server answers only to 127.0.0.1:{port} (or localhost).")
         origin = request.headers.get("Origin")
         if origin is not None and origin not in settings.picgo_origins:
@@ -134,8 +143,8 @@ class PicgoServer:
             response = await handler(request)
         except RateLimited as exc:
             response = answer(429, exc.message, **{"Retry-After": str(max(1, round(exc.retry_after_s)))})
-        except web.HTTPException:
-            raise
+        except Refused as exc:
+            response = answer(exc.status, exc.message)
         except PixliftError as exc:  # a path outside the allowed folders, not an image, an empty clipboard
             response = answer(getattr(exc, "http_status", 400), exc.message)
         except Exception:
@@ -183,18 +192,16 @@ class PicgoServer:
         tasks: list[TaskView] = []
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader) or part.filename is None:
-                raise web.HTTPBadRequest(text='{"success": false, "message": "Every form field must be a file."}',
-                                         content_type="application/json")
+                raise Refused(400, "Every form field must be a file.")
             if len(tasks) >= MAX_FILES:
-                raise web.HTTPRequestEntityTooLarge(max_size=MAX_FILES, actual_size=len(tasks) + 1)
+                raise Refused(413, f"At most {MAX_FILES} files per call.")
             chunks = _chunks(part)
             got = await self.app.submit_stream(CLIENT, safe_name(part.filename), chunks, profile=None,
                                                batch_id=batch_id, batch_size=self.app.config.current.transfers.slots)
             batch_id = got.batch_id
             tasks += got.tasks
         if batch_id is None:
-            raise web.HTTPBadRequest(text='{"success": false, "message": "The form holds no file."}',
-                                     content_type="application/json")
+            raise Refused(400, "The form holds no file.")
         return Submitted(batch_id, tasks)
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
@@ -210,8 +217,8 @@ class PicgoServer:
                 elif isinstance(item.get("imgUrl"), str):
                     await self.app.delete_link(item["imgUrl"])
                 else:
-                    raise web.HTTPBadRequest(text='{"success": false, "message": "Each item needs its id or imgUrl."}',
-                                             content_type="application/json")
+                    failed.append("an item without its id or imgUrl")
+                    continue
                 done += 1
             except PixliftError as exc:
                 failed.append(exc.message)
@@ -224,16 +231,13 @@ async def _list(request: web.Request, kind: type) -> list[Any]:
     try:
         body = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text='{"success": false, "message": "The body is not JSON."}',
-                                 content_type="application/json") from None
+        raise Refused(400, "The body is not JSON.") from None
     items = body.get("list") if isinstance(body, dict) and set(body) == {"list"} else None
     if not isinstance(items, list) or not items or not all(isinstance(i, kind) for i in items):
         what = "paths" if kind is str else "items"
-        raise web.HTTPBadRequest(text=json.dumps({"success": False, "message": f'Send {{"list": [{what}]}} with '
-                                                  f"at least one entry and nothing else."}),
-                                 content_type="application/json")
+        raise Refused(400, f'Send {{"list": [{what}]}} with at least one entry and nothing else.')
     if len(items) > MAX_FILES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_FILES, actual_size=len(items))
+        raise Refused(413, f"At most {MAX_FILES} files per call.")
     return items
 
 

@@ -131,6 +131,11 @@ class Limits:
                               f"Retry in {wait:.1f} s.", wait)
 
 
+def loopback_hosts(port: int) -> set[str]:
+    """The ``Host`` values of a request meant for this machine's ``port``: anything else is DNS rebinding."""
+    return {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+
+
 class Gate:
     def __init__(self, token: Callable[[], str], port: Callable[[], int]) -> None:
         self._token = token
@@ -138,8 +143,7 @@ class Gate:
 
     # -- who may talk to us --------------------------------------------------------------------------------
     def hosts(self) -> set[str]:
-        p = self._port()
-        return {f"127.0.0.1:{p}", f"localhost:{p}", f"[::1]:{p}"}
+        return loopback_hosts(self._port())
 
     def origins(self) -> set[str]:
         return {f"http://{h}" for h in self.hosts()}
