@@ -17,15 +17,14 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from .changes import ChangeLog
 from .cleanup import Cleanup
 from .config import SettingsBox
 from .errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
-from .events import BatchFinished, EventBus, TaskChanged, TaskFinished
+from .events import BatchFinished, EventBus, TaskFinished
 from .journal import Journal
 from .links import Links
 from .processing import copies, prepare_job
@@ -55,7 +54,6 @@ class Engine(TaskList):
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
-        self._background: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -69,7 +67,8 @@ class Engine(TaskList):
             task.version = self.changes.version
             self.index.saved(task)
             batch = self._batch(task.batch_id, stored.batch_size)
-            job = Job(task, checked, batch, MultipartState.from_json(stored.multipart))
+            job = Job(task, checked, batch, MultipartState.from_json(stored.multipart),
+                      multipart_journalled=stored.multipart is not None)
             with contextlib.suppress(KeyError, TypeError):
                 job.original = CheckedFile.from_json(stored.original) if stored.original else None
             self._jobs[task.task_id] = job
@@ -99,8 +98,6 @@ class Engine(TaskList):
             job.stop()
         if workers:
             await asyncio.wait(workers, timeout=timeout)
-        if self._background:
-            await asyncio.wait(self._background, timeout=timeout)
 
     # -- submitting ----------------------------------------------------------------------------------------
     def submit(self, files: list[CheckedFile], *, profile: str, batch_size: int,
@@ -281,7 +278,7 @@ class Engine(TaskList):
                                find_copy=copies(self.journal, provider, task) if dedup else None)
             await self.links.sign(task)
             finished_at = self.clock()
-            self.journal.complete(task, finished_at, job.sha256)
+            self.journal.complete(task, finished_at, job.sha256, multipart=job.multipart_journalled)
             await self.journal.durable()  # reported as uploaded only once that is on disk
         except asyncio.CancelledError:
             self._unwind(job)
@@ -324,11 +321,13 @@ class Engine(TaskList):
 
     def _save_multipart(self, job: Job) -> None:
         state = job.multipart
+        job.multipart_journalled = bool(state.upload_id)
         self.journal.save_multipart(job.task.task_id, state.to_json() if state.upload_id else None)
 
     def _release(self, job: Job) -> None:
         """The worker is gone. Act on what happened to the task while it unwound."""
         job.worker = None
+        job.close_source()  # opened by prepare_job, when the worker ended before sending it
         self._used -= job.slots
         job.batch.running -= 1
         status = job.task.status
@@ -382,8 +381,6 @@ class Engine(TaskList):
         self._touch(job.task)
         if was_finished != to.finished:
             job.batch.unfinished += -1 if to.finished else 1
-        if not to.finished:
-            self.events.publish(TaskChanged(self.view(job.task)))
 
     def _finished(self, job: Job) -> None:
         """Tell subscribers a task is done, and its batch when that was the last of it."""
@@ -392,8 +389,3 @@ class Engine(TaskList):
         if batch.unfinished == 0:
             tasks = tuple(self.view(self._jobs[t].task) for t in batch.task_ids if t in self._jobs)
             self.events.publish(BatchFinished(batch.batch_id, tasks))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        t = asyncio.create_task(coro)
-        self._background.add(t)
-        t.add_done_callback(self._background.discard)

@@ -1,7 +1,9 @@
 """Typed engine events and the bus that delivers them.
 
-The engine publishes; the application layer, the tray and (later) push channels subscribe. ``subscribe``
-returns the function that ends the subscription. Handlers run on the event loop, inside the engine's call:
+The engine publishes; the application layer, the tray and the push channels subscribe. ``subscribe``
+returns the function that ends the subscription. Only endings are events: every other change of a task is
+read through the change log (``changes.py``, the versions behind ``since``), which costs the hot path nothing
+per change, where an event would build a view for each. Handlers run on the event loop, inside the engine's call:
 they copy what they need and return at once; one that raises is logged and the others still run.
 """
 
@@ -14,13 +16,6 @@ from dataclasses import dataclass
 from .views import TaskView
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TaskChanged:
-    """A task moved to another state (queued, uploading, paused, ...)."""
-
-    task: TaskView
 
 
 @dataclass(frozen=True)
@@ -38,7 +33,7 @@ class BatchFinished:
     tasks: tuple[TaskView, ...]
 
 
-Event = TaskChanged | TaskFinished | BatchFinished
+Event = TaskFinished | BatchFinished
 Handler = Callable[[Event], None]
 
 

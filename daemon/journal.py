@@ -113,12 +113,17 @@ class Journal(HistoryRecords):
         self._complained = -3600.0
         self._unwritten: dict[Any, tuple[str, Any, bool]] = {}
         self._lock = threading.Lock()  # the connection and the unwritten changes: the writer thread and the loop
+        self._reads = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # history.py
+        self._reads.execute("PRAGMA query_only=1")
+        self._read_lock = threading.Lock()
         self._commits: GroupCommit[Change] = GroupCommit(self._commit)
 
     def close(self) -> None:
         self._commits.close()
         with self._lock:
             self._db.close()
+        with self._read_lock:
+            self._reads.close()
 
     async def durable(self) -> None:
         """Return once every change made before this call is committed (or kept, when the disk refused it)."""
@@ -249,14 +254,16 @@ class Journal(HistoryRecords):
                                   task.key, json.dumps(task.error) if task.error else None, task.started_at,
                                   task.finished_at, task.task_id), key=("task", task.task_id))
 
-    def complete(self, task: Task, finished_at: float, sha256: str | None) -> None:
-        """A finished upload: the task completed, its multipart state gone, its link in the history (once per
-        object: a deduplicated task points to the entry already there). Await ``durable()`` before telling."""
+    def complete(self, task: Task, finished_at: float, sha256: str | None, *, multipart: bool) -> None:
+        """A finished upload: the task completed, its multipart state gone (``multipart``: the journal holds
+        one), its link in the history (once per object: a deduplicated task points to the entry already there).
+        Await ``durable()`` before telling."""
         assert task.url is not None and task.key is not None
         self._write(UPDATE_TASK, (str(TaskStatus.COMPLETED), task.bytes_total, task.attempts, task.url,
                                   task.url_expires, task.key, None, task.started_at, finished_at, task.task_id),
                     key=("task", task.task_id))
-        self.save_multipart(task.task_id, None)
+        if multipart:
+            self.save_multipart(task.task_id, None)
         if task.deduplicated:
             self._write("UPDATE tasks SET deduplicated=1 WHERE task_id=?", (task.task_id,))
             return

@@ -10,24 +10,26 @@ Edited at the container level, so the image data is never decoded or re-encoded 
 - The orientation and the colour profile (JPEG APP2 ICC, PNG ``iCCP``/``sRGB``/``gAMA``/``cHRM``, WebP ``ICCP``)
   always stay, so the picture looks the same.
 
-``strip(fd, kind, mode, out)`` writes the edited file to ``out`` and returns the tag groups it removed, or
-returns None (writing nothing) when there is nothing to remove. The source is read through ``mmap`` and the
-image data copied a MiB at a time: a 200-megapixel JPEG costs page cache, not the daemon's memory. HEIC and
-AVIF keep their EXIF as a container item (``metadata_heif.py``); GIF has XMP and comments only; a TIFF is its
-own EXIF (its GPS directory is blanked in place; for "all", ``processing.py`` re-encodes it losslessly).
+``strip(content, kind, mode, out)`` writes the edited file to ``out`` and returns the tag groups it removed, or
+returns None (writing nothing) when there is nothing to remove. A small file comes as the bytes the upload
+already read; a larger one as its descriptor, read through ``mmap``, with the image data copied a MiB at a
+time: a 200-megapixel JPEG costs page cache, not the daemon's memory. HEIC and AVIF keep their EXIF as a
+container item (``metadata_heif.py``); GIF has XMP and comments only; a TIFF is its own EXIF (its GPS directory
+is blanked in place; for "all", ``processing.py`` re-encodes it losslessly).
 Other formats (JPEG XL, BMP...) are sent as they are, and ``NOT_EDITED`` says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .exif import blank_all_but_orientation, edit_exif, iptc_has_place, names_a_place
-from .metadata_heif import items
+from .metadata_heif import Content, items
 
 MODES = ("location", "all", "none")
 EDITED = ("image/jpeg", "image/png", "image/webp", "image/avif", "image/heic", "image/gif", "image/tiff")
@@ -42,14 +44,14 @@ class NotAnImage(Exception):
     """The bytes do not parse as the format they were sniffed as; the caller sends the file unchanged."""
 
 
-def strip(fd: int, kind: str, mode: str, out: Path | Callable[[], Path]) -> list[str] | None:
-    """Write the open file ``fd`` without the ``mode`` metadata to ``out`` (or where ``out()`` says, asked only
-    when there is something to write); the tag groups removed, or None (nothing written) when there is nothing
-    to remove. Raises NotAnImage for bytes that do not parse."""
+def strip(content: int | bytes, kind: str, mode: str, out: Path | Callable[[], Path]) -> list[str] | None:
+    """Write the file (its bytes, or the open descriptor of it) without the ``mode`` metadata to ``out`` (or
+    where ``out()`` says, asked only when there is something to write); the tag groups removed, or None
+    (nothing written) when there is nothing to remove. Raises NotAnImage for bytes that do not parse."""
     if mode == "none" or kind not in EDITED:
         return None
     problem = None
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
+    with _mapped(content) as data:
         try:
             editor = {"image/jpeg": _jpeg, "image/png": _png, "image/webp": _webp, "image/gif": _gif,
                       "image/tiff": _tiff}.get(kind, _heif)
@@ -71,8 +73,17 @@ def strip(fd: int, kind: str, mode: str, out: Path | Callable[[], Path]) -> list
     return sorted(set(removed))
 
 
+@contextlib.contextmanager
+def _mapped(content: int | bytes) -> Iterator[Content]:
+    if isinstance(content, bytes):
+        yield content
+        return
+    with mmap.mmap(content, 0, access=mmap.ACCESS_READ) as data:
+        yield data
+
+
 # -- JPEG -------------------------------------------------------------------------------------------------------
-def _jpeg(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
+def _jpeg(data: Content, mode: str) -> tuple[list[Piece], list[str]]:
     pieces: list[Piece] = []
     removed: list[str] = []
     start = 0
@@ -90,7 +101,7 @@ def _jpeg(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
     return pieces, removed
 
 
-def _jpeg_head(data: mmap.mmap, at: int, mode: str) -> tuple[int, list[Piece], list[str]]:
+def _jpeg_head(data: Content, at: int, mode: str) -> tuple[int, list[Piece], list[str]]:
     """The segments before the scan of one JPEG starting at ``at``: where its scan starts, what to write, removed."""
     if data[at:at + 2] != b"\xff\xd8":
         raise ValueError("no JPEG start of image")
@@ -143,7 +154,7 @@ def _jpeg_segment(marker: int, body: bytes, mode: str) -> tuple[bytes | None, li
 
 
 # -- PNG ----------------------------------------------------------------------------------------------------------
-def _png(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
+def _png(data: Content, mode: str) -> tuple[list[Piece], list[str]]:
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("no PNG signature")
     pieces: list[Piece] = [b"\x89PNG\r\n\x1a\n"]
@@ -179,7 +190,7 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 # -- WebP ---------------------------------------------------------------------------------------------------------
-def _webp(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
+def _webp(data: Content, mode: str) -> tuple[list[Piece], list[str]]:
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         raise ValueError("no RIFF WEBP header")
     chunks: list[tuple[bytes, Piece]] = []  # (fourcc, the whole chunk as written)
@@ -221,7 +232,7 @@ def _riff_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 # -- HEIC and AVIF ------------------------------------------------------------------------------------------------
-def _heif(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
+def _heif(data: Content, mode: str) -> tuple[list[Piece], list[str]]:
     """The EXIF item edited in place (its length kept, so every offset of the file stays true)."""
     types, places = items(data)
     pieces: list[Piece] = []
@@ -248,7 +259,7 @@ def _heif(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
 
 
 # -- GIF and TIFF -------------------------------------------------------------------------------------------------
-def _gif(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
+def _gif(data: Content, mode: str) -> tuple[list[Piece], list[str]]:
     """GIF has no EXIF: its XMP application extension (and comments, for "all") are dropped whole."""
     if data[:6] not in (b"GIF87a", b"GIF89a"):
         raise ValueError("no GIF header")
@@ -280,7 +291,7 @@ def _gif(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
     return pieces, removed
 
 
-def _tiff(data: mmap.mmap, mode: str) -> tuple[list[Piece], list[str]]:
+def _tiff(data: Content, mode: str) -> tuple[list[Piece], list[str]]:
     """A TIFF is its own EXIF: its GPS directory blanked in place. Its other tags describe the image itself, so
     "all" cannot remove them in place (processing.py re-encodes it instead)."""
     if mode != "location":

@@ -13,8 +13,10 @@ import mmap
 import struct
 from collections.abc import Iterator
 
+Content = mmap.mmap | bytes  # a file mapped, or a small one already read (metadata.strip)
 
-def _boxes(data: mmap.mmap, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+
+def _boxes(data: Content, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, box end) of each box in [start, end)."""
     pos = start
     while pos + 8 <= end:
@@ -30,11 +32,11 @@ def _boxes(data: mmap.mmap, start: int, end: int) -> Iterator[tuple[bytes, int, 
         pos += size
 
 
-def _uint(data: mmap.mmap, at: int, size: int) -> int:
+def _uint(data: Content, at: int, size: int) -> int:
     return int.from_bytes(data[at:at + size], "big") if size else 0
 
 
-def items(data: mmap.mmap) -> tuple[dict[int, bytes], dict[int, tuple[int, int]]]:
+def items(data: Content) -> tuple[dict[int, bytes], dict[int, tuple[int, int]]]:
     """Item types by id, and where each single-extent item's bytes are (file offset, length)."""
     meta = next(((s, e) for kind, s, e in _boxes(data, 0, len(data)) if kind == b"meta"), None)
     if meta is None:

@@ -43,8 +43,9 @@ class Prepared:
     processing: dict[str, Any]
 
 
-def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepared | None:
-    """Blocking (run it on a worker thread). None: send the file as it is, with nothing to report."""
+def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool, source: Source | None = None) -> Prepared | None:
+    """Blocking (run it on a worker thread). None: send the file as it is, with nothing to report. ``source``:
+    the file already opened (and, when small, read) for its upload; otherwise it is opened here."""
     if images.convert_to or images.max_dimension:
         return _convert(checked, images, spool)
     if checked.content_type == "image/tiff" and images.strip_metadata == "all":  # its tags describe the image
@@ -60,7 +61,9 @@ def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepar
         if checked.content_type in UNEDITED_IMAGES:
             return Prepared(checked, _info([], checked.size, checked.size, NOT_EDITED))
         return None
-    source = Source.open(checked, small=0)  # the same checks as an upload: still the file that was queued
+    opened = source is None
+    if source is None:
+        source = Source.open(checked, small=0)  # the same checks as an upload: still the file that was queued
     made: list[Path] = []
 
     def target() -> Path:  # a spool folder only for a file that has something to remove
@@ -68,7 +71,7 @@ def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepar
         return made[0] / checked.name
 
     try:
-        removed = strip(source.fd, checked.content_type, mode, target)
+        removed = strip(source.fd if source.data is None else source.data, checked.content_type, mode, target)
     except NotAnImage:
         _drop(made)
         return Prepared(checked, _info([], checked.size, checked.size,
@@ -78,7 +81,8 @@ def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepar
         raise SourceError(f"{checked.name}: its metadata could not be removed ({exc.strerror or exc}); "
                           "nothing was sent. Check the disk holding pixlift's spool.") from exc
     finally:
-        source.close()
+        if opened:
+            source.close()
     if removed is None or not made:
         _drop(made)
         return None
@@ -128,11 +132,15 @@ async def prepare_job(job: Job, images: ImageSettings, spool: Spool) -> bool:
     if task.key is not None or job.original is not None or task.processing is not None:
         return False
     if job.checked.size <= INLINE_READ and not (images.convert_to or images.max_dimension):  # a header or two
-        prepared = prepare(job.checked, images, spool)
+        # Opened and read once, here, for both: the upload sends these bytes unless an edited copy replaces them.
+        job.source = Source.open(job.checked)
+        prepared = prepare(job.checked, images, spool, job.source)
     else:
         prepared = await asyncio.to_thread(prepare, job.checked, images, spool)
     if prepared is None:
         return False
+    if prepared.checked is not job.checked:
+        job.close_source()
     task.processing = prepared.processing
     if prepared.checked is not job.checked:
         if task.source.spooled:  # bytes handed over: the edited copy replaces them

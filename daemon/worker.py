@@ -49,6 +49,7 @@ class Job:
     source: Source | None = None
     sha256: str | None = None  # of the bytes sent, once known: the history keeps it for dedup
     original: CheckedFile | None = None  # the file an edited copy (``checked``) was made from (processing.py)
+    multipart_journalled: bool = False  # the journal holds a multipart state for it (to clear when it completes)
 
     def stop(self) -> None:
         """Stop the bytes at once: readers in worker threads raise at their next read, the worker is cancelled."""
@@ -56,6 +57,12 @@ class Job:
             self.source.stop.set()
         if self.worker is not None:
             self.worker.cancel()
+
+    def close_source(self) -> None:
+        """Close the opened file, if any: after an attempt, or when the worker ended before it sent it."""
+        if self.source is not None:
+            self.source.close()
+            self.source = None
 
 
 INLINE_READ = 64 * 1024  # files up to this size are opened, read and hashed on the loop
@@ -135,7 +142,11 @@ async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: 
     # time again at every restart.
     hashed = task.key is None and (needs_hash(profile.key_template) or find_copy is not None)
     digests = provider.digests | ({"sha256"} if hashed else set())
-    if job.checked.size <= INLINE_READ:  # an open and a read: far less than a hop to a worker thread and back
+    if job.source is not None:  # opened and read by prepare_job (processing.py); its digests are in memory
+        source = job.source
+        for name in digests:
+            source.digest(name)
+    elif job.checked.size <= INLINE_READ:  # an open and a read: far less than a hop to a worker thread and back
         source = job.source = Source.open(job.checked, digests=digests)
     else:
         source = job.source = await asyncio.to_thread(Source.open, job.checked, digests=digests)
@@ -153,5 +164,4 @@ async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: 
             on_key()
         await provider.upload(source, task.key, on_bytes=on_bytes, state=job.multipart, on_part=on_part)
     finally:
-        job.source = None
-        source.close()
+        job.close_source()
