@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 W = TypeVar("W")
+WINDOW_S = 0.004  # on the loop, the writer is woken this long after the first change it has not taken yet
 
 
 class GroupCommit(Generic[W]):
@@ -30,16 +31,33 @@ class GroupCommit(Generic[W]):
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._closing = False
         self._idle = False
+        self._wake_due = False  # a wake of the writer is scheduled on the loop
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def put(self, change: W) -> None:
+        """Queue a change. On the event loop the writer is woken ``WINDOW_S`` after the first change it has not
+        taken yet, not once per change: waking a thread costs more than committing a change, and the changes of
+        every file in that window then go in one transaction."""
         with self._cv:
             if self._closing:
                 raise RuntimeError("the journal is closed")
             self._queue.append(change)
             self._queued += 1
-            if self._idle:  # the writer sleeps until told; while it commits it takes what queued meanwhile
+            if not self._idle or self._wake_due:
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on a loop: nothing would wake the writer later
+                self._cv.notify_all()
+                return
+            self._wake_due = True
+        loop.call_later(WINDOW_S, self._wake)
+
+    def _wake(self) -> None:
+        with self._cv:
+            self._wake_due = False
+            if self._idle and self._queue:
                 self._cv.notify_all()
 
     async def durable(self) -> None:
@@ -51,12 +69,17 @@ class GroupCommit(Generic[W]):
             loop = asyncio.get_running_loop()
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.append((target, loop, future))
+            wake = self._idle and not self._wake_due
+            self._wake_due = self._wake_due or wake
+        if wake:
+            loop.call_later(WINDOW_S, self._wake)
         await future
 
     def drain(self, timeout: float | None = None) -> bool:
         """Block until every change put so far is committed; False if that took longer than ``timeout``."""
         with self._cv:
             target = self._queued
+            self._cv.notify_all()
             return self._cv.wait_for(lambda: self._done >= target or not self._thread.is_alive(), timeout)
 
     def close(self, timeout: float = 30.0) -> None:

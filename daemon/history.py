@@ -1,7 +1,9 @@
 """The history table of the journal: every uploaded object, what it held, and whether it was deleted since.
 
-A mixin of ``Journal`` (same connection, same lock, same group commit): reads take the lock, writes are
-queued like every other change, so a caller that must report a change awaits ``Journal.durable()``.
+A mixin of ``Journal``: writes are queued with every other change (same group commit), so a caller that must
+report a change awaits ``Journal.durable()``. Reads go through a connection of their own: in WAL mode a reader
+sees what is committed without waiting for a commit under way, so the event loop (dedup looks up every file
+it sends) never stops for the writer thread.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ COLUMNS = "id, task_id, name, url, size, profile, key, uploaded_at, deleted_at, 
 
 
 class HistoryRecords:
-    _db: sqlite3.Connection
-    _lock: threading.Lock
+    _reads: sqlite3.Connection
+    _read_lock: threading.Lock
 
     def _write(self, sql: str, args: Any, *, many: bool = False, key: tuple[str, ...] | None = None) -> None:
         raise NotImplementedError
@@ -32,42 +34,46 @@ class HistoryRecords:
         if deleted is not None:
             clauses.append("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL")
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        with self._lock:
-            total = int(self._db.execute(f"SELECT COUNT(*) FROM history {where}", args).fetchone()[0])
-            rows = self._db.execute(f"SELECT {COLUMNS} FROM history {where} ORDER BY uploaded_at DESC, id DESC"
-                                    " LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+        with self._read_lock:
+            self._reads.execute("BEGIN")  # the count and the page from one snapshot
+            try:
+                total = int(self._reads.execute(f"SELECT COUNT(*) FROM history {where}", args).fetchone()[0])
+                rows = self._reads.execute(f"SELECT {COLUMNS} FROM history {where} ORDER BY uploaded_at DESC, "
+                                           "id DESC LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
+            finally:
+                self._reads.execute("COMMIT")
         return [_item(r) for r in rows], total
 
     def history_item(self, history_id: int) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {COLUMNS} FROM history WHERE id=?", (history_id,)).fetchone()
+        with self._read_lock:
+            row = self._reads.execute(f"SELECT {COLUMNS} FROM history WHERE id=?", (history_id,)).fetchone()
         return _item(row) if row else None
 
     def history_of(self, profile: str, key: str) -> dict[str, Any] | None:
         """The newest entry for an object (a deduplicated task has none of its own: its object's)."""
-        with self._lock:
-            row = self._db.execute(f"SELECT {COLUMNS} FROM history WHERE profile=? AND key=? ORDER BY id DESC"
-                                   " LIMIT 1", (profile, key)).fetchone()
+        with self._read_lock:
+            row = self._reads.execute(f"SELECT {COLUMNS} FROM history WHERE profile=? AND key=? ORDER BY id DESC"
+                                      " LIMIT 1", (profile, key)).fetchone()
         return _item(row) if row else None
 
     def history_of_task(self, task_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {COLUMNS} FROM history WHERE task_id=? ORDER BY id DESC LIMIT 1",
-                                   (task_id,)).fetchone()
+        with self._read_lock:
+            row = self._reads.execute(f"SELECT {COLUMNS} FROM history WHERE task_id=? ORDER BY id DESC LIMIT 1",
+                                      (task_id,)).fetchone()
         return _item(row) if row else None
 
     def history_by_url(self, url: str) -> dict[str, Any] | None:
         """The newest entry whose link is ``url`` (as it was last handed out)."""
-        with self._lock:
-            row = self._db.execute(f"SELECT {COLUMNS} FROM history WHERE url=? ORDER BY id DESC LIMIT 1",
-                                   (url,)).fetchone()
+        with self._read_lock:
+            row = self._reads.execute(f"SELECT {COLUMNS} FROM history WHERE url=? ORDER BY id DESC LIMIT 1",
+                                      (url,)).fetchone()
         return _item(row) if row else None
 
     def find_upload(self, profile: str, sha256: str) -> tuple[str, int] | None:
         """The key and size of an object of this profile with these bytes, as far as the journal knows."""
-        with self._lock:
-            row = self._db.execute("SELECT key, size FROM history WHERE profile=? AND sha256=? AND deleted_at IS NULL"
-                                   " ORDER BY id DESC LIMIT 1", (profile, sha256)).fetchone()
+        with self._read_lock:
+            row = self._reads.execute("SELECT key, size FROM history WHERE profile=? AND sha256=? AND deleted_at IS "
+                                      "NULL ORDER BY id DESC LIMIT 1", (profile, sha256)).fetchone()
         return (str(row[0]), int(row[1])) if row else None
 
     def add_upload(self, task_id: str, name: str, url: str, size: int, profile: str, key: str, when: float,
