@@ -307,9 +307,7 @@ class Engine(TaskList):
         """Once per task, before it is named: its metadata removed into an edited copy (processing.py)."""
         before = job.checked
         if await prepare_job(job, self.config.current.images_for(job.task.profile), self.spool):
-            if job.checked is before:  # only a note (nothing to remove): the file itself still goes
-                self.journal.update_processing(job.task)
-            else:
+            if job.checked is not before:  # an edited copy goes; a note alone is saved with the task's state
                 self.journal.update_prepared(job.task, job.checked.to_json(),
                                              job.original.to_json() if job.original else None)
             self._save(job.task)

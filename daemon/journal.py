@@ -79,7 +79,7 @@ ADDED = {  # columns added since the first journal: every start adds what an old
     "history": {"sha256": "TEXT", "deleted_at": "REAL", "url_expires": "REAL"},
 }
 UPDATE_TASK = ("UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, url_expires=?, key=?, error=?,"
-               " started_at=?, finished_at=? WHERE task_id=?")
+               " started_at=?, finished_at=?, processing=? WHERE task_id=?")
 Change = tuple[str, Any, bool, tuple[str, ...] | None]  # sql, arguments, executemany, the thing it is the state of
 
 
@@ -252,7 +252,7 @@ class Journal(HistoryRecords):
     def update(self, task: Task) -> None:
         self._write(UPDATE_TASK, (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.url_expires,
                                   task.key, json.dumps(task.error) if task.error else None, task.started_at,
-                                  task.finished_at, task.task_id), key=("task", task.task_id))
+                                  task.finished_at, _processing(task), task.task_id), key=("task", task.task_id))
 
     def complete(self, task: Task, finished_at: float, sha256: str | None, *, multipart: bool) -> None:
         """A finished upload: the task completed, its multipart state gone (``multipart``: the journal holds
@@ -260,8 +260,8 @@ class Journal(HistoryRecords):
         Await ``durable()`` before telling."""
         assert task.url is not None and task.key is not None
         self._write(UPDATE_TASK, (str(TaskStatus.COMPLETED), task.bytes_total, task.attempts, task.url,
-                                  task.url_expires, task.key, None, task.started_at, finished_at, task.task_id),
-                    key=("task", task.task_id))
+                                  task.url_expires, task.key, None, task.started_at, finished_at, _processing(task),
+                                  task.task_id), key=("task", task.task_id))
         if multipart:
             self.save_multipart(task.task_id, None)
         if task.deduplicated:
@@ -274,13 +274,8 @@ class Journal(HistoryRecords):
     def update_prepared(self, task: Task, checked: dict[str, Any], original: dict[str, Any] | None) -> None:
         """What the task now sends (an edited copy) and the file it was made from; its ``processing``."""
         self._write("UPDATE tasks SET checked=?, original=?, processing=?, bytes_total=? WHERE task_id=?",
-                    (json.dumps(checked), json.dumps(original) if original else None,
-                     json.dumps(task.processing) if task.processing else None, task.bytes_total, task.task_id))
-
-    def update_processing(self, task: Task) -> None:
-        """Its ``processing`` alone: a note on a file sent as it is."""
-        self._write("UPDATE tasks SET processing=? WHERE task_id=?",
-                    (json.dumps(task.processing) if task.processing else None, task.task_id))
+                    (json.dumps(checked), json.dumps(original) if original else None, _processing(task),
+                     task.bytes_total, task.task_id))
 
     def save_multipart(self, task_id: str, state: dict[str, Any] | None) -> None:
         self._write("UPDATE tasks SET multipart=? WHERE task_id=?",
@@ -320,3 +315,7 @@ class Journal(HistoryRecords):
         with self._lock:
             rows = self._db.execute("SELECT upload_id, profile, key FROM aborts").fetchall()
         return [(str(p), str(k), str(u)) for u, p, k in rows]
+
+
+def _processing(task: Task) -> str | None:
+    return json.dumps(task.processing) if task.processing else None
