@@ -1,8 +1,9 @@
-"""The lean S3 path (providers/s3_wire.py): PUTs and parts signed by botocore's signer, sent over aiohttp.
+"""The lean S3 path (providers/s3_wire.py): PUTs and parts signed by botocore's signer, sent on pixlift's own
+keep-alive connections (providers/http1.py).
 
 Against real servers: rclone serve s3 (which checks every signature) and moto's server, each behind a real TCP
 proxy that records the requests, so a test can tell which path carried the bytes: the lean path's requests
-come from aiohttp, the client's from botocore."""
+say ``pixlift/`` in their User-Agent, the client's ``Botocore``."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ async def test_puts_and_parts_go_the_lean_way_and_the_store_accepts_them(store: 
     assert store.get("wire", "parts/" + KEY) == large.read_bytes()
     sent = store.data_requests()
     assert len(sent) == 4  # one PUT, three parts
-    assert all("aiohttp" in agent and "Botocore" not in agent for agent, _ in sent), sent
+    assert all(agent.startswith("pixlift/") and "Botocore" not in agent for agent, _ in sent), sent
     assert sum("partNumber=" in target for _, target in sent) == 3
     # the link is signed with the cached key, and fetches the object (through the proxy, as a user's browser)
     with urllib.request.urlopen(link, timeout=10) as resp:
@@ -138,7 +139,7 @@ async def test_a_flipped_byte_in_a_part_is_refused_and_the_part_sent_again(store
     assert store.get("wire", "flipped.jpg") == large.read_bytes()
     parts = [t for _, t in store.data_requests() if "partNumber=" in t]
     assert sum("partNumber=2&" in t for t in parts) >= 2, parts  # part 2 went again
-    assert all("aiohttp" in agent for agent, _ in store.data_requests())
+    assert all(agent.startswith("pixlift/") for agent, _ in store.data_requests())
 
 
 async def test_refusals_on_the_lean_path_say_what_to_fix(s3_server: S3Server, tmp_path: Path) -> None:
@@ -157,7 +158,7 @@ async def test_refusals_on_the_lean_path_say_what_to_fix(s3_server: S3Server, tm
             assert info.value.code == code
             assert "wired" in info.value.message and "Traceback" not in info.value.message
             assert "not-the-secret" not in info.value.message
-        assert store.data_requests() and all("aiohttp" in agent for agent, _ in store.data_requests())
+        assert store.data_requests() and all(agent.startswith("pixlift/") for agent, _ in store.data_requests())
         store.proxy.refuse = True
         provider = store.provider()
         with pytest.raises(TransferError) as down:

@@ -54,6 +54,16 @@ else:
         return None
 
 
+def held_by_transport(transport: asyncio.BaseTransport) -> int:
+    """Bytes a transport holds in user space; for TLS, the encrypting transport's and the TCP transport's."""
+    held = 0
+    for t in (transport, getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)):
+        size = getattr(t, "get_write_buffer_size", None)  # duck-typed: uvloop's are not asyncio.WriteTransport
+        if size is not None:
+            held += int(size())
+    return held
+
+
 def send_buffer(sock: Any) -> int:
     """The socket's send buffer size: at most this much is held when nothing says how much is."""
     try:

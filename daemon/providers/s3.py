@@ -6,8 +6,10 @@ where we want byte progress and per-part retry. botocore's own retries are off s
 the backoff are ours. Links are SigV4-presigned (the legacy signer's links are refused by rclone and newer AWS
 regions) unless the profile has a ``public_base_url``.
 
-Bodies go to aiohttp as a payload of our own (``WiredBody``), which aiohttp writes with the connection's own
-writer: so each body learns the socket that carries it and reports only what the store has acknowledged.
+PUTs and parts take the lean path (``s3_wire.py``: botocore's signer, pixlift's own connections), where each
+body learns the socket that carries it and reports only what the store has acknowledged. When that path is
+off (S3 Express, a store that redirects), the client sends them, with the body as a payload of our own
+(``WiredBody``) that aiohttp writes with the connection's own writer, to the same effect.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from aiohttp.payload import Payload
 from ..config import TransferSettings
 from ..errors import Interrupted, PermanentStorageError, TransferError
 from ..sources import Source
-from .acked import Body
+from .acked import Body, held_by_transport
 from .base import MultipartState, ObjectStore, StoreReply, public_url, rule
 from .inflight import InFlight
 from .s3_wire import Endpoint, Redirected, S3Wire, StoreRefused
@@ -139,7 +141,7 @@ class S3Provider(ObjectStore):
         if wire is None:
             return None
         try:
-            return await wire.put(key, WiredBody(body), headers, query)
+            return await wire.put(key, body, headers, query)
         except Redirected as exc:
             log.info("%s redirects profile %r's requests (%s); using the client, which follows redirects",
                      self.where, self.profile_name, exc)
@@ -300,7 +302,7 @@ class WiredBody(Payload):
     async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
         transport = getattr(writer, "transport", None)
         if transport is not None:
-            self._body.on_wire(transport.get_extra_info("socket"), functools.partial(_buffered, transport))
+            self._body.on_wire(transport.get_extra_info("socket"), functools.partial(held_by_transport, transport))
         self._body.seek(0)
         self._written = 0
         end = self._length if content_length is None else min(content_length, self._length)
@@ -316,13 +318,3 @@ class WiredBody(Payload):
             chunk = await loop.run_in_executor(None, self._body.read, min(CHUNK, end - self._written))
             self._written += len(chunk)  # no await before the write puts it in the transport
             await writer.write(chunk)
-
-
-def _buffered(transport: asyncio.BaseTransport) -> int:
-    """Bytes a transport holds in user space; for TLS, the encrypting transport's and the TCP transport's."""
-    held = 0
-    for t in (transport, getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)):
-        size = getattr(t, "get_write_buffer_size", None)  # duck-typed: uvloop's are not asyncio.WriteTransport
-        if size is not None:
-            held += int(size())
-    return held

@@ -5,9 +5,10 @@ service model, endpoint rules, event hooks and emitters. For a 100 KB image that
 it. These two requests differ only in their key, a few headers and the body, so the template is made once per
 profile: the endpoint comes from the SDK's own resolution (one presigned URL made through the client, which
 also gives the signing region and service), every request is signed by botocore's own SigV4 signers
-(``botocore.auth``), with the signing key (four HMACs) cached per day, and it goes out on pixlift's aiohttp
-session with the body as a ``WiredBody``, so progress stays exact. Links are signed the same way. Everything
-else (multipart control calls, listing, deleting, checks) stays on the client.
+(``botocore.auth``), with the signing key (four HMACs) cached per day, and it goes out on a pool of keep-alive
+connections of its own (``http1.py``), which watches the socket under the body so progress stays exact. Links
+are signed the same way. Everything else (multipart control calls, listing, deleting, checks) stays on the
+client.
 
 A store that answers with a redirect (an AWS bucket in another region) turns this path off for the profile:
 the client, which follows region redirects, takes over.
@@ -27,14 +28,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-import aiohttp
 from botocore.auth import SIGNED_HEADERS_BLACKLIST, S3SigV4Auth
 from botocore.exceptions import NoCredentialsError
-from yarl import URL
 
+from .acked import Body
 from .base import StoreReply
-
-MAX_ERROR_BODY = 64 * 1024
+from .http1 import Pool
 
 
 class StoreRefused(Exception):
@@ -151,20 +150,18 @@ class Request:
 
 
 class S3Wire:
-    """The lean requests of one profile, sent on a session of their own."""
+    """The lean requests of one profile, sent on connections of their own."""
 
     def __init__(self, endpoint: Endpoint, credentials: Callable[[], Awaitable[Any]], config: Any, *,
                  connections: int, connect_timeout_s: float, read_timeout_s: float) -> None:
         self.endpoint = endpoint
         self._credentials = credentials
         self._config = config  # the client's: payload_signing_enabled = False makes the payload UNSIGNED
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections, limit_per_host=connections),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s),
-            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())  # a store sets no cookies worth keeping
+        self._pool = Pool(endpoint.base, limit=connections, connect_timeout_s=connect_timeout_s,
+                          read_timeout_s=read_timeout_s)
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._pool.close()
 
     async def frozen(self) -> Any:
         creds = await self._credentials()
@@ -172,29 +169,27 @@ class S3Wire:
             raise NoCredentialsError()
         return await creds.get_frozen_credentials()
 
-    async def put(self, key: str, body: Any, headers: dict[str, str], query: str = "") -> str:
-        """PUT ``body`` to ``key``; the ETag. Raises StoreRefused, Redirected, or aiohttp's errors.
+    async def put(self, key: str, body: Body, headers: dict[str, str], query: str = "") -> str:
+        """PUT ``body`` to ``key``; the ETag. Raises StoreRefused, Redirected, ConnectionError or TimeoutError.
 
         A store that does not check Content-MD5 (moto does not, for parts) still says what it received: its
         ETag is the MD5 of the bytes, unless it encrypted them with a key of its own (SSE-KMS, SSE-C). An ETag
         that is an MD5 and not the one sent is refused here as the store would have refused it (BadDigest)."""
-        url = self.endpoint.url(key, query)
-        request = Request("PUT", url, self.endpoint.host, query, dict(headers))
+        e = self.endpoint
+        target = e.path + object_path(key) + (f"?{query}" if query else "")
+        request = Request("PUT", e.url(key, query), e.host, query, dict(headers))
         request.context["client_config"] = self._config
-        HeaderSigner(await self.frozen(), self.endpoint.service, self.endpoint.region).add_auth(request)
-        async with self._session.put(URL(url, encoded=True), data=body, headers=request.headers,
-                                     allow_redirects=False) as resp:
-            if resp.status == 200:
-                await resp.read()  # the connection goes back to the pool only once its answer is read
-                etag = resp.headers.get("ETag", "")
-                md5 = headers.get("Content-MD5")
-                if md5 and not _md5_hidden(resp.headers) and _received_other(etag, md5):
-                    raise StoreRefused(StoreReply("BadDigest", 400, "the ETag is not the MD5 of what was sent"))
-                return etag
-            text = await resp.content.read(MAX_ERROR_BODY)
-            if resp.status in (301, 302, 307, 308):
-                raise Redirected(resp.headers.get("Location", ""))
-            raise StoreRefused(reply_of(resp.status, text))
+        HeaderSigner(await self.frozen(), e.service, e.region).add_auth(request)
+        answer = await self._pool.request("PUT", target, {"Host": e.host, **request.headers}, body)
+        if answer.status == 200:
+            etag = answer.headers.get("etag", "")
+            md5 = headers.get("Content-MD5")
+            if md5 and not _md5_hidden(answer.headers) and _received_other(etag, md5):
+                raise StoreRefused(StoreReply("BadDigest", 400, "the ETag is not the MD5 of what was sent"))
+            return etag
+        if answer.status in (301, 302, 307, 308):
+            raise Redirected(answer.headers.get("location", ""))
+        raise StoreRefused(reply_of(answer.status, answer.body))
 
     async def presign_get(self, key: str, expires_s: int, now: datetime | None = None) -> str:
         """A link that GETs ``key`` for ``expires_s`` seconds: what ``generate_presigned_url`` makes (a test
