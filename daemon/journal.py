@@ -318,4 +318,10 @@ class Journal(HistoryRecords):
 
 
 def _processing(task: Task) -> str | None:
-    return json.dumps(task.processing) if task.processing else None
+    """The task's ``processing`` as stored. It is set once, and a task's state is saved several times: its JSON
+    is made once, and made again only if ``processing`` is another object."""
+    if not task.processing:
+        return None
+    if task.stored is None or task.stored[0] is not task.processing:
+        task.stored = (task.processing, json.dumps(task.processing))
+    return task.stored[1]

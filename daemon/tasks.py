@@ -114,6 +114,7 @@ class Task:
     processing: dict[str, Any] | None = None  # what was done to the file before sending it (metadata stripped)
     version: int = 0  # the daemon-wide change counter at this task's last change (changes.py)
     wire: tuple[int, Any] | None = field(default=None, repr=False)  # (version, JSON fragment): see views.task_json
+    stored: tuple[Any, str] | None = field(default=None, repr=False)  # (processing, its JSON): see journal.py
     meter: SpeedMeter | None = field(default=None, repr=False)  # while uploading only: 10,000 tasks wait or are done
 
     def move(self, to: TaskStatus) -> None:
