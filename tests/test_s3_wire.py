@@ -26,7 +26,7 @@ from pixlift.errors import PermanentStorageError, TransferError
 from pixlift.providers.base import MultipartState
 from pixlift.providers.s3 import S3Provider
 from pixlift.providers.s3_kind import S3Profile
-from pixlift.providers.s3_wire import HeaderSigner
+from pixlift.providers.s3_wire import Endpoint, signed_put, signing_key
 from pixlift.sources import CheckedFile, Identity, Source
 
 MiB = 1024 * 1024
@@ -171,14 +171,16 @@ async def test_refusals_on_the_lean_path_say_what_to_fix(s3_server: S3Server, tm
 
 
 def test_the_cached_signing_key_signs_exactly_as_botocore_does() -> None:
+    import hmac
+
     creds = ReadOnlyCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)
     for day in ("20261201", "20261202"):  # a new day, a new key
         request = AWSRequest(method="PUT", url="http://s3.test/b/k")
         request.context["timestamp"] = f"{day}T120000Z"
         sts = f"AWS4-HMAC-SHA256\n{day}T120000Z\n{day}/us-east-1/s3/aws4_request\nabc"
-        ours = HeaderSigner(creds, "s3", "us-east-1").signature(sts, request)
-        assert ours == S3SigV4Auth(creds, "s3", "us-east-1").signature(sts, request)
-        assert ours != S3SigV4Auth(creds, "s3", "eu-west-1").signature(sts, request)
+        ours = hmac.new(signing_key(creds.secret_key, day, "us-east-1", "s3"), sts.encode(), hashlib.sha256)
+        assert ours.hexdigest() == S3SigV4Auth(creds, "s3", "us-east-1").signature(sts, request)
+        assert ours.hexdigest() != S3SigV4Auth(creds, "s3", "eu-west-1").signature(sts, request)
 
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9000", "https://s3.example.com", "http://localhost:80"])
@@ -189,7 +191,7 @@ async def test_links_are_what_generate_presigned_url_makes(endpoint: str, token:
     import boto3
     import botocore.auth
     from botocore.config import Config
-    from pixlift.providers.s3_wire import Endpoint, S3Wire
+    from pixlift.providers.s3_wire import S3Wire
 
     at = datetime(2026, 12, 1, 17, 5, 9, tzinfo=UTC)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: at.replace(tzinfo=None))
@@ -205,8 +207,8 @@ async def test_links_are_what_generate_presigned_url_makes(endpoint: str, token:
         return Creds()
 
     probe = client.generate_presigned_url("put_object", Params={"Bucket": "pics", "Key": "probe"}, ExpiresIn=60)
-    wire = S3Wire(Endpoint.from_presigned(probe, "probe"), credentials, client.meta.config, connections=1,
-                  connect_timeout_s=1, read_timeout_s=1)
+    wire = S3Wire(Endpoint.from_presigned(probe, "probe"), credentials, connections=1, connect_timeout_s=1,
+                  read_timeout_s=1)
     try:
         for key in (KEY, "2026/12/a-0123abcd.jpg", "漢字/photo (2).png"):
             sdk = client.generate_presigned_url("get_object", Params={"Bucket": "pics", "Key": key}, ExpiresIn=604800)
@@ -221,22 +223,20 @@ async def test_links_are_what_generate_presigned_url_makes(endpoint: str, token:
                                                "partNumber=7&uploadId=2~Ab.c_d-EF%2Bgh%3D%3D")])
 def test_the_lean_header_signer_signs_as_the_sdk_does(base: str, query: str, token: str | None,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same Authorization (and every other header) as botocore's S3SigV4Auth on an AWSRequest."""
+    """The same Authorization (and every other header) as botocore's S3SigV4Auth on an AWSRequest, configured
+    as pixlift configures its client (``payload_signing_enabled = False``)."""
     import botocore.auth
     from botocore.config import Config
-    from pixlift.providers.s3_wire import Endpoint, Request
 
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: datetime(2026, 12, 1, 23, 59, 59))
+    at = datetime(2026, 12, 1, 23, 59, 59, tzinfo=UTC)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: at.replace(tzinfo=None))
     creds = ReadOnlyCredentials(AK, SK, token)
-    config = Config(s3={"payload_signing_enabled": False})
     endpoint = Endpoint(base, "eu-central-1", "s3")
     headers = {"Content-Type": "image/jpeg", "Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="}
-    url = endpoint.url(KEY, query)
-    stock = AWSRequest(method="PUT", url=url, headers=headers)
-    stock.context["client_config"] = config
+    stock = AWSRequest(method="PUT", url=endpoint.url(KEY, query), headers=headers)
+    stock.context["client_config"] = Config(s3={"payload_signing_enabled": False})
     S3SigV4Auth(creds, "s3", "eu-central-1").add_auth(stock)
-    lean = Request("PUT", url, endpoint.host, query, dict(headers))
-    lean.context["client_config"] = config
-    HeaderSigner(creds, "s3", "eu-central-1").add_auth(lean)
-    assert lean.headers == dict(stock.headers.items())
-    assert lean.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    lean = signed_put(endpoint, creds, KEY, query, headers, now=at.timestamp())
+    assert lean == dict(stock.headers.items())
+    assert lean["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    assert headers == {"Content-Type": "image/jpeg", "Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="}  # not changed

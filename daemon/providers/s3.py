@@ -130,9 +130,8 @@ class S3Provider(ObjectStore):
                         self._lean = False
                         return None
                     t = self.transfers
-                    self._wire = S3Wire(endpoint, self._session.get_credentials, client.meta.config,
-                                        connections=self.connections, connect_timeout_s=t.connect_timeout_s,
-                                        read_timeout_s=t.read_timeout_s)
+                    self._wire = S3Wire(endpoint, self._session.get_credentials, connections=self.connections,
+                                        connect_timeout_s=t.connect_timeout_s, read_timeout_s=t.read_timeout_s)
         return self._wire
 
     async def _lean_put(self, key: str, body: Body, headers: dict[str, str], query: str = "") -> str | None:
