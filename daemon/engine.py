@@ -35,7 +35,7 @@ from .sources import CheckedFile, PathChecker
 from .spool import Spool
 from .task_list import TaskList
 from .tasks import FINISHED, Task, TaskSource, TaskStatus
-from .worker import Job, attempts
+from .worker import Job, attempts, digests_for
 
 log = logging.getLogger(__name__)
 
@@ -268,14 +268,14 @@ class Engine(TaskList):
         transfers = self.config.current.transfers
         backoff = Backoff(transfers.attempts, transfers.backoff_base_s, transfers.backoff_max_s)
         try:
-            await self._prepare(job)
             dedup = self.config.current.images_for(task.profile).dedup
             with self.providers.lease(task.profile) as provider:
-                await attempts(job, provider, self.config.current.profile(task.profile), backoff,
-                               outage_tolerance_s=transfers.outage_tolerance_s,
+                profile = self.config.current.profile(task.profile)
+                find_copy = copies(self.journal, provider, task) if dedup else None
+                await self._prepare(job, digests_for(job, provider, profile, find_copy))
+                await attempts(job, provider, profile, backoff, outage_tolerance_s=transfers.outage_tolerance_s,
                                on_bytes=partial(self._on_bytes, task), save=partial(self._save, task),
-                               save_multipart=partial(self._save_multipart, job),
-                               find_copy=copies(self.journal, provider, task) if dedup else None)
+                               save_multipart=partial(self._save_multipart, job), find_copy=find_copy)
             await self.links.sign(task)
             finished_at = self.clock()
             self.journal.complete(task, finished_at, job.sha256, multipart=job.multipart_journalled)
@@ -303,10 +303,10 @@ class Engine(TaskList):
         self._touch(task)
         self.journal.update(task)
 
-    async def _prepare(self, job: Job) -> None:
+    async def _prepare(self, job: Job, digests: frozenset[str]) -> None:
         """Once per task, before it is named: its metadata removed into an edited copy (processing.py)."""
         before = job.checked
-        if await prepare_job(job, self.config.current.images_for(job.task.profile), self.spool):
+        if await prepare_job(job, self.config.current.images_for(job.task.profile), self.spool, digests):
             if job.checked is not before:  # an edited copy goes; a note alone is saved with the task's state
                 self.journal.update_prepared(job.task, job.checked.to_json(),
                                              job.original.to_json() if job.original else None)

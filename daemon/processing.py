@@ -15,12 +15,13 @@ import asyncio
 import logging
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .config import ImageSettings
+from .config import SMALL_FILE, ImageSettings
 from .convert import convert
 from .errors import SourceError, TransferError
 from .journal import Journal
@@ -29,7 +30,7 @@ from .providers.base import Provider
 from .sources import CheckedFile, Identity, Source
 from .spool import Spool
 from .tasks import Task
-from .worker import INLINE_READ, Job
+from .worker import INLINE_READ, Job, off_loop
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +127,33 @@ def _info(stripped: list[str], before: int, after: int, note: str | None) -> dic
     return {"stripped": stripped, "converted_to": None, "bytes_before": before, "bytes_after": after, "note": note}
 
 
-async def prepare_job(job: Job, images: ImageSettings, spool: Spool) -> bool:
-    """Prepare a task's file once (not again on a retry or after a restart); True when the task changed."""
+def _open_and_prepare(checked: CheckedFile, images: ImageSettings, spool: Spool,
+                      digests: Iterable[str]) -> tuple[Source, Prepared | None]:
+    """A small file opened, read and hashed for its upload, and its metadata checked from the same bytes."""
+    source = Source.open(checked, digests=digests)
+    try:
+        return source, prepare(checked, images, spool, source)
+    except BaseException:
+        source.close()
+        raise
+
+
+async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: Iterable[str] = ()) -> bool:
+    """Prepare a task's file once (not again on a retry or after a restart); True when the task changed.
+
+    A small file is opened and read once, here, for both (with the ``digests`` its upload needs): the upload
+    sends these bytes unless an edited copy replaces them. Up to ``INLINE_READ`` that happens on the loop (a
+    header or two to parse), above it in one hop to a worker thread."""
     task = job.task
     if task.key is not None or job.original is not None or task.processing is not None:
         return False
-    if job.checked.size <= INLINE_READ and not (images.convert_to or images.max_dimension):  # a header or two
-        # Opened and read once, here, for both: the upload sends these bytes unless an edited copy replaces them.
-        job.source = Source.open(job.checked)
-        prepared = prepare(job.checked, images, spool, job.source)
+    once = job.checked.size <= SMALL_FILE and not (images.convert_to or images.max_dimension)
+    if once and job.checked.size <= INLINE_READ:
+        job.source, prepared = _open_and_prepare(job.checked, images, spool, digests)
+    elif once:
+        opened = await off_loop(partial(_open_and_prepare, job.checked, images, spool, digests),
+                                lambda late: late[0].close())
+        job.source, prepared = opened
     else:
         prepared = await asyncio.to_thread(prepare, job.checked, images, spool)
     if prepared is None:

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
 
 from .config import ProfileBase
 from .errors import TransferError, TransientStorageError
@@ -25,6 +27,7 @@ from .sources import CheckedFile, Source
 from .tasks import Task
 
 log = logging.getLogger("pixlift.engine")
+T = TypeVar("T")
 
 @dataclass
 class Batch:
@@ -132,24 +135,42 @@ async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: 
         await asyncio.sleep(backoff.delay(tries))
 
 
+def digests_for(job: Job, provider: Provider, profile: ProfileBase, find_copy: FindCopy | None) -> frozenset[str]:
+    """What to hash of the file when it is read: the provider's checksums, and its SHA-256 when the task is still
+    to be named by a ``{hash}`` key or looked up for dedup. Hashed once, when the task is named: a task resumed
+    after a restart goes on at once (its history entry then has no hash, so dedup will not find that one copy),
+    where a re-read of a large file would cost its time again at every restart."""
+    return provider.digests | {"sha256"} if _hashed(job, profile, find_copy) else provider.digests
+
+
+def _hashed(job: Job, profile: ProfileBase, find_copy: FindCopy | None) -> bool:
+    return job.task.key is None and (needs_hash(profile.key_template) or find_copy is not None)
+
+
+async def off_loop(fn: Callable[[], T], close: Callable[[T], None]) -> T:
+    """``fn()`` on a worker thread. If the caller is stopped meanwhile, what ``fn`` returns is closed when it
+    comes (an opened file would otherwise stay open: nobody is left to send it)."""
+    future = asyncio.get_running_loop().run_in_executor(None, fn)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(lambda f: None if f.cancelled() or f.exception() else close(f.result()))
+        raise
+
+
 async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: OnBytes,
                on_key: Callable[[], None], on_part: Callable[[], None], find_copy: FindCopy | None = None) -> None:
     """One attempt: raises TransferError (or ConfigError) when it fails, CancelledError when stopped. With
     ``find_copy``, an object of the profile that already holds these bytes completes the task, sending none."""
     task = job.task
-    # Hashed once, when the task is named: a task resumed after a restart goes on at once (its history entry
-    # then has no hash, so dedup will not find that one copy), where a re-read of a large file would cost its
-    # time again at every restart.
-    hashed = task.key is None and (needs_hash(profile.key_template) or find_copy is not None)
-    digests = provider.digests | ({"sha256"} if hashed else set())
-    if job.source is not None:  # opened and read by prepare_job (processing.py); its digests are in memory
+    hashed = _hashed(job, profile, find_copy)
+    digests = digests_for(job, provider, profile, find_copy)
+    if job.source is not None:  # opened, read and hashed by prepare_job (processing.py)
         source = job.source
-        for name in digests:
-            source.digest(name)
     elif job.checked.size <= INLINE_READ:  # an open and a read: far less than a hop to a worker thread and back
         source = job.source = Source.open(job.checked, digests=digests)
     else:
-        source = job.source = await asyncio.to_thread(Source.open, job.checked, digests=digests)
+        source = job.source = await off_loop(partial(Source.open, job.checked, digests=digests), Source.close)
     try:
         if hashed:  # a small file's is known already; a large one's is a read of its own, off the loop
             job.sha256 = source.sha256() if source.has("sha256") else await asyncio.to_thread(source.sha256)
