@@ -9,12 +9,14 @@ other change is queued and committed with the others of its moment by a writer t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,20 @@ class Journal(HistoryRecords):
         self._read_lock = threading.Lock()
         self._commits: GroupCommit[Change] = GroupCommit(self._commit)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction, committed at the end or rolled back on any error. The connection is in autocommit
+        mode (``isolation_level=None``), where ``with connection:`` begins nothing: every statement would be a
+        transaction of its own, with its own locks and WAL frames, and a batch would not be all or none."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # a full disk may already have rolled it back
+                self._db.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         self._commits.close()
         with self._lock:
@@ -153,7 +169,7 @@ class Journal(HistoryRecords):
             try:
                 if self._unwritten and not self._replay():  # what the disk refused before comes first
                     raise sqlite3.OperationalError("database or disk is full")
-                with self._db:
+                with self._transaction():
                     self._db.executemany(
                         "INSERT INTO tasks (task_id, seq, batch_id, batch_size, path, name, profile, status,"
                         " bytes_total, created_at, source, checked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
@@ -181,7 +197,7 @@ class Journal(HistoryRecords):
                 self._keep_all(newest)
                 return
             try:
-                with self._db:
+                with self._transaction():
                     for sql, args, many in newest.values():
                         (self._db.executemany if many else self._db.execute)(sql, args)
             except sqlite3.Error as exc:
@@ -206,7 +222,7 @@ class Journal(HistoryRecords):
 
     def _execute(self, sql: str, args: Any, many: bool) -> None:
         if many:
-            with self._db:
+            with self._transaction():
                 self._db.executemany(sql, args)
         else:
             self._db.execute(sql, args)
@@ -219,7 +235,7 @@ class Journal(HistoryRecords):
     def _replay(self) -> bool:
         """Store the writes the disk refused, in order; False (and they stay) if it still refuses."""
         try:
-            with self._db:
+            with self._transaction():
                 for sql, args, many in self._unwritten.values():
                     (self._db.executemany if many else self._db.execute)(sql, args)
         except sqlite3.Error as exc:

@@ -160,6 +160,30 @@ def test_a_call_whose_rows_cannot_be_written_queues_nothing(tmp_path: Path, tmpf
         d.proc.wait(10)
 
 
+def test_a_call_whose_rows_fit_only_in_part_queues_none_of_them(tmp_path: Path, tmpfs: Path) -> None:
+    """Room on the disk for some of a call's rows but not all: none of its files is queued, now or after a
+    restart (a batch is one transaction: stored row by row, the rows that fitted came back as queued tasks)."""
+    home = Home(tmpfs / "home", tmp_path / "Pictures")
+    home.root.mkdir()
+    home.pictures.mkdir()
+    home.write_config(security={"files_per_minute": 100000})
+    photos = [str(make_image(home.pictures / f"p{i}.jpg", 3_000, seed=300 + i)) for i in range(600)]
+    d = start_daemon(home)
+    try:
+        filler = fill_leaving(tmpfs, 128 * 1024)  # a few dozen rows' worth
+        with pytest.raises(RpcFailure) as refused:
+            d.rpc("upload_images_batch", {"paths": photos, "batch_size": 20})
+        assert refused.value.code == -32005 and "nothing was queued" in refused.value.error["message"]
+        assert d.rpc("get_all_upload_progress")["tasks"] == []
+        assert d.stop() == 0
+        filler.unlink()
+        d = start_daemon(home)
+        assert d.rpc("get_all_upload_progress")["tasks"] == []
+    finally:
+        d.proc.kill()
+        d.proc.wait(10)
+
+
 def test_a_store_restarted_mid_batch_forgets_its_uploads_and_every_file_still_arrives(
         home: Home, tmp_path: Path, daemon_factory: Callable[..., Daemon]) -> None:
     """rclone forgets its multipart uploads when it restarts: the files whose uploads it forgot start again from
