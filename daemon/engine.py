@@ -28,7 +28,7 @@ from .events import BatchFinished, EventBus, TaskFinished
 from .journal import Journal
 from .links import Links
 from .processing import copies, prepare_job
-from .providers.base import MultipartState
+from .providers.multipart import MultipartState
 from .providers.registry import ProviderPool
 from .retry import Backoff
 from .sources import CheckedFile, PathChecker

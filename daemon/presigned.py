@@ -24,7 +24,7 @@ from .errors import FileRefused, InvalidParams, NotFound, PixliftError
 from .journal import Journal
 from .keys import render_key
 from .links import lifetime_of
-from .providers.base import MultipartState
+from .providers.multipart import MultipartState
 from .providers.registry import ProviderPool
 from .sources import IMAGE_FORMATS, Source
 from .spool import Spool

@@ -278,16 +278,19 @@ class Source:
             yield chunk
             pos += len(chunk)
 
-    def has(self, name: str) -> bool:
-        """The digest is known already: asking for it costs nothing."""
-        return name in self._digests
+    def has(self, name: str, offset: int = 0, length: int | None = None) -> bool:
+        """The digest (of the whole content, or of a slice) is known already: asking for it costs nothing."""
+        return _slice(name, offset, self.size if length is None else length, self.size) in self._digests
 
-    def digest(self, name: str) -> str:
-        """The whole content's ``sha256`` (hex) or ``md5`` (base64, as Content-MD5 wants it); computed once
-        (blocking when not known yet: run it on a worker thread)."""
-        if name not in self._digests:
-            self._digests[name] = _digest(name, self.chunks(0, self.size))
-        return self._digests[name]
+    def digest(self, name: str, offset: int = 0, length: int | None = None) -> str:
+        """The ``sha256`` (hex) or ``md5`` (base64, as Content-MD5 wants it) of the whole content, or of the
+        slice ``[offset, offset+length)`` (a part); computed once (blocking when not known yet: run it on a
+        worker thread). Slices may be hashed on several threads at once."""
+        length = self.size if length is None else length
+        key = _slice(name, offset, length, self.size)
+        if key not in self._digests:
+            self._digests[key] = _digest(name, self.chunks(offset, length))
+        return self._digests[key]
 
     def sha256(self) -> str:
         """The content's SHA-256 as hex (blocking when not known yet: run it on a worker thread)."""
@@ -295,6 +298,10 @@ class Source:
 
     def reader(self, offset: int, length: int) -> SliceReader:
         return SliceReader(self, offset, length)
+
+
+def _slice(name: str, offset: int, length: int, size: int) -> str:
+    return name if offset == 0 and length == size else f"{name}@{offset}+{length}"
 
 
 def _digest(name: str, chunks: Iterable[bytes | memoryview]) -> str:
@@ -348,12 +355,10 @@ class SliceReader(io.RawIOBase):
 
     def md5_base64(self) -> str:
         """The slice's MD5, as a Content-MD5 header wants it (blocking unless known: run it on a worker thread)."""
-        if self._start == 0 and self._len == self._src.size:
-            return self._src.digest("md5")
-        return _digest("md5", self._src.chunks(self._start, self._len))
+        return self._src.digest("md5", self._start, self._len)
 
     def md5_known(self) -> bool:
-        return self._start == 0 and self._len == self._src.size and self._src.has("md5")
+        return self._src.has("md5", self._start, self._len)
 
     def stopped(self) -> bool:
         return self._src.stop.is_set()

@@ -21,7 +21,8 @@ from typing import TypeVar
 from .config import ProfileBase
 from .errors import TransferError, TransientStorageError
 from .keys import needs_hash, render_key
-from .providers.base import MultipartState, OnBytes, Provider
+from .providers.base import OnBytes, Provider
+from .providers.multipart import MultipartState
 from .retry import Backoff
 from .sources import CheckedFile, Source
 from .tasks import Task
@@ -158,6 +159,16 @@ async def off_loop(fn: Callable[[], T], close: Callable[[T], None]) -> T:
         raise
 
 
+async def hash_large(source: Source, provider: Provider) -> str:
+    """The SHA-256 of a file too large to hash on the loop, read on a worker thread. Meanwhile other threads take
+    the checksums its parts will be sent with: two cores hash at once while no byte can go yet (the key waits
+    for the hash), and the parts then go without stopping to hash each."""
+    parts = [asyncio.to_thread(source.digest, name, offset, length)
+             for name, offset, length in provider.part_checksums(source.size)]
+    whole, *_ = await asyncio.gather(asyncio.to_thread(source.sha256), *parts)
+    return whole
+
+
 async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: OnBytes,
                on_key: Callable[[], None], on_part: Callable[[], None], find_copy: FindCopy | None = None) -> None:
     """One attempt: raises TransferError (or ConfigError) when it fails, CancelledError when stopped. With
@@ -173,7 +184,7 @@ async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: 
         source = job.source = await off_loop(partial(Source.open, job.checked, digests=digests), Source.close)
     try:
         if hashed:  # a small file's is known already; a large one's is a read of its own, off the loop
-            job.sha256 = source.sha256() if source.has("sha256") else await asyncio.to_thread(source.sha256)
+            job.sha256 = source.sha256() if source.has("sha256") else await hash_large(source, provider)
         if task.key is None:
             if find_copy is not None and job.sha256 is not None and (copy := await find_copy(job.sha256)):
                 task.key, task.deduplicated = copy, True

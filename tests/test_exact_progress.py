@@ -185,7 +185,7 @@ def kept_store(held: dict[int, str] | None) -> Any:
                          ids=["all-kept", "one-lost", "upload-gone"])
 async def test_kept_parts_are_never_reported_again_only_taken_back(
         tmp_path: Path, held: dict[int, str] | None, first: int | None) -> None:
-    from pixlift.providers.base import MultipartState
+    from pixlift.providers.multipart import MultipartState
     from pixlift.sources import Source
 
     path = tmp_path / "f"

@@ -23,7 +23,7 @@ from conftest import AK, SK, S3Server, free_port, make_image, wait_until
 from netproxy import Proxy
 from pixlift.config import TransferSettings
 from pixlift.errors import PermanentStorageError, TransferError
-from pixlift.providers.base import MultipartState
+from pixlift.providers.multipart import MultipartState
 from pixlift.providers.s3 import S3Provider
 from pixlift.providers.s3_kind import S3Profile
 from pixlift.providers.s3_wire import Endpoint, signed_put, signing_key

@@ -12,7 +12,7 @@ from pixlift.config import TransferSettings
 from pixlift.config_file import parse_settings
 from pixlift.errors import ConfigError, InvalidState
 from pixlift.keys import render_key, validate_template
-from pixlift.providers.base import MultipartState, part_plan
+from pixlift.providers.multipart import MultipartState, part_plan
 from pixlift.providers.s3 import S3Provider
 from pixlift.providers.s3_kind import S3Profile
 from pixlift.security import TokenBucket, WindowCounter

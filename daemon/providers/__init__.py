@@ -1,6 +1,7 @@
 """Storage providers behind one small interface (``base.Provider``), described as data (``kind.ProviderKind``)
 and listed in ``registry``."""
 
-from .base import MultipartState, Provider
+from .base import Provider
+from .multipart import MultipartState
 
 __all__ = ["MultipartState", "Provider"]

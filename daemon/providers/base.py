@@ -14,9 +14,9 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 from urllib.parse import quote
 
 from ..config import TransferSettings
@@ -32,60 +32,12 @@ from ..retry import Backoff
 from ..sources import Source
 from .acked import Body, Ticker
 from .inflight import InFlight
+from .multipart import MultipartState, part_plan
 
 log = logging.getLogger(__name__)
 
 OnBytes = Callable[[int], None]
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class MultipartState:
-    """What survives a pause, a retry or a restart of a multipart upload: its id and its finished parts."""
-
-    key: str | None = None
-    upload_id: str | None = None
-    part_size: int = 0
-    parts: dict[int, str] = field(default_factory=dict)  # part number -> ETag
-    checksums: dict[int, int] = field(default_factory=dict)  # part number -> CRC64 where the store gives one
-    verified: bool = False  # parts checked against the store in this process
-
-    @property
-    def started(self) -> bool:
-        """A multipart upload exists at the store (and must be completed or aborted)."""
-        return bool(self.upload_id)
-
-    def bytes_done(self, size: int) -> int:
-        if not self.upload_id or not self.part_size:
-            return 0
-        n_parts = max(1, -(-size // self.part_size))
-        return sum(min(self.part_size, size - (n - 1) * self.part_size) for n in self.parts if n <= n_parts)
-
-    def reset(self) -> None:
-        self.key = self.upload_id = None
-        self.part_size = 0
-        self.parts.clear()
-        self.checksums.clear()
-        self.verified = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "upload_id": self.upload_id, "part_size": self.part_size,
-                "parts": {str(k): v for k, v in self.parts.items()},
-                "checksums": {str(k): v for k, v in self.checksums.items()}}
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any] | None) -> MultipartState:
-        if not raw:
-            return cls()
-        return cls(key=raw.get("key"), upload_id=raw.get("upload_id"), part_size=int(raw.get("part_size") or 0),
-                   parts={int(k): str(v) for k, v in (raw.get("parts") or {}).items()},
-                   checksums={int(k): int(v) for k, v in (raw.get("checksums") or {}).items()})
-
-
-def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:
-    """(part number, offset, length) for every part; S3 and OSS allow at most 10,000 parts."""
-    part_size = max(part_size, -(-size // 10_000))
-    return [(i + 1, off, min(part_size, size - off)) for i, off in enumerate(range(0, size, part_size))]
 
 
 def public_url(base: str, key: str) -> str:
@@ -148,6 +100,10 @@ class Provider(abc.ABC):
 
     kind: str
     digests: ClassVar[frozenset[str]] = frozenset()  # what it needs of a whole file (Source.digest), made early
+
+    def part_checksums(self, size: int) -> list[tuple[str, int, int]]:
+        """(digest, offset, length) of the parts a file of ``size`` is sent in that go with a checksum."""
+        return []
 
     @abc.abstractmethod
     async def upload(self, source: Source, key: str, *, on_bytes: OnBytes, state: MultipartState,
@@ -216,6 +172,12 @@ class ObjectStore(Provider):
     network_errors: ClassVar[tuple[type[BaseException], ...]]  # the SDK's "could not reach the store"
     config_errors: ClassVar[tuple[type[BaseException], ...]] = (ValueError,)
     endpoint_key: ClassVar[str] = "endpoint"  # the profile key to check when the store cannot be reached
+    part_digest: ClassVar[str | None] = None  # what each part is sent with (Source.digest of the part)
+
+    def part_checksums(self, size: int) -> list[tuple[str, int, int]]:
+        if self.part_digest is None or size < self.transfers.multipart_threshold:
+            return []
+        return [(self.part_digest, off, n) for _, off, n in part_plan(size, self.transfers.part_size)]
 
     def __init__(self, transfers: TransferSettings, *, profile_name: str, where: str, bucket: str,
                  in_flight: InFlight | None = None) -> None:

@@ -37,7 +37,7 @@ from .acked import Body, held_by_transport
 
 KEEPALIVE_S = 15.0  # aiohttp's default: below what stores allow an idle connection
 MAX_BODY = 64 * 1024  # kept of an answer: an error document is a few hundred bytes
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024  # read off the loop at a time: fewer hops to a worker thread
 USER_AGENT = f"pixlift/{__version__}"
 
 

@@ -24,8 +24,9 @@ from urllib.parse import quote
 from ..config import Checker, ProfileBase
 from ..errors import PermanentStorageError, SourceError, TransientStorageError
 from ..sources import Source
-from .base import MultipartState, OnBytes, Provider, public_url
+from .base import OnBytes, Provider, public_url
 from .kind import BuildContext, FormField, ProviderKind
+from .multipart import MultipartState
 
 CHUNK = 1024 * 1024
 

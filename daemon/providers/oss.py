@@ -32,8 +32,9 @@ from ..config import TransferSettings
 from ..errors import TransferError, TransientStorageError
 from ..sources import Source
 from .acked import Body
-from .base import MultipartState, ObjectStore, StoreReply, part_plan, public_url, rule
+from .base import ObjectStore, StoreReply, public_url, rule
 from .inflight import InFlight
+from .multipart import MultipartState, part_plan
 
 if TYPE_CHECKING:
     from .oss_kind import OssProfile  # the provider is built from it; the kind imports this module

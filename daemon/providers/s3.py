@@ -32,8 +32,9 @@ from ..config import TransferSettings
 from ..errors import Interrupted, PermanentStorageError, TransferError
 from ..sources import Source
 from .acked import Body, held_by_transport
-from .base import MultipartState, ObjectStore, StoreReply, public_url, rule
+from .base import ObjectStore, StoreReply, public_url, rule
 from .inflight import InFlight
+from .multipart import MultipartState
 from .s3_wire import Endpoint, Redirected, S3Wire, StoreRefused
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ PROBE_KEY = "pixlift-endpoint-probe"
 class S3Provider(ObjectStore):
     kind = "s3"
     digests = frozenset({"md5"})  # Content-MD5 of a small file, from the read that loads it
+    part_digest = "md5"  # and of each part
 
     errors = (
         rule("invalid_credentials", "{where} does not know the access key id of profile {name!r}. Check "
@@ -186,7 +188,7 @@ class S3Provider(ObjectStore):
 
     async def _upload_part(self, key: str, upload_id: str, number: int, body: Body,
                            source: Source) -> tuple[str, int | None]:
-        md5 = await asyncio.to_thread(body.md5_base64)
+        md5 = body.md5_base64() if body.md5_known() else await asyncio.to_thread(body.md5_base64)
         query = f"partNumber={number}&uploadId={quote(upload_id, safe='-_.~')}"
         etag = await self._lean_put(key, body, {"Content-MD5": md5}, query)
         if etag is None:

@@ -1,0 +1,55 @@
+"""A multipart upload as pixlift keeps it: what survives a pause, a retry or a restart, and how a file is cut."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class MultipartState:
+    """What survives a pause, a retry or a restart of a multipart upload: its id and its finished parts."""
+
+    key: str | None = None
+    upload_id: str | None = None
+    part_size: int = 0
+    parts: dict[int, str] = field(default_factory=dict)  # part number -> ETag
+    checksums: dict[int, int] = field(default_factory=dict)  # part number -> CRC64 where the store gives one
+    verified: bool = False  # parts checked against the store in this process
+
+    @property
+    def started(self) -> bool:
+        """A multipart upload exists at the store (and must be completed or aborted)."""
+        return bool(self.upload_id)
+
+    def bytes_done(self, size: int) -> int:
+        if not self.upload_id or not self.part_size:
+            return 0
+        n_parts = max(1, -(-size // self.part_size))
+        return sum(min(self.part_size, size - (n - 1) * self.part_size) for n in self.parts if n <= n_parts)
+
+    def reset(self) -> None:
+        self.key = self.upload_id = None
+        self.part_size = 0
+        self.parts.clear()
+        self.checksums.clear()
+        self.verified = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "upload_id": self.upload_id, "part_size": self.part_size,
+                "parts": {str(k): v for k, v in self.parts.items()},
+                "checksums": {str(k): v for k, v in self.checksums.items()}}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> MultipartState:
+        if not raw:
+            return cls()
+        return cls(key=raw.get("key"), upload_id=raw.get("upload_id"), part_size=int(raw.get("part_size") or 0),
+                   parts={int(k): str(v) for k, v in (raw.get("parts") or {}).items()},
+                   checksums={int(k): int(v) for k, v in (raw.get("checksums") or {}).items()})
+
+
+def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:
+    """(part number, offset, length) for every part; S3 and OSS allow at most 10,000 parts."""
+    part_size = max(part_size, -(-size // 10_000))
+    return [(i + 1, off, min(part_size, size - off)) for i, off in enumerate(range(0, size, part_size))]
