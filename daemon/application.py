@@ -179,8 +179,8 @@ class Application:
         done = asyncio.Event()
 
         def on_event(event: Event) -> None:
-            if isinstance(event, TaskFinished) and event.task.task_id in pending:
-                pending.discard(event.task.task_id)
+            if isinstance(event, TaskFinished) and event.task_id in pending:
+                pending.discard(event.task_id)
                 if not pending:
                     done.set()
 
@@ -381,7 +381,7 @@ class Application:
 
     def _on_event(self, event: Event) -> None:
         # A completed upload no longer needs its spooled bytes.
-        if isinstance(event, TaskFinished) and event.task.status is TaskStatus.COMPLETED:
-            checked = self._engine.checked(event.task.task_id)
+        if isinstance(event, TaskFinished) and event.status is TaskStatus.COMPLETED:
+            checked = self._engine.checked(event.task_id)
             if self._spool.owns(checked):  # bytes handed over, or an edited copy
                 self._spool.drop(checked)

@@ -382,8 +382,9 @@ class Engine(TaskList):
 
     def _finished(self, job: Job) -> None:
         """Tell subscribers a task is done, and its batch when that was the last of it."""
-        self.events.publish(TaskFinished(self.view(job.task)))
+        task = job.task
+        self.events.publish(TaskFinished(task.task_id, task.batch_id, task.status, partial(self.view, task)))
         batch = job.batch
         if batch.unfinished == 0:
-            tasks = tuple(self.view(self._jobs[t].task) for t in batch.task_ids if t in self._jobs)
-            self.events.publish(BatchFinished(batch.batch_id, tasks))
+            self.events.publish(BatchFinished(batch.batch_id, lambda: tuple(
+                self.view(self._jobs[t].task) for t in batch.task_ids if t in self._jobs)))

@@ -11,26 +11,50 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from .tasks import TaskStatus
 from .views import TaskView
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
 class TaskFinished:
-    """A task became completed, failed or cancelled."""
+    """A task became completed, failed or cancelled. Its id, batch and status are copied at once; its view is
+    made when first read, which handlers do while the event is delivered (they run inside ``publish``), so it
+    is the task as it was then, and a file nobody is watching (no tray, no push subscriber) costs no view."""
 
-    task: TaskView
+    __slots__ = ("_make", "_view", "batch_id", "status", "task_id")
+
+    def __init__(self, task_id: str, batch_id: str, status: TaskStatus, view: Callable[[], TaskView]) -> None:
+        self.task_id, self.batch_id, self.status = task_id, batch_id, status
+        self._make: Callable[[], TaskView] | None = view
+        self._view: TaskView | None = None
+
+    @property
+    def task(self) -> TaskView:
+        if self._view is None:
+            assert self._make is not None
+            self._view, self._make = self._make(), None
+        return self._view
 
 
-@dataclass(frozen=True)
 class BatchFinished:
-    """A batch has nothing left to do; ``tasks`` are all of its listed tasks."""
+    """A batch has nothing left to do; ``tasks`` are the views of all of its listed tasks, made when first read
+    (during delivery, as ``TaskFinished.task``)."""
 
-    batch_id: str
-    tasks: tuple[TaskView, ...]
+    __slots__ = ("_make", "_tasks", "batch_id")
+
+    def __init__(self, batch_id: str, tasks: Callable[[], tuple[TaskView, ...]]) -> None:
+        self.batch_id = batch_id
+        self._make: Callable[[], tuple[TaskView, ...]] | None = tasks
+        self._tasks: tuple[TaskView, ...] | None = None
+
+    @property
+    def tasks(self) -> tuple[TaskView, ...]:
+        if self._tasks is None:
+            assert self._make is not None
+            self._tasks, self._make = self._make(), None
+        return self._tasks
 
 
 Event = TaskFinished | BatchFinished

@@ -98,7 +98,7 @@ class Feed:
     def _on_event(self, event: Event) -> None:
         """Runs on the loop inside the engine: queue the message, never block."""
         if isinstance(event, TaskFinished):
-            if self._batch in (None, event.task.batch_id):
+            if self._batch in (None, event.batch_id):
                 self._push(shared(event, lambda: Message.of("task", event.task.version, event.task)))
         elif isinstance(event, BatchFinished) and self._batch in (None, event.batch_id):
             self._push(shared(event, lambda: Message.of("batch", self._app.version, {

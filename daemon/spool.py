@@ -25,6 +25,7 @@ SNIFF_BYTES = 1024
 class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root = os.path.normpath(root)
 
     def folder(self) -> Path:
         """A new private folder for one file's bytes (blocking)."""
@@ -32,7 +33,7 @@ class Spool:
 
     def owns(self, checked: CheckedFile) -> bool:
         """The file is one of the spool's: bytes handed over, or an edited copy."""
-        return Path(checked.path).parent.parent == self.root
+        return os.path.dirname(os.path.dirname(checked.path)) == self._root  # asked of every completed file
 
     def _folder(self) -> Path:
         folder = self.root / uuid.uuid4().hex

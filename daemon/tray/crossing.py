@@ -87,7 +87,7 @@ class Crossing:
         """Runs on the loop, inside the engine: copy what the tray needs, never block."""
         if self._on_change is not None:
             self._on_change()  # a task started, paused, finished...: redraw now, not at the next tick
-        if isinstance(event, TaskFinished) and event.task.status is not TaskStatus.CANCELLED:
+        if isinstance(event, TaskFinished) and event.status is not TaskStatus.CANCELLED:
             t = event.task
             error = (t.error or {}).get("message") if t.status is TaskStatus.FAILED else None
             self.notices.put(Notice(str(t.status), t.task_id, t.name, t.url, error))
