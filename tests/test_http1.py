@@ -10,14 +10,17 @@ test_reliability.py against rclone serve s3 and moto."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from conftest import free_port
+from pixlift.config import SecuritySettings
 from pixlift.providers.acked import Body
 from pixlift.providers.http1 import Disconnected, Pool
-from pixlift.sources import Source
+from pixlift.sources import PathChecker, Source
 
 OK = b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n"
 
@@ -161,6 +164,40 @@ async def test_a_new_connection_dropped_before_an_answer_is_an_error_that_says_s
         finally:
             await p.close()
     assert server.connections == 1  # a new connection is not tried again: the engine's retries decide
+
+
+async def test_a_refusal_before_the_body_is_read_is_the_answer_even_if_the_store_hangs_up(tmp_path: Path) -> None:
+    """A store that refuses on the head alone (its upload is gone, the key is denied) answers at once and hangs
+    up with most of the body unread, as Go's servers do: the caller gets that answer, not a broken connection,
+    and pixlift stops sending the body."""
+    refusal = (b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 46\r\n\r\n"
+               b"<Error><Code>NoSuchUpload</Code></Error>\n     ")
+    received = 0
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received
+        await reader.readuntil(b"\r\n\r\n")
+        received = len(await reader.read(64 * 1024))
+        writer.write(refusal)
+        await writer.drain()
+        writer.transport.abort()  # unread bytes in its socket: the peer gets a reset, as from a real server
+
+    listener = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + os.urandom(32 * 1024 * 1024))
+    checked = PathChecker(SecuritySettings(allowed_roots=(tmp_path,))).check(str(big))
+    assert not isinstance(checked, str)
+    source = Source.open(checked)  # larger than SMALL_FILE: read from the file a chunk at a time
+    p = pool(port)
+    try:
+        for _ in range(3):  # the race between the answer and the reset, more than once
+            answer = await p.request("PUT", "/b/k.jpg", {"Host": "h"}, Body(source, 0, source.size, lambda d: None))
+            assert answer.status == 404 and b"<Code>NoSuchUpload</Code>" in answer.body
+    finally:
+        await p.close()
+        source.close()
+        listener.close()
 
 
 async def test_a_store_that_never_answers_times_out_with_the_setting_named() -> None:

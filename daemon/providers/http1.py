@@ -130,7 +130,11 @@ class Connection(asyncio.Protocol):
         self._answer = self._loop.create_future()
         self._status, self._headers, self._body, self.heard = 0, {}, bytearray(), False
         try:
-            await self._send(head, body)
+            try:
+                await self._send(head, body)
+            except ConnectionError:  # the connection went while sending, maybe after the store answered
+                if not self._answer.done():
+                    raise
             self._arm()
             return await self._answer
         finally:
@@ -157,10 +161,10 @@ class Connection(asyncio.Protocol):
         transport.write(head)
         while written < len(body):
             chunk = await self._loop.run_in_executor(None, body.read, min(CHUNK, len(body) - written))
-            if self._lost is not None:
-                raise self._lost
-            if self._answer is not None and self._answer.done():
-                return  # the store answered before it had everything (a refusal): no point sending the rest
+            if self._status >= 200 or self._lost is not None:
+                # The store is answering before it has everything (a refusal, and it may close the connection
+                # right after): send no more; the answer, or the connection's loss, says what happened.
+                return
             written += len(chunk)  # no await between the count and the write: the transport has them
             transport.write(chunk)
             if self._paused:
