@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -29,15 +31,16 @@ class Server:
     """A TCP server that reads each request whole (head and Content-Length body) and answers with ``reply``:
     the raw bytes to send for the n-th request of a connection, or None to close the connection instead."""
 
-    def __init__(self, reply: Callable[[int, bytes], bytes | None]) -> None:
+    def __init__(self, reply: Callable[[int, bytes], bytes | None], tls: ssl.SSLContext | None = None) -> None:
         self.reply = reply
+        self.tls = tls
         self.port = free_port()
         self.connections = 0
         self.requests: list[bytes] = []
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> Server:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -198,6 +201,39 @@ async def test_a_refusal_before_the_body_is_read_is_the_answer_even_if_the_store
         await p.close()
         source.close()
         listener.close()
+
+
+async def test_https_is_checked_against_the_trusted_authorities(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose certificate nobody vouches for is refused, saying so; once its authority is trusted (as
+    a company's is, through SSL_CERT_FILE), the PUT goes through TLS, and its body is watched at the TCP socket
+    under the encryption: once the store has answered, that socket says every byte is acknowledged (a body
+    handed something other than the TCP socket would count a whole send buffer as still on its way)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out",
+                    str(cert)], check=True, capture_output=True)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    data = os.urandom(3 * 1024 * 1024)
+    async with Server(lambda n, req: OK, tls=tls) as server:
+        untrusted = Pool(f"https://localhost:{server.port}", limit=1, connect_timeout_s=5, read_timeout_s=5)
+        try:
+            with pytest.raises(ConnectionError, match=rf"localhost:{server.port}'s TLS certificate is not trusted"):
+                await untrusted.request("PUT", "/b/k.jpg", {"Host": "localhost"}, body(data, []))
+        finally:
+            await untrusted.close()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusted = Pool(f"https://localhost:{server.port}", limit=1, connect_timeout_s=5, read_timeout_s=5)
+        try:
+            sent = body(data, [])
+            answer = await trusted.request("PUT", "/b/k.jpg", {"Host": "localhost"}, sent)
+            acknowledged = sent.acknowledged()
+        finally:
+            await trusted.close()
+    assert answer.status == 200
+    assert server.requests and server.requests[-1].endswith(data)
+    assert acknowledged == len(data)
 
 
 async def test_a_store_that_never_answers_times_out_with_the_setting_named() -> None:
