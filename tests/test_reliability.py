@@ -128,14 +128,19 @@ def test_retry_failed_queues_every_failed_task_again(home: Home, oss_server: Any
     assert out.returncode == 0 and out.stdout.strip() == "retried 0 failed uploads"
 
 
-def test_a_call_whose_rows_cannot_be_written_queues_nothing(tmp_path: Path, tmpfs: Path) -> None:
-    """PIXLIFT_HOME on a full disk: the call answers -32005 saying what to do, and none of its files is uploaded
-    later, when something else wakes the daemon, or after a restart."""
+def home_on_tmpfs(tmp_path: Path, tmpfs: Path, count: int) -> tuple[Home, list[str]]:
+    """PIXLIFT_HOME on the small tmpfs (the pictures on the real disk), and ``count`` small photos to send."""
     home = Home(tmpfs / "home", tmp_path / "Pictures")
     home.root.mkdir()
     home.pictures.mkdir()
     home.write_config(security={"files_per_minute": 100000})
-    photos = [str(make_image(home.pictures / f"j{i}.jpg", 3_000, seed=100 + i)) for i in range(400)]
+    return home, [str(make_image(home.pictures / f"j{i}.jpg", 3_000, seed=100 + i)) for i in range(count)]
+
+
+def test_a_call_whose_rows_cannot_be_written_queues_nothing(tmp_path: Path, tmpfs: Path) -> None:
+    """PIXLIFT_HOME on a full disk: the call answers -32005 saying what to do, and none of its files is uploaded
+    later, when something else wakes the daemon, or after a restart."""
+    home, photos = home_on_tmpfs(tmp_path, tmpfs, 400)
     d = start_daemon(home)
     try:
         filler = fill_leaving(tmpfs, 0)
@@ -163,11 +168,7 @@ def test_a_call_whose_rows_cannot_be_written_queues_nothing(tmp_path: Path, tmpf
 def test_a_call_whose_rows_fit_only_in_part_queues_none_of_them(tmp_path: Path, tmpfs: Path) -> None:
     """Room on the disk for some of a call's rows but not all: none of its files is queued, now or after a
     restart (a batch is one transaction: stored row by row, the rows that fitted came back as queued tasks)."""
-    home = Home(tmpfs / "home", tmp_path / "Pictures")
-    home.root.mkdir()
-    home.pictures.mkdir()
-    home.write_config(security={"files_per_minute": 100000})
-    photos = [str(make_image(home.pictures / f"p{i}.jpg", 3_000, seed=300 + i)) for i in range(600)]
+    home, photos = home_on_tmpfs(tmp_path, tmpfs, 600)
     d = start_daemon(home)
     try:
         filler = fill_leaving(tmpfs, 128 * 1024)  # a few dozen rows' worth
