@@ -131,22 +131,29 @@ class Connection(asyncio.Protocol):
         self._status, self._headers, self._body, self.heard = 0, {}, bytearray(), False
         try:
             try:
-                await self._send(head, body)
+                complete = await self._send(head, body)
             except ConnectionError:  # the connection went while sending, maybe after the store answered
                 if not self._answer.done():
                     raise
+                complete = False
+            if not complete:  # the store expects bytes that will not come: not for another request
+                self.close()
             self._arm()
             return await self._answer
         finally:
             self._disarm()
-            self._parser = self._answer = None
+            answer, self._parser, self._answer = self._answer, None, None
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # the sender raised it already (a timeout while the store took no bytes)
 
-    async def _send(self, head: bytes, body: Body | None) -> None:
+    async def _send(self, head: bytes, body: Body | None) -> bool:
+        """Write the request; False when the store answered before it had the whole body, and the rest was not
+        sent."""
         transport = self.transport
         assert transport is not None
         if body is None:
             transport.write(head)
-            return
+            return True
         written = 0
         body.counts_writes(lambda: written)
         body.on_wire(transport.get_extra_info("socket"), functools.partial(held_by_transport, transport))
@@ -157,14 +164,14 @@ class Connection(asyncio.Protocol):
                 raise Interrupted("upload interrupted")
             written = len(view)
             transport.writelines((head, view))
-            return
+            return True
         transport.write(head)
         while written < len(body):
             chunk = await self._loop.run_in_executor(None, body.read, min(CHUNK, len(body) - written))
             if self._status >= 200 or self._lost is not None:
                 # The store is answering before it has everything (a refusal, and it may close the connection
                 # right after): send no more; the answer, or the connection's loss, says what happened.
-                return
+                return False
             written += len(chunk)  # no await between the count and the write: the transport has them
             transport.write(chunk)
             if self._paused:
@@ -175,6 +182,7 @@ class Connection(asyncio.Protocol):
                 finally:
                     self._drained = None
                     self._disarm()
+        return True
 
     def _arm(self) -> None:
         """(Re)start the wait on the store: nothing either way for ``read_timeout_s`` ends the request."""
