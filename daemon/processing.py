@@ -158,10 +158,9 @@ async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: It
         prepared = await asyncio.to_thread(prepare, job.checked, images, spool)
     if prepared is None:
         return False
-    if prepared.checked is not job.checked:
-        job.close_source()
     task.processing = prepared.processing
     if prepared.checked is not job.checked:
+        job.close_source()  # what was read is the original: the edited copy goes instead
         if task.source.spooled:  # bytes handed over: the edited copy replaces them
             spool.drop(job.checked)
         else:
