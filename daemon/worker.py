@@ -159,14 +159,23 @@ async def off_loop(fn: Callable[[], T], close: Callable[[T], None]) -> T:
         raise
 
 
+PART_HASHERS = 2  # threads taking a large file's part checksums beside its SHA-256 (the pool serves others too)
+
+
 async def hash_large(source: Source, provider: Provider) -> str:
-    """The SHA-256 of a file too large to hash on the loop, read on a worker thread. Meanwhile other threads take
-    the checksums its parts will be sent with: two cores hash at once while no byte can go yet (the key waits
-    for the hash), and the parts then go without stopping to hash each."""
-    parts = [asyncio.to_thread(source.digest, name, offset, length)
-             for name, offset, length in provider.part_checksums(source.size)]
-    whole, *_ = await asyncio.gather(asyncio.to_thread(source.sha256), *parts)
-    return whole
+    """The SHA-256 of a file too large to hash on the loop, read on a worker thread. Meanwhile ``PART_HASHERS``
+    more threads take the checksums its parts will be sent with: the cores hash at once while no byte can go
+    yet (the key waits for the hash), and the parts then go without stopping to hash each. A few threads, not
+    one per part: the other uploads' hops to the same pool must not queue behind thousands of parts."""
+    parts = provider.part_checksums(source.size)
+
+    def take(share: list[tuple[str, int, int]]) -> None:
+        for name, offset, length in share:
+            source.digest(name, offset, length)
+
+    shares = [parts[i::PART_HASHERS] for i in range(PART_HASHERS) if parts[i::PART_HASHERS]]
+    await asyncio.gather(asyncio.to_thread(source.sha256), *(asyncio.to_thread(take, share) for share in shares))
+    return source.sha256()  # known now: no read
 
 
 async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: OnBytes,
