@@ -21,8 +21,8 @@ from pixlift.app import APPLICATION, Runtime, create_app
 from pixlift.config import SettingsBox
 from pixlift.config_file import default_settings
 from pixlift.home import Home
+from pixlift.paths import CheckedFile, Identity
 from pixlift.rpc import Call, Dispatcher
-from pixlift.sources import CheckedFile, Identity
 from pixlift.tasks import TaskStatus
 
 

@@ -38,10 +38,10 @@ from .home import Home
 from .integrations import Integrations
 from .journal import Journal
 from .links import due, lifetime_of
+from .paths import CheckedFile, PathChecker
 from .presigned import Presigned
 from .profiles import Profiles
 from .security import Limits
-from .sources import CheckedFile, PathChecker
 from .spool import Spool
 from .tasks import TaskSource, TaskStatus
 from .views import Progress, Summary, TaskView, iso, summarize

@@ -20,7 +20,7 @@ from .config import SettingsBox
 from .errors import PATH_REFUSED, ClipboardError, ConfigError
 from .home import Home
 from .links import lifetime_of
-from .sources import sniff_image
+from .paths import sniff_image
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,11 +27,11 @@ from .errors import ConfigError, InvalidState, PathRefused, PixliftError, Transf
 from .events import BatchFinished, EventBus, TaskFinished
 from .journal import Journal
 from .links import Links
+from .paths import CheckedFile, PathChecker
 from .processing import copies, prepare_job
 from .providers.multipart import MultipartState
 from .providers.registry import ProviderPool
 from .retry import Backoff
-from .sources import CheckedFile, PathChecker
 from .spool import Spool
 from .task_list import TaskList
 from .tasks import FINISHED, Task, TaskSource, TaskStatus

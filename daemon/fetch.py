@@ -31,7 +31,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from .config import SecuritySettings
 from .errors import FileRefused
-from .sources import CheckedFile
+from .paths import CheckedFile
 from .spool import Spool
 
 MAX_REDIRECTS = 5

@@ -24,9 +24,10 @@ from .errors import FileRefused, InvalidParams, NotFound, PixliftError
 from .journal import Journal
 from .keys import render_key
 from .links import lifetime_of
+from .paths import IMAGE_FORMATS
 from .providers.multipart import MultipartState
 from .providers.registry import ProviderPool
-from .sources import IMAGE_FORMATS, Source
+from .sources import Source
 from .spool import Spool
 from .views import iso
 

@@ -26,8 +26,9 @@ from .convert import convert
 from .errors import SourceError, TransferError
 from .journal import Journal
 from .metadata import EDITED, NOT_EDITED, NotAnImage, strip
+from .paths import CheckedFile, Identity
 from .providers.base import Provider
-from .sources import CheckedFile, Identity, Source
+from .sources import Source
 from .spool import Spool
 from .tasks import Task
 from .worker import INLINE_READ, Job, off_loop

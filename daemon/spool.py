@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import SecuritySettings
 from .errors import FileRefused, JournalUnavailable
-from .sources import IMAGE_FORMATS, CheckedFile, Identity, sniff_image
+from .paths import IMAGE_FORMATS, CheckedFile, Identity, sniff_image
 
 SNIFF_BYTES = 1024
 

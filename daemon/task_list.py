@@ -13,7 +13,7 @@ from .changes import ChangeLog
 from .errors import NotFound
 from .index import LiveIndex
 from .journal import Journal
-from .sources import CheckedFile
+from .paths import CheckedFile
 from .tasks import ACTIVE, Task
 from .views import TaskView
 from .worker import Batch, Job

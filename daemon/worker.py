@@ -21,10 +21,11 @@ from typing import TypeVar
 from .config import ProfileBase
 from .errors import TransferError, TransientStorageError
 from .keys import needs_hash, render_key
+from .paths import CheckedFile
 from .providers.base import OnBytes, Provider
 from .providers.multipart import MultipartState
 from .retry import Backoff
-from .sources import CheckedFile, Source
+from .sources import Source
 from .tasks import Task
 
 log = logging.getLogger("pixlift.engine")

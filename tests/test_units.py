@@ -12,11 +12,11 @@ from pixlift.config import TransferSettings
 from pixlift.config_file import parse_settings
 from pixlift.errors import ConfigError, InvalidState
 from pixlift.keys import render_key, validate_template
+from pixlift.paths import sniff_image
 from pixlift.providers.multipart import MultipartState, part_plan
 from pixlift.providers.s3 import S3Provider
 from pixlift.providers.s3_kind import S3Profile
 from pixlift.security import TokenBucket, WindowCounter
-from pixlift.sources import sniff_image
 from pixlift.tasks import SpeedMeter, Task, TaskStatus
 from pixlift.views import summarize
 

@@ -20,7 +20,7 @@ from jsonrpcserver import Error, Result, Success, async_dispatch
 from .. import __version__
 from ..application import Application
 from ..errors import INTERNAL_ERROR, InvalidParams, PixliftError
-from ..sources import MAX_PATH_LEN
+from ..paths import MAX_PATH_LEN
 
 log = logging.getLogger(__name__)
 MAX_PATHS = 10_000
