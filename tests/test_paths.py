@@ -1,0 +1,91 @@
+"""The path rules on a real folder tree: a call of many paths shares each folder's resolution and descriptor
+(``paths._Folders``), and must still give every path the very verdict it gets on its own (``check``): the same
+resolved path, root and identity for a file, the same sentence for a refusal. The daemon-level refusals, one
+path per call, are in test_security_paths.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from pixlift.config import SecuritySettings
+from pixlift.errors import PathRefused
+from pixlift.paths import PathChecker
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> dict[str, Path]:
+    pictures, shots, outside = tmp_path / "Pictures", tmp_path / "Shots", tmp_path / "outside"
+    for folder in (pictures / "2026", shots, outside):
+        folder.mkdir(parents=True)
+    for i in range(30):
+        (pictures / f"p{i:02d}.jpg").write_bytes(JPEG + bytes([i]))
+        (pictures / "2026" / f"q{i:02d}.jpg").write_bytes(JPEG + bytes([i, 1]))
+    (shots / "s.jpg").write_bytes(JPEG + b"s")
+    (outside / "secret.jpg").write_bytes(JPEG + b"secret")
+    (pictures / "notes.jpg").write_bytes(b"plain text, not an image")
+    (pictures / "empty.jpg").write_bytes(b"")
+    (pictures / "folder.jpg").mkdir()
+    os.mkfifo(pictures / "fifo.jpg")
+    (pictures / "in-link.jpg").symlink_to(pictures / "p01.jpg")  # inside: accepted, as the file it names
+    (pictures / "cross-link.jpg").symlink_to(shots / "s.jpg")  # into the other root
+    (pictures / "out-link.jpg").symlink_to(outside / "secret.jpg")
+    (pictures / "dir-link").symlink_to(pictures / "2026")  # a folder inside, through a link
+    (pictures / "out-dir").symlink_to(outside)
+    (shots / "root-file.jpg").write_bytes(JPEG + b"r")
+    return {"pictures": pictures, "shots": shots, "outside": outside}
+
+
+def cases(t: dict[str, Path]) -> list[str]:
+    p, s, o = str(t["pictures"]), str(t["shots"]), str(t["outside"])
+    return [
+        *(f"{p}/p{i:02d}.jpg" for i in range(30)), *(f"{p}/2026/q{i:02d}.jpg" for i in range(30)),
+        f"{p}/in-link.jpg", f"{p}/cross-link.jpg", f"{p}/out-link.jpg", f"{p}/dir-link/q03.jpg",
+        f"{p}/out-dir/secret.jpg", f"{p}/../outside/secret.jpg", f"{p}/2026/../p02.jpg", f"{p}/./p04.jpg",
+        f"{p}/p05.jpg/", f"{p}/p06.jpg/.", f"{p}/2026/..", f"{p}//p07.jpg", f"{o}/secret.jpg", f"{s}/s.jpg",
+        f"{p}/notes.jpg", f"{p}/empty.jpg", f"{p}/folder.jpg", f"{p}/fifo.jpg", f"{p}/sock.jpg", f"{p}/missing.jpg",
+        f"{s}/root-file.jpg", p, "relative.jpg", "", "/", "/proc/self/environ", f"{p}/a\x00b",
+    ]
+
+
+def test_a_call_of_many_paths_judges_each_as_it_would_be_judged_alone(tree: dict[str, Path]) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tree["pictures"] / "sock.jpg"))
+    try:
+        # One root is a file itself: the rule takes the first root a path is in, so that file is refused.
+        roots = (tree["shots"] / "root-file.jpg", tree["pictures"], tree["shots"])
+        checker = PathChecker(SecuritySettings(allowed_roots=roots))
+        paths = cases(tree)
+        alone = {path: checker.check(path) for path in paths}
+        fds = len(os.listdir("/proc/self/fd"))
+
+        with pytest.raises(PathRefused) as refused:
+            checker.check_all(paths)
+        assert len(os.listdir("/proc/self/fd")) == fds, "a folder's descriptor was left open"
+        said = {r["path"]: r["reason"] for r in refused.value.data}
+        assert said == {path: v for path, v in alone.items() if isinstance(v, str)}
+
+        accepted = [path for path, v in alone.items() if not isinstance(v, str)]
+        assert checker.check_all(accepted) == [alone[path] for path in accepted]
+        assert len(os.listdir("/proc/self/fd")) == fds
+    finally:
+        sock.close()
+
+    # What a user expects of those verdicts, so that agreeing with ``check`` is not agreeing with a wrong answer.
+    p = tree["pictures"]
+    got = {path: v for path, v in alone.items() if not isinstance(v, str)}
+    assert got[f"{p}/in-link.jpg"].path == str(p / "p01.jpg")
+    assert got[f"{p}/cross-link.jpg"].root == str(tree["shots"])
+    assert got[f"{p}/dir-link/q03.jpg"].path == str(p / "2026" / "q03.jpg")
+    assert got[f"{p}/2026/../p02.jpg"].path == str(p / "p02.jpg")
+    assert got[f"{p}//p07.jpg"].path == str(p / "p07.jpg")
+    for refused_path in (f"{p}/out-link.jpg", f"{p}/out-dir/secret.jpg", f"{p}/../outside/secret.jpg",
+                         f"{tree['shots']}/root-file.jpg", "/proc/self/environ"):
+        assert isinstance(alone[refused_path], str), refused_path
+    assert "outside the allowed folders" in str(alone[f"{p}/out-link.jpg"])
+    assert "not a regular file" in str(alone[f"{p}/sock.jpg"])
+    assert "no such file" in str(alone[f"{p}/missing.jpg"])
