@@ -257,7 +257,7 @@ class Engine(TaskList):
         self._move(job, TaskStatus.UPLOADING)
         job.task.started_at = self.clock()
         job.task.error = None
-        self._save(job.task)
+        self._save(job.task, passing=True)  # a restart queues an uploading task again
         job.slots = slots
         self._used += slots
         job.batch.running += 1
@@ -274,7 +274,7 @@ class Engine(TaskList):
                 find_copy = copies(self.journal, provider, task) if dedup else None
                 await self._prepare(job, digests_for(job, provider, profile, find_copy))
                 await attempts(job, provider, profile, backoff, outage_tolerance_s=transfers.outage_tolerance_s,
-                               on_bytes=partial(self._on_bytes, task), save=partial(self._save, task),
+                               on_bytes=partial(self._on_bytes, task), save=partial(self._save, task, passing=True),
                                save_multipart=partial(self._save_multipart, job), find_copy=find_copy)
             await self.links.sign(task)
             finished_at = self.clock()
@@ -310,7 +310,7 @@ class Engine(TaskList):
             if job.checked is not before:  # an edited copy goes; a note alone is saved with the task's state
                 self.journal.update_prepared(job.task, job.checked.to_json(),
                                              job.original.to_json() if job.original else None)
-            self._save(job.task)
+            self._save(job.task, passing=True)
 
     def _on_bytes(self, task: Task, delta: int) -> None:
         if task.status is TaskStatus.UPLOADING:

@@ -3,8 +3,10 @@
 Writes happen on state changes (and after each finished multipart part), never per byte. New tasks are
 written at once, in one transaction per call (journal first: a task exists only once its row does); every
 other change is queued and committed with the others of its moment by a writer thread (``commits.py``), and
-``durable()`` waits for them: a finished upload is reported only once its completion is on disk. WAL mode with
-``synchronous=NORMAL``: a crash of the daemon loses nothing committed.
+``durable()`` waits for them: a finished upload is reported only once its completion is on disk. A passing
+state (uploading, a task's key, a retry's note), from which a restart would queue the task again just as from
+the state before it, is written only when it is still the task's newest state ``PASSING_S`` later. WAL mode
+with ``synchronous=NORMAL``: a crash of the daemon loses nothing committed.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ ADDED = {  # columns added since the first journal: every start adds what an old
               "url_expires": "REAL"},
     "history": {"sha256": "TEXT", "deleted_at": "REAL", "url_expires": "REAL"},
 }
+PASSING_S = 1.0  # a passing state still a task's newest after this long goes with the next commit
 UPDATE_TASK = ("UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, url_expires=?, key=?, error=?,"
                " started_at=?, finished_at=?, processing=? WHERE task_id=?")
 Change = tuple[str, Any, bool, tuple[str, ...] | None]  # sql, arguments, executemany, the thing it is the state of
@@ -118,6 +121,8 @@ class Journal(HistoryRecords):
         self._reads = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # history.py
         self._reads.execute("PRAGMA query_only=1")
         self._read_lock = threading.Lock()
+        self._passing: dict[Any, tuple[float, Change]] = {}  # key -> (when it is due, the change)
+        self._passing_lock = threading.Lock()
         self._commits: GroupCommit[Change] = GroupCommit(self._commit)
 
     @contextlib.contextmanager
@@ -135,6 +140,8 @@ class Journal(HistoryRecords):
             raise
 
     def close(self) -> None:
+        for change in self._take_passing(float("inf")):
+            self._commits.put(change)
         self._commits.close()
         with self._lock:
             self._db.close()
@@ -183,12 +190,22 @@ class Journal(HistoryRecords):
         ``key``: a task's state, its multipart state) to store it before the next write that succeeds and at
         every ``flush``: the journal catches up with memory as soon as the disk takes writes again. Only a crash
         in between loses them."""
+        if key is not None and self._passing:
+            with self._passing_lock:
+                self._passing.pop(key, None)  # superseded
         self._commits.put((sql, args, many, key))
 
+    def _take_passing(self, now: float) -> list[Change]:
+        """The passing states due by ``now``, taken out: older than any change still queued for their task."""
+        with self._passing_lock:
+            due = [key for key, (when, _) in self._passing.items() if when <= now]
+            return [self._passing.pop(key)[1] for key in due]
+
     def _commit(self, changes: list[Change]) -> None:
-        """On the writer thread: one transaction for every change queued (a task's newest state only)."""
+        """On the writer thread: one transaction for every change queued (a task's newest state only), with
+        the passing states that are due first, so that a later state of the same task goes after them."""
         newest: dict[Any, tuple[str, Any, bool]] = {}
-        for sql, args, many, key in changes:
+        for sql, args, many, key in (self._take_passing(time.monotonic()) if self._passing else []) + changes:
             slot: Any = key if key is not None else object()
             newest.pop(slot, None)  # a newer state of the same thing replaces the old, and goes last
             newest[slot] = (sql, args, many)
@@ -246,7 +263,10 @@ class Journal(HistoryRecords):
         return True
 
     def flush(self) -> bool:
-        """Commit what is queued and try the writes the disk refused again; True when nothing is left unwritten."""
+        """Commit what is queued (passing states too) and try the writes the disk refused again; True when
+        nothing is left unwritten."""
+        for change in self._take_passing(float("inf")):
+            self._commits.put(change)
         self._commits.drain()
         with self._lock:
             return not self._unwritten or self._replay()
@@ -265,10 +285,19 @@ class Journal(HistoryRecords):
         return (f"pixlift could not write its journal ({self.path}), so nothing was queued. Check that the disk "
                 "is writable and has space, then send the files again.")
 
-    def update(self, task: Task) -> None:
-        self._write(UPDATE_TASK, (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.url_expires,
-                                  task.key, json.dumps(task.error) if task.error else None, task.started_at,
-                                  task.finished_at, _processing(task), task.task_id), key=("task", task.task_id))
+    def update(self, task: Task, *, passing: bool = False) -> None:
+        """A task's state. ``passing``: one a restart need not see, because it would queue the task again just
+        as from the state before (uploading, its key, a retry's note); it is written only when it is still the
+        task's newest state ``PASSING_S`` later, so a small file costs the journal its queuing and its end."""
+        args = (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.url_expires, task.key,
+                json.dumps(task.error) if task.error else None, task.started_at, task.finished_at,
+                _processing(task), task.task_id)
+        key = ("task", task.task_id)
+        if passing:
+            with self._passing_lock:
+                self._passing[key] = (time.monotonic() + PASSING_S, (UPDATE_TASK, args, False, key))
+            return
+        self._write(UPDATE_TASK, args, key=key)
 
     def complete(self, task: Task, finished_at: float, sha256: str | None, *, multipart: bool) -> None:
         """A finished upload: the task completed, its multipart state gone (``multipart``: the journal holds

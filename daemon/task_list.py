@@ -82,9 +82,10 @@ class TaskList:
         task.version = self.changes.bump()
         self.index.touch(task)
 
-    def _save(self, task: Task) -> None:
-        """A change to a task: a new version for incremental readers, the totals, and the journal."""
+    def _save(self, task: Task, *, passing: bool = False) -> None:
+        """A change to a task: a new version for incremental readers, the totals, and the journal (``passing``:
+        a state a restart need not see, ``Journal.update``)."""
         self._touch(task)
         self.index.saved(task)
-        self.journal.update(task)
+        self.journal.update(task, passing=passing)
 

@@ -1,0 +1,104 @@
+"""The journal on a real SQLite file: which of a task's states reach the disk, and when.
+
+A passing state (uploading, the key, a retry's note) is one a restart does not need: from it, as from the
+state before it, a restart queues the task again. It is written only if it is still the task's newest state
+``PASSING_S`` later, so that a small file, which lives a few milliseconds, costs the journal two writes, not
+five. What a restart finds is read back with a second ``Journal`` on the same file, as the daemon's next start
+would read it (``tests/test_reliability.py`` kills the real daemon mid-upload)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from pixlift import journal as journal_module
+from pixlift.journal import Journal
+from pixlift.tasks import Task, TaskStatus
+
+
+def stored(path: Path) -> dict[str, Task]:
+    """What a restart would find: the journal file read by a journal of its own."""
+    reader = Journal(path)
+    try:
+        return {s.task.task_id: s.task for s in reader.load()}
+    finally:
+        reader.close()
+
+
+def queued(journal: Journal, *ids: str) -> list[Task]:
+    tasks = [Task(task_id=i, batch_id="b", path=f"/p/{i}.jpg", name=f"{i}.jpg", profile="s3", bytes_total=10)
+             for i in ids]
+    journal.add([(t, 4, {"path": t.path}) for t in tasks])
+    return tasks
+
+
+def test_a_passing_state_overtaken_by_the_next_never_reaches_the_disk(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "PASSING_S", 0.2)
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(path)
+    try:
+        task, other = queued(journal, "a", "other")
+        task.move(TaskStatus.UPLOADING)
+        task.started_at, task.key = 5.0, "2026/12/a.jpg"
+        journal.update(task, passing=True)
+        journal._commits.drain()  # what the writer had queued is on disk; the passing state was not queued
+        assert stored(path)["a"].status is TaskStatus.QUEUED  # a crash now: the task is sent again
+
+        task.move(TaskStatus.FAILED)
+        task.error = {"code": "store_refused", "message": "refused"}
+        journal.update(task)
+        journal._commits.drain()
+        after = stored(path)["a"]
+        assert after.status is TaskStatus.FAILED and after.error == task.error
+        assert after.key == "2026/12/a.jpg"  # the durable state carries what the passing one had
+
+        time.sleep(0.3)  # past the passing state's time: the next commit must not bring it back over "failed"
+        other.move(TaskStatus.PAUSED)
+        journal.update(other)
+        journal._commits.drain()
+        assert stored(path)["a"].status is TaskStatus.FAILED
+    finally:
+        journal.close()
+
+
+def test_a_passing_state_that_lasts_is_written_with_the_next_commit(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "PASSING_S", 0.2)
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(path)
+    try:
+        slow, other = queued(journal, "slow", "other")
+        slow.move(TaskStatus.UPLOADING)
+        slow.started_at = 7.0
+        journal.update(slow, passing=True)
+        time.sleep(0.3)
+        other.move(TaskStatus.PAUSED)  # any change of any task takes the due passing states along
+        journal.update(other)
+        journal._commits.drain()
+        found = stored(path)
+        assert found["slow"].status is TaskStatus.UPLOADING and found["slow"].started_at == 7.0
+        assert found["other"].status is TaskStatus.PAUSED
+    finally:
+        journal.close()
+
+
+def test_flush_and_close_write_the_passing_states_too(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(path)
+    try:
+        first, second = queued(journal, "first", "second")
+        for task in (first, second):
+            task.move(TaskStatus.UPLOADING)
+            task.attempts = 2
+            journal.update(task, passing=True)
+        assert journal.flush()
+        assert {t.status for t in stored(path).values()} == {TaskStatus.UPLOADING}
+
+        first.move(TaskStatus.QUEUED)
+        journal.update(first, passing=True)
+    finally:
+        journal.close()
+    found = stored(path)
+    assert found["first"].status is TaskStatus.QUEUED and found["first"].attempts == 2
