@@ -25,7 +25,7 @@ import contextlib
 import mmap
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from .exif import blank_all_but_orientation, edit_exif, iptc_has_place, names_a_place
@@ -51,7 +51,7 @@ def strip(content: int | bytes, kind: str, mode: str, out: Path | Callable[[], P
     if mode == "none" or kind not in EDITED:
         return None
     problem = None
-    with _mapped(content) as data:
+    with _mapped(content) if not isinstance(content, bytes) else contextlib.nullcontext(content) as data:
         try:
             editor = {"image/jpeg": _jpeg, "image/png": _png, "image/webp": _webp, "image/gif": _gif,
                       "image/tiff": _tiff}.get(kind, _heif)
@@ -73,13 +73,9 @@ def strip(content: int | bytes, kind: str, mode: str, out: Path | Callable[[], P
     return sorted(set(removed))
 
 
-@contextlib.contextmanager
-def _mapped(content: int | bytes) -> Iterator[Content]:
-    if isinstance(content, bytes):
-        yield content
-        return
-    with mmap.mmap(content, 0, access=mmap.ACCESS_READ) as data:
-        yield data
+def _mapped(content: int) -> mmap.mmap:
+    """The open file's bytes, mapped (a file already read is used as it is: no context to build for it)."""
+    return mmap.mmap(content, 0, access=mmap.ACCESS_READ)
 
 
 # -- JPEG -------------------------------------------------------------------------------------------------------

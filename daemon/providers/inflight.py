@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 TARGET_S = 2.0
 WINDOW_S = 10.0
@@ -44,12 +43,15 @@ class InFlight:
         rate = self._done_bytes / span
         return max(floor, min(maximum, int(rate * TARGET_S)))
 
-    @asynccontextmanager
-    async def hold(self, n: int) -> AsyncIterator[None]:
-        """Wait until ``n`` more bytes may be in flight (one request larger than the bound goes alone).
+    def hold(self, n: int) -> Hold:
+        """``async with in_flight.hold(n)``: wait until ``n`` more bytes may be in flight (one request larger
+        than the bound goes alone), and give them back after. A class, not a generator: one per request.
 
         Everything here runs on the loop, so a check and the take that follows it with no await between cannot
         be interleaved: the condition is needed only to wait (and only when others already wait, to keep order)."""
+        return Hold(self, n)
+
+    async def _take(self, n: int) -> None:
         if self._changed is None:
             self._changed = asyncio.Condition()
         if self._waiting or not (self._used == 0 or self._used + n <= self.limit()):
@@ -62,18 +64,28 @@ class InFlight:
                 self._waiting -= 1
         else:
             self._used += n
-        finished = False
-        try:
-            yield
-            finished = True
-        finally:
-            self._used -= n
-            if finished:
-                now = time.monotonic()
-                if not self._done:
-                    self._first = now
-                self._done.append((now, n))
-                self._done_bytes += n
-            if self._waiting:
-                async with self._changed:
-                    self._changed.notify_all()
+
+    async def _give_back(self, n: int, finished: bool) -> None:
+        self._used -= n
+        if finished:
+            now = time.monotonic()
+            if not self._done:
+                self._first = now
+            self._done.append((now, n))
+            self._done_bytes += n
+        if self._waiting and self._changed is not None:
+            async with self._changed:
+                self._changed.notify_all()
+
+
+class Hold:
+    __slots__ = ("_bound", "_n")
+
+    def __init__(self, bound: InFlight, n: int) -> None:
+        self._bound, self._n = bound, n
+
+    async def __aenter__(self) -> None:
+        await self._bound._take(self._n)
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        await self._bound._give_back(self._n, finished=kind is None)

@@ -9,7 +9,6 @@ then list its ``KIND`` here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,20 +62,22 @@ class ProviderPool:
         self._providers[name] = (fingerprint, provider)
         return provider
 
-    @contextlib.contextmanager
-    def lease(self, name: str) -> Any:
-        """The profile's provider for one upload; a provider retired meanwhile is closed when the last one ends."""
-        provider = self.get(name)
+    def lease(self, name: str) -> Lease:
+        """The profile's provider for one upload (``with pool.lease(name) as provider``); a provider retired
+        meanwhile is closed when the last lease of it ends."""
+        return Lease(self, self.get(name))
+
+    def _take(self, provider: Provider) -> None:
         key = id(provider)
         self._users[key] = self._users.get(key, 0) + 1
-        try:
-            yield provider
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key]
-                if key in self._retired:
-                    self._close_soon(self._retired.pop(key))
+
+    def _give_back(self, provider: Provider) -> None:
+        key = id(provider)
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key]
+            if key in self._retired:
+                self._close_soon(self._retired.pop(key))
 
     def _retire(self, provider: Provider) -> None:
         if self._users.get(id(provider)):
@@ -94,3 +95,19 @@ class ProviderPool:
         self._providers.clear()
         self._retired.clear()
         await asyncio.gather(*(p.close() for p in providers), *self._closing, return_exceptions=True)
+
+
+class Lease:
+    """One upload's use of a provider. A class, not a generator: two are made per file sent."""
+
+    __slots__ = ("_pool", "_provider")
+
+    def __init__(self, pool: ProviderPool, provider: Provider) -> None:
+        self._pool, self._provider = pool, provider
+
+    def __enter__(self) -> Provider:
+        self._pool._take(self._provider)
+        return self._provider
+
+    def __exit__(self, *_: object) -> None:
+        self._pool._give_back(self._provider)
