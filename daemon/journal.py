@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .commits import GroupCommit
 from .errors import JournalUnavailable
 from .history import HistoryRecords
@@ -171,7 +173,7 @@ class Journal(HistoryRecords):
         for task, batch_size, checked in items:
             seq += 1
             rows.append((task.task_id, seq, task.batch_id, batch_size, task.path, task.name, task.profile,
-                         str(task.status), task.bytes_total, task.created_at, str(task.source), json.dumps(checked)))
+                         str(task.status), task.bytes_total, task.created_at, str(task.source), _json(checked)))
         with self._lock:
             try:
                 if self._unwritten and not self._replay():  # what the disk refused before comes first
@@ -290,7 +292,7 @@ class Journal(HistoryRecords):
         as from the state before (uploading, its key, a retry's note); it is written only when it is still the
         task's newest state ``PASSING_S`` later, so a small file costs the journal its queuing and its end."""
         args = (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.url_expires, task.key,
-                json.dumps(task.error) if task.error else None, task.started_at, task.finished_at,
+                _json(task.error) if task.error else None, task.started_at, task.finished_at,
                 _processing(task), task.task_id)
         key = ("task", task.task_id)
         if passing:
@@ -319,12 +321,12 @@ class Journal(HistoryRecords):
     def update_prepared(self, task: Task, checked: dict[str, Any], original: dict[str, Any] | None) -> None:
         """What the task now sends (an edited copy) and the file it was made from; its ``processing``."""
         self._write("UPDATE tasks SET checked=?, original=?, processing=?, bytes_total=? WHERE task_id=?",
-                    (json.dumps(checked), json.dumps(original) if original else None, _processing(task),
+                    (_json(checked), _json(original) if original else None, _processing(task),
                      task.bytes_total, task.task_id))
 
     def save_multipart(self, task_id: str, state: dict[str, Any] | None) -> None:
         self._write("UPDATE tasks SET multipart=? WHERE task_id=?",
-                    (json.dumps(state) if state else None, task_id), key=("multipart", task_id))
+                    (_json(state) if state else None, task_id), key=("multipart", task_id))
 
     def remove(self, task_ids: list[str]) -> None:
         self._write("DELETE FROM tasks WHERE task_id=?", [(t,) for t in task_ids], many=True)
@@ -362,11 +364,17 @@ class Journal(HistoryRecords):
         return [(str(p), str(k), str(u)) for u, p, k in rows]
 
 
+def _json(value: Any) -> str:
+    """JSON text for a column: orjson's, about ten times faster than the standard library's for these small
+    records, and read back by ``json.loads`` like any other."""
+    return orjson.dumps(value).decode()
+
+
 def _processing(task: Task) -> str | None:
     """The task's ``processing`` as stored. It is set once, and a task's state is saved several times: its JSON
     is made once, and made again only if ``processing`` is another object."""
     if not task.processing:
         return None
     if task.stored is None or task.stored[0] is not task.processing:
-        task.stored = (task.processing, json.dumps(task.processing))
+        task.stored = (task.processing, _json(task.processing))
     return task.stored[1]
