@@ -251,6 +251,43 @@ async def test_a_store_that_never_answers_times_out_with_the_setting_named() -> 
     assert 0.4 < time.monotonic() - started < 3
 
 
+async def test_a_store_that_answers_slowly_but_steadily_is_not_cut_off() -> None:
+    """The timeout is on silence, not on the whole answer: an answer trickling in a byte every 0.2 s for longer
+    than read_timeout_s (0.5 s) arrives whole; then the same kept connection falls silent, and times out."""
+    answer = b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 8\r\n\r\n12345678"
+    served = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]))
+            served += 1
+            if served > 1:
+                await asyncio.sleep(3)  # the second request: silence
+                writer.close()
+                return
+            for at in range(0, len(answer), 8):
+                writer.write(answer[at:at + 8])
+                await writer.drain()
+                await asyncio.sleep(0.2)
+
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    p = pool(listener.sockets[0].getsockname()[1], read_timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        first = await p.request("PUT", "/b/k.jpg", {"Host": "h"}, body(b"x" * 10, []))
+        assert time.monotonic() - started > 1.0  # longer than read_timeout_s, in pieces
+        assert (first.status, first.body) == (200, b"12345678")
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"read_timeout_s"):
+            await p.request("PUT", "/b/k.jpg", {"Host": "h"}, body(b"x" * 10, []))
+        assert 0.4 < time.monotonic() - started < 3
+    finally:
+        await p.close()
+        listener.close()
+
+
 async def test_nobody_listening_is_a_connection_error_naming_the_place() -> None:
     port = free_port()
     p = pool(port)

@@ -67,7 +67,8 @@ class Connection(asyncio.Protocol):
         self._status = 0
         self._headers: dict[str, str] = {}
         self._body = bytearray()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # fires at or after the deadline (``_arm``)
+        self._deadline = 0.0  # when the store's silence ends the request; 0 while no request waits on it
         self._drained: asyncio.Future[None] | None = None
         self._paused = False
         self._lost: BaseException | None = None
@@ -185,14 +186,26 @@ class Connection(asyncio.Protocol):
         return True
 
     def _arm(self) -> None:
-        """(Re)start the wait on the store: nothing either way for ``read_timeout_s`` ends the request."""
-        self._disarm()
-        self._timer = self._loop.call_later(self._read_timeout, self._timed_out)
+        """(Re)start the wait on the store: nothing either way for ``read_timeout_s`` ends the request.
+
+        This runs for every request and every piece of an answer, so it only moves the deadline; the
+        connection's one timer, when it fires, compares and goes again for what is left (``_check``). Making
+        and cancelling a timer each time cost more than parsing the answer."""
+        self._deadline = self._loop.time() + self._read_timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._check)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = 0.0  # the timer, when it fires, finds nothing waiting and stops
+
+    def _check(self) -> None:
+        self._timer = None
+        if not self._deadline:
+            return
+        if self._loop.time() >= self._deadline:
+            self._timed_out()
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._check)
 
     def _timed_out(self) -> None:
         self._fail(TimeoutError(f"the store neither answered nor took a byte for {self._read_timeout:g} s "
@@ -217,6 +230,9 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
