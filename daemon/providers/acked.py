@@ -91,10 +91,14 @@ class Body(SliceReader):
         self._buffered: Callable[[], int] | None = None
         self._guess = 0  # what a socket that cannot say is taken to hold
         self._sent = 0
+        self._settled = False  # every byte acknowledged: nothing to poll until it is sent again
+        self._counted = False  # the sender says what it wrote, and says it anew for each sending
 
     def counts_writes(self, written: Callable[[], int]) -> None:
-        """For a sender that reads ahead of its writes: ``written()`` says how many bytes it has written."""
+        """For a sender that reads ahead of its writes: ``written()`` says how many bytes it has written (called
+        again for each sending, a second one included)."""
         self._written = written
+        self._counted, self._settled = True, False
 
     def sent_what_was_read(self) -> None:
         """For a sender that writes each block in the thread that read it, after a write: every byte read so far
@@ -126,7 +130,11 @@ class Body(SliceReader):
         return max(0, min(len(self), written - held))
 
     def poll(self) -> None:
-        self._move_to(self.acknowledged())
+        if not self._settled:
+            acknowledged = self.acknowledged()
+            self._move_to(acknowledged)
+            # A sender that only reads (an SDK) may rewind to send again without saying so: it is polled on.
+            self._settled = self._counted and acknowledged == len(self)
 
     def finish(self) -> None:
         """The store answered: it has every byte."""
