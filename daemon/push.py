@@ -89,7 +89,7 @@ class Feed:
             self._pending.append(Message.of("progress", progress.version, progress.to_json(incremental=True)))
         for view in progress.views():
             if view.status.finished:
-                self._pending.append(Message.of("task", view.version, view))
+                self._pending.append(Message.of("task", view.version, view.to_json()))
         for batch_id, summary in self._app.finished_batches(since, self._batch):
             self._pending.append(Message.of("batch", progress.version, {"batch_id": batch_id,
                                                                          "summary": summary.to_json()}))
@@ -99,7 +99,7 @@ class Feed:
         """Runs on the loop inside the engine: queue the message, never block."""
         if isinstance(event, TaskFinished):
             if self._batch in (None, event.batch_id):
-                self._push(shared(event, lambda: Message.of("task", event.task.version, event.task)))
+                self._push(shared(event, lambda: Message.of("task", event.task.version, event.task.to_json())))
         elif isinstance(event, BatchFinished) and self._batch in (None, event.batch_id):
             self._push(shared(event, lambda: Message.of("batch", self._app.version, {
                 "batch_id": event.batch_id, "summary": self._app.batch_summary(event.batch_id).to_json()})))
