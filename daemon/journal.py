@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from .checkpoints import Checkpointer
 from .commits import GroupCommit
 from .errors import JournalUnavailable
 from .history import HistoryRecords
@@ -107,6 +108,7 @@ class Journal(HistoryRecords):
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints.py runs them, off the commit path
         self._db.executescript(SCHEMA)
         for table, columns in ADDED.items():  # a journal from before they existed
             have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
@@ -125,6 +127,7 @@ class Journal(HistoryRecords):
         self._read_lock = threading.Lock()
         self._passing: dict[Any, tuple[float, Change]] = {}  # key -> (when it is due, the change)
         self._passing_lock = threading.Lock()
+        self._checkpoints = Checkpointer(path)
         self._commits: GroupCommit[Change] = GroupCommit(self._commit)
 
     @contextlib.contextmanager
@@ -145,6 +148,7 @@ class Journal(HistoryRecords):
         for change in self._take_passing(float("inf")):
             self._commits.put(change)
         self._commits.close()
+        self._checkpoints.close()
         with self._lock:
             self._db.close()
         with self._read_lock:
@@ -185,6 +189,7 @@ class Journal(HistoryRecords):
             except sqlite3.Error as exc:
                 raise JournalUnavailable(self._why(exc)) from exc
             self._seq = seq
+        self._checkpoints.written()
 
     def _write(self, sql: str, args: Any, *, many: bool = False, key: tuple[str, ...] | None = None) -> None:
         """A change to what the journal holds, queued for the next group commit. When the disk refuses it (full,
@@ -222,6 +227,8 @@ class Journal(HistoryRecords):
             except sqlite3.Error as exc:
                 self._keep_all(newest)
                 self._complain(exc)
+                return
+        self._checkpoints.written()
 
     def _keep_all(self, changes: dict[Any, tuple[str, Any, bool]]) -> None:
         for slot, change in changes.items():

@@ -287,20 +287,23 @@ def test_changes_the_full_disk_refused_reach_the_journal_once_it_has_room(tmp_pa
                                                                          oss_server: Any) -> None:
     """Tasks queued, then the journal's disk fills while they upload: they complete (the store has them), the
     daemon keeps what it could not record, and stores it as soon as the disk has room, so a restart shows the
-    truth: completed, with their links in history."""
+    truth: completed, with their links in history.
+
+    The journal reuses its write-ahead log once a checkpoint has copied it (checkpoints.py), so a full disk
+    refuses it only when a second of changes outgrows the log: here, a file completing every 0.1 s."""
     home = Home(tmpfs / "home", tmp_path / "Pictures")
     home.root.mkdir()
     home.pictures.mkdir()
     home.write_config(profiles={"oss": oss_profile(oss_server)}, default="oss")
-    photos = [str(make_image(home.pictures / f"u{i}.jpg", 300_000, seed=700 + i)) for i in range(3)]
+    photos = [str(make_image(home.pictures / f"u{i}.jpg", 40_000, seed=700 + i)) for i in range(30)]
     d = start_daemon(home)
     try:
-        oss_server.server.put_delay_s = 0.15  # about a second a file, one at a time: the disk fills meanwhile
+        oss_server.server.put_delay_s = 0.05  # one at a time, a few seconds in all: the disk fills meanwhile
         batch = d.rpc("upload_images_batch", {"paths": photos, "batch_size": 1})
         filler = fill_leaving(tmpfs, 0)
         result = d.wait_batch(batch["batch_id"])
         oss_server.server.put_delay_s = 0
-        assert [t["status"] for t in result["tasks"]] == ["completed"] * 3
+        assert [t["status"] for t in result["tasks"]] == ["completed"] * 30
         assert "unrecorded for now" in d.log()  # the journal did refuse, and the daemon said so
         filler.unlink()
         more = make_image(home.pictures / "u-after.jpg", 10_000, seed=799)
@@ -309,8 +312,8 @@ def test_changes_the_full_disk_refused_reach_the_journal_once_it_has_room(tmp_pa
         assert d.stop() == 0
         d = start_daemon(home)
         listed = {t["task_id"]: t for t in d.rpc("get_all_upload_progress")["tasks"]}
-        assert [listed[t["task_id"]]["status"] for t in batch["tasks"]] == ["completed"] * 3
-        assert d.rpc("get_upload_history")["total"] == 4
+        assert [listed[t["task_id"]]["status"] for t in batch["tasks"]] == ["completed"] * 30
+        assert d.rpc("get_upload_history")["total"] == 31
     finally:
         d.proc.kill()
         d.proc.wait(10)
