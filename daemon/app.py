@@ -10,6 +10,7 @@ thread (``LoopThread``); the tray reaches the application layer only through
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -123,6 +124,7 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
     runtime.port = int(runner.addresses[0][1])
     home.write_daemon_info(port=runtime.port, pid=os.getpid(), version=__version__)
     log.info("pixlift %s listening on %s (home %s)", __version__, runtime.base_url, home.root)
+    settle_heap()
     if on_ready is not None:
         on_ready(app)
     try:
@@ -132,6 +134,20 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
         await runner.cleanup()
         home.remove_daemon_info(os.getpid())
         log.info("stopped")
+
+
+GC_THRESHOLDS = (5_000, 10, 100)  # Python's own: (700, 10, 10)
+
+
+def settle_heap() -> None:
+    """Once started: what exists now (modules, the app) is set aside from garbage collection for good, and
+    collections are made rarer than Python's defaults, which suit a short script, not a daemon that keeps ten
+    thousand task records. With the defaults, full collections of the growing heap, up to 0.13 s each and the
+    loop frozen meanwhile, took 15-20% of the daemon's CPU over 10,000 tiny files; with these, no full one ran
+    and the longest pause was 20 ms (bench/README.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
