@@ -17,9 +17,41 @@ from .views import iso
 COLUMNS = "id, task_id, name, url, size, profile, key, uploaded_at, deleted_at, url_expires"
 
 
+class Digests:
+    """Which (profile, SHA-256) pairs the history may hold: a Bloom filter of 1 MiB, two bits per pair, so that
+    a file never uploaded before (nearly every file) costs dedup no query. Filled from the history at start
+    and as uploads complete; it only ever says "maybe" or "no", and a "maybe" is asked of the history.
+    Wrong "maybe"s: about 1 in 2,000 lookups with 100,000 uploads in the history, 1 in 22 with a million."""
+
+    BITS = 1 << 23
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self.BITS >> 3)
+
+    def add(self, profile: str, sha256: str) -> None:
+        for at in self._at(profile, sha256):
+            self._bits[at >> 3] |= 1 << (at & 7)
+
+    def may_hold(self, profile: str, sha256: str) -> bool:
+        return all(self._bits[at >> 3] >> (at & 7) & 1 for at in self._at(profile, sha256))
+
+    def _at(self, profile: str, sha256: str) -> tuple[int, int]:
+        h = hash((profile, sha256))  # this process's own hash: the filter lives in memory only
+        return h & (self.BITS - 1), (h >> 32) & (self.BITS - 1)
+
+
 class HistoryRecords:
     _reads: sqlite3.Connection
     _read_lock: threading.Lock
+    _digests: Digests
+
+    def _load_digests(self) -> None:
+        """At start: the filter learns every object the history holds."""
+        self._digests = Digests()
+        with self._read_lock:
+            for profile, sha256 in self._reads.execute("SELECT profile, sha256 FROM history WHERE sha256 IS NOT "
+                                                       "NULL AND deleted_at IS NULL"):
+                self._digests.add(profile, sha256)
 
     def _write(self, sql: str, args: Any, *, many: bool = False, key: tuple[str, ...] | None = None) -> None:
         raise NotImplementedError
@@ -71,6 +103,8 @@ class HistoryRecords:
 
     def find_upload(self, profile: str, sha256: str) -> tuple[str, int] | None:
         """The key and size of an object of this profile with these bytes, as far as the journal knows."""
+        if not self._digests.may_hold(profile, sha256):
+            return None
         with self._read_lock:
             row = self._reads.execute("SELECT key, size FROM history WHERE profile=? AND sha256=? AND deleted_at IS "
                                       "NULL ORDER BY id DESC LIMIT 1", (profile, sha256)).fetchone()

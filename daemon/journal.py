@@ -125,6 +125,7 @@ class Journal(HistoryRecords):
         self._reads = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # history.py
         self._reads.execute("PRAGMA query_only=1")
         self._read_lock = threading.Lock()
+        self._load_digests()
         self._passing: dict[Any, tuple[float, Change]] = {}  # key -> (when it is due, the change)
         self._passing_lock = threading.Lock()
         self._checkpoints = Checkpointer(path)
@@ -321,6 +322,8 @@ class Journal(HistoryRecords):
         if task.deduplicated:
             self._write("UPDATE tasks SET deduplicated=1 WHERE task_id=?", (task.task_id,))
             return
+        if sha256 is not None:
+            self._digests.add(task.profile, sha256)
         self._write("INSERT INTO history (task_id, name, url, size, profile, key, uploaded_at, sha256, url_expires)"
                     " VALUES (?,?,?,?,?,?,?,?,?)", (task.task_id, task.name, task.url, task.bytes_total, task.profile,
                                                     task.key, finished_at, sha256, task.url_expires))

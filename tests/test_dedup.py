@@ -83,3 +83,11 @@ def test_dedup_is_per_profile_and_can_be_turned_off(home: Home, daemon_factory: 
         task = d.wait_batch(started["batch_id"])["tasks"][0]
         assert task["status"] == "completed" and task["deduplicated"] is False
     assert d.rpc("get_upload_history", {"limit": 10})["total"] == 3
+
+    # After a restart the daemon still knows what the profile holds (its history), and sends nothing again.
+    assert d.stop() == 0
+    d = daemon_factory()
+    assert upload(d, photo)[0]["deduplicated"] is True
+    fresh = make_image(home.pictures / "new.jpg", 40 * KiB, seed=3)
+    assert upload(d, fresh)[0]["deduplicated"] is False
+    assert d.rpc("get_upload_history", {"limit": 10})["total"] == 4
