@@ -106,7 +106,8 @@ def open_beneath(root: str, path: str, flags: int = os.O_NONBLOCK) -> int:
 
     Returns a read-only descriptor; raises OSError (ELOOP for a symlink, ENOTDIR, ENOENT ...).
     """
-    rel = os.path.relpath(path, root)
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)  # resolved paths: no ".."
     parts = [p for p in rel.split(os.sep) if p not in ("", ".")]
     if not parts or ".." in parts:
         raise OSError(13, "outside its root")

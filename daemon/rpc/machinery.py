@@ -288,7 +288,8 @@ def _deeper_than(doc: Any, limit: int) -> bool:
             continue
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        # Only containers nest: the 10,000 paths of a large call are looked at once each, not stacked.
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False
 
 
