@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,55 +36,53 @@ def queued(journal: Journal, *ids: str) -> list[Task]:
     return tasks
 
 
-def test_a_passing_state_overtaken_by_the_next_never_reaches_the_disk(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(journal_module, "PASSING_S", 0.2)
-    path = tmp_path / "journal.sqlite3"
-    journal = Journal(path)
+@pytest.fixture
+def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Journal]:
+    monkeypatch.setattr(journal_module, "PASSING_S", 0.2)  # passing states due sooner: the tests wait less
+    opened = Journal(tmp_path / "journal.sqlite3")
     try:
-        task, other = queued(journal, "a", "other")
-        task.move(TaskStatus.UPLOADING)
-        task.started_at, task.key = 5.0, "2026/12/a.jpg"
-        journal.update(task, passing=True)
-        journal._commits.drain()  # what the writer had queued is on disk; the passing state was not queued
-        assert stored(path)["a"].status is TaskStatus.QUEUED  # a crash now: the task is sent again
-
-        task.move(TaskStatus.FAILED)
-        task.error = {"code": "store_refused", "message": "refused"}
-        journal.update(task)
-        journal._commits.drain()
-        after = stored(path)["a"]
-        assert after.status is TaskStatus.FAILED and after.error == task.error
-        assert after.key == "2026/12/a.jpg"  # the durable state carries what the passing one had
-
-        time.sleep(0.3)  # past the passing state's time: the next commit must not bring it back over "failed"
-        other.move(TaskStatus.PAUSED)
-        journal.update(other)
-        journal._commits.drain()
-        assert stored(path)["a"].status is TaskStatus.FAILED
+        yield opened
     finally:
-        journal.close()
+        opened.close()
 
 
-def test_a_passing_state_that_lasts_is_written_with_the_next_commit(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(journal_module, "PASSING_S", 0.2)
-    path = tmp_path / "journal.sqlite3"
-    journal = Journal(path)
-    try:
-        slow, other = queued(journal, "slow", "other")
-        slow.move(TaskStatus.UPLOADING)
-        slow.started_at = 7.0
-        journal.update(slow, passing=True)
-        time.sleep(0.3)
-        other.move(TaskStatus.PAUSED)  # any change of any task takes the due passing states along
-        journal.update(other)
-        journal._commits.drain()
-        found = stored(path)
-        assert found["slow"].status is TaskStatus.UPLOADING and found["slow"].started_at == 7.0
-        assert found["other"].status is TaskStatus.PAUSED
-    finally:
-        journal.close()
+def test_a_passing_state_overtaken_by_the_next_never_reaches_the_disk(journal: Journal) -> None:
+    path = journal.path
+    task, other = queued(journal, "a", "other")
+    task.move(TaskStatus.UPLOADING)
+    task.started_at, task.key = 5.0, "2026/12/a.jpg"
+    journal.update(task, passing=True)
+    journal._commits.drain()  # what the writer had queued is on disk; the passing state was not queued
+    assert stored(path)["a"].status is TaskStatus.QUEUED  # a crash now: the task is sent again
+
+    task.move(TaskStatus.FAILED)
+    task.error = {"code": "store_refused", "message": "refused"}
+    journal.update(task)
+    journal._commits.drain()
+    after = stored(path)["a"]
+    assert after.status is TaskStatus.FAILED and after.error == task.error
+    assert after.key == "2026/12/a.jpg"  # the durable state carries what the passing one had
+
+    time.sleep(0.3)  # past the passing state's time: the next commit must not bring it back over "failed"
+    other.move(TaskStatus.PAUSED)
+    journal.update(other)
+    journal._commits.drain()
+    assert stored(path)["a"].status is TaskStatus.FAILED
+
+
+def test_a_passing_state_that_lasts_is_written_with_the_next_commit(journal: Journal) -> None:
+    path = journal.path
+    slow, other = queued(journal, "slow", "other")
+    slow.move(TaskStatus.UPLOADING)
+    slow.started_at = 7.0
+    journal.update(slow, passing=True)
+    time.sleep(0.3)
+    other.move(TaskStatus.PAUSED)  # any change of any task takes the due passing states along
+    journal.update(other)
+    journal._commits.drain()
+    found = stored(path)
+    assert found["slow"].status is TaskStatus.UPLOADING and found["slow"].started_at == 7.0
+    assert found["other"].status is TaskStatus.PAUSED
 
 
 def test_flush_and_close_write_the_passing_states_too(tmp_path: Path) -> None:
