@@ -136,17 +136,16 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
         log.info("stopped")
 
 
-GC_THRESHOLDS = (5_000, 10, 100)  # Python's own: (700, 10, 10)
+GC_THRESHOLDS = (700, 10, 100)  # Python's own: (700, 10, 10)
 
 
 def settle_heap() -> None:
-    """Once started: what exists now (modules, the app) is set aside from garbage collection for good, and
-    collections are made rarer than Python's defaults, which suit a short script, not a daemon that keeps ten
-    thousand task records. With the defaults, full collections of the growing heap, up to 0.13 s each and the
-    loop frozen meanwhile, took 15-20% of the daemon's CPU over 10,000 tiny files; with these, no full one ran
-    and the longest pause was 20 ms (bench/README.md)."""
-    gc.collect()
-    gc.freeze()
+    """Once started: full garbage collections ten times rarer than Python's default, which suits a short
+    script, not a daemon that keeps ten thousand task records. With the default, seven full collections of the
+    growing heap ran per 10,000 tiny files, up to 0.13 s each with the loop frozen: 15-20% of the daemon's CPU.
+    With these, GC took 0.24 s in all instead of 0.7-0.8 and the longest pause was 33 ms (bench/README.md).
+    The young generations keep Python's thresholds: raising them, or freezing what exists at start, kept more
+    garbage alive (oss2's, among others) for little more speed."""
     gc.set_threshold(*GC_THRESHOLDS)
 
 
