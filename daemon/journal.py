@@ -146,8 +146,7 @@ class Journal(HistoryRecords):
             raise
 
     def close(self) -> None:
-        for change in self._take_passing(float("inf")):
-            self._commits.put(change)
+        self._queue_passing()
         self._commits.close()
         self._checkpoints.close()
         with self._lock:
@@ -202,6 +201,11 @@ class Journal(HistoryRecords):
             with self._passing_lock:
                 self._passing.pop(key, None)  # superseded
         self._commits.put((sql, args, many, key))
+
+    def _queue_passing(self) -> None:
+        """Every passing state, due or not, queued for the next commit (closing, flushing)."""
+        for change in self._take_passing(float("inf")):
+            self._commits.put(change)
 
     def _take_passing(self, now: float) -> list[Change]:
         """The passing states due by ``now``, taken out: older than any change still queued for their task."""
@@ -275,8 +279,7 @@ class Journal(HistoryRecords):
     def flush(self) -> bool:
         """Commit what is queued (passing states too) and try the writes the disk refused again; True when
         nothing is left unwritten."""
-        for change in self._take_passing(float("inf")):
-            self._commits.put(change)
+        self._queue_passing()
         self._commits.drain()
         with self._lock:
             return not self._unwritten or self._replay()
