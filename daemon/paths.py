@@ -106,7 +106,7 @@ def open_beneath(root: str, path: str, flags: int = os.O_NONBLOCK) -> int:
 
     Returns a read-only descriptor; raises OSError (ELOOP for a symlink, ENOTDIR, ENOENT ...).
     """
-    prefix = root if root.endswith(os.sep) else root + os.sep
+    prefix = _inside(root)
     rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)  # resolved paths: no ".."
     parts = [p for p in rel.split(os.sep) if p not in ("", ".")]
     if not parts or ".." in parts:
@@ -150,9 +150,9 @@ class PathChecker:
 
     def check(self, raw: object) -> CheckedFile | str:
         """A CheckedFile, or the reason (a sentence a person can act on) why the path is refused."""
-        expanded = self.absolute(raw)
+        expanded, why = self.expand(raw)
         if expanded is None:
-            return self.why_not_absolute(raw)
+            return why
         if not self._roots:
             return "no folders are allowed: add one to [security] allowed_roots in config.toml"
         real = os.path.realpath(expanded)
@@ -175,35 +175,27 @@ class PathChecker:
         return self.judge(fd, real, root)
 
     @staticmethod
-    def absolute(raw: object) -> str | None:
-        """The path with ``~`` expanded when it is a valid absolute path, else None (``why_not_absolute``)."""
-        if not isinstance(raw, str) or not raw or len(raw) > MAX_PATH_LEN or "\x00" in raw:
-            return None
-        try:
-            raw.encode("utf-8")
-        except UnicodeEncodeError:
-            return None
-        expanded = os.path.expanduser(raw)
-        return expanded if os.path.isabs(expanded) else None
-
-    @staticmethod
-    def why_not_absolute(raw: object) -> str:
+    def expand(raw: object) -> tuple[str | None, str]:
+        """``(path, "")``, the path with ``~`` expanded, for a valid absolute path; ``(None, why)`` for any other."""
         if not isinstance(raw, str) or not raw:
-            return "not a path: give the file's absolute path as a string"
+            return None, "not a path: give the file's absolute path as a string"
         if len(raw) > MAX_PATH_LEN:
-            return f"not a valid path: {len(raw)} characters, the limit is {MAX_PATH_LEN}"
+            return None, f"not a valid path: {len(raw)} characters, the limit is {MAX_PATH_LEN}"
         if "\x00" in raw:
-            return "not a valid path: it contains a NUL byte"
+            return None, "not a valid path: it contains a NUL byte"
         try:
             raw.encode("utf-8")
         except UnicodeEncodeError:
-            return "not a valid path: it is not valid Unicode text (a lone surrogate)"
-        return "relative path: give the absolute path (the daemon does not know your working directory)"
+            return None, "not a valid path: it is not valid Unicode text (a lone surrogate)"
+        expanded = os.path.expanduser(raw)
+        if not os.path.isabs(expanded):
+            return None, "relative path: give the absolute path (the daemon does not know your working directory)"
+        return expanded, ""
 
     def root_of(self, real: str) -> str | None:
         """The first allowed root that the resolved path lies in (or is), as ``Path.is_relative_to`` says."""
         for root in self._roots:
-            if real == root or real.startswith(root if root.endswith(os.sep) else root + os.sep):
+            if real == root or real.startswith(_inside(root)):
                 return root
         return None
 
@@ -252,9 +244,9 @@ class _Folders:
 
     def check(self, raw: object) -> CheckedFile | str:
         checker = self._checker
-        expanded = checker.absolute(raw)
+        expanded, why = checker.expand(raw)
         if expanded is None:
-            return checker.check(raw)
+            return why
         folder, name = os.path.split(expanded)
         entry = self._folder(folder) if name not in ("", ".", "..") else None
         if entry is None:
@@ -278,6 +270,11 @@ class _Folders:
                 with contextlib.suppress(OSError):
                     self._open[folder] = (real, root, open_dir_beneath(root, real))
         return self._open[folder]
+
+
+def _inside(root: str) -> str:
+    """What every path under ``root`` starts with: the root and one separator ("/" itself for "/")."""
+    return root if root.endswith(os.sep) else root + os.sep
 
 
 def _tilde(p: Path) -> str:
