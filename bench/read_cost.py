@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from pixlift.api.rpc import Call, Dispatcher
 from pixlift.app import APPLICATION, Runtime, create_app
-from pixlift.config import SettingsBox
-from pixlift.config_file import default_settings
-from pixlift.home import Home
-from pixlift.paths import CheckedFile, Identity
-from pixlift.rpc import Call, Dispatcher
-from pixlift.tasks import TaskStatus
+from pixlift.core.config import SettingsBox
+from pixlift.core.tasks import TaskStatus
+from pixlift.files.paths import CheckedFile, Identity
+from pixlift.settings.config_file import default_settings
+from pixlift.settings.home import Home
 
 
 async def measure(n: int, rounds: int) -> dict[str, float]:

@@ -21,23 +21,23 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from . import __version__
+from .api.gate import Gate, make_private, redact_logs
+from .api.picgo import PicgoServer
+from .api.web import RPC_MAX_BODY, Routes
 from .application import Application
-from .changes import ChangeLog
-from .cleanup import Cleanup
-from .config import SettingsBox
-from .engine import Engine
-from .events import EventBus
-from .home import Home
-from .integrations import Integrations
-from .journal import Journal
-from .picgo import PicgoServer
-from .presigned import Presigned
-from .profiles import Profiles
+from .core.config import SettingsBox
+from .engine.changes import ChangeLog
+from .engine.cleanup import Cleanup
+from .engine.engine import Engine
+from .engine.events import EventBus
+from .files.spool import Spool
+from .intake.presigned import Presigned
+from .journal.journal import Journal
 from .providers.registry import ProviderPool
-from .security import Gate, make_private, redact_logs
-from .settings_store import SettingsStore
-from .spool import Spool
-from .web import RPC_MAX_BODY, Routes
+from .settings.home import Home
+from .settings.integrations import Integrations
+from .settings.profiles import Profiles
+from .settings.store import SettingsStore
 
 log = logging.getLogger("pixlift")
 

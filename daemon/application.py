@@ -20,8 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
-from .config import SettingsBox
-from .engine import Engine
+from .api.gate import Limits
+from .core.config import SettingsBox
+from .core.tasks import TaskSource, TaskStatus
+from .core.views import Progress, Summary, TaskView, iso, summarize
+from .engine.engine import Engine
+from .engine.events import Event, EventBus, Handler, TaskFinished
+from .engine.links import due, lifetime_of
+from .engine.worker import Job
 from .errors import (
     InvalidParams,
     InvalidState,
@@ -32,20 +38,14 @@ from .errors import (
     TransferError,
     UrlRefused,
 )
-from .events import Event, EventBus, Handler, TaskFinished
-from .fetch import UrlsRefused, fetch_all
-from .home import Home
-from .integrations import Integrations
-from .journal import Journal
-from .links import due, lifetime_of
-from .paths import CheckedFile, PathChecker
-from .presigned import Presigned
-from .profiles import Profiles
-from .security import Limits
-from .spool import Spool
-from .tasks import TaskSource, TaskStatus
-from .views import Progress, Summary, TaskView, iso, summarize
-from .worker import Job
+from .files.paths import CheckedFile, PathChecker
+from .files.spool import Spool
+from .intake.fetch import UrlsRefused, fetch_all
+from .intake.presigned import Presigned
+from .journal.journal import Journal
+from .settings.home import Home
+from .settings.integrations import Integrations
+from .settings.profiles import Profiles
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .home import Home
+from .settings.home import Home
 
 
 class DaemonNotRunning(Exception):

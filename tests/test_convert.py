@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from conftest import Daemon, Home, S3Server
 from PIL import Image
-from pixlift.config_file import parse_settings
 from pixlift.errors import ConfigError
+from pixlift.settings.config_file import parse_settings
 from test_metadata import ICC, phone_photo
 
 

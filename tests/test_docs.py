@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pixlift import cli
-from pixlift.config_file import INTEGRATION_KEYS, SECURITY_KEYS, TRANSFER_KEYS, profile_keys
-from pixlift.keys import PLACEHOLDERS
+from pixlift.api.rpc import REGISTRY
+from pixlift.cli import commands as cli
+from pixlift.core.keys import PLACEHOLDERS
 from pixlift.providers.registry import KINDS
-from pixlift.rpc import REGISTRY
+from pixlift.settings.config_file import INTEGRATION_KEYS, SECURITY_KEYS, TRANSFER_KEYS, profile_keys
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -135,7 +135,7 @@ def test_kept_parts_show_while_paused_and_resume_never_dips_below_them(
 # -- the provider's side of kept parts, against a store of our own -------------------------------------------------
 def kept_store(held: dict[int, str] | None) -> Any:
     """An ObjectStore whose store holds ``held`` parts of upload ``u1`` (or has forgotten it: ``held`` None)."""
-    from pixlift.config import TransferSettings
+    from pixlift.core.config import TransferSettings
     from pixlift.providers.base import ObjectStore, UploadGone
 
     class Store(ObjectStore):
@@ -185,8 +185,8 @@ def kept_store(held: dict[int, str] | None) -> Any:
                          ids=["all-kept", "one-lost", "upload-gone"])
 async def test_kept_parts_are_never_reported_again_only_taken_back(
         tmp_path: Path, held: dict[int, str] | None, first: int | None) -> None:
+    from pixlift.files.sources import Source
     from pixlift.providers.multipart import MultipartState
-    from pixlift.sources import Source
 
     path = tmp_path / "f"
     path.write_bytes(b"x" * 12)  # parts of 5, 5 and 2 bytes

@@ -18,7 +18,7 @@ import pytest
 from conftest import Daemon, Home, make_image, start_daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pixlift.rpc import REGISTRY
+from pixlift.api.rpc import REGISTRY
 
 PYTHON_TEXT = re.compile(r"Traceback|Error\(|Exception|NoneType|object has no attribute|unexpected keyword|"
                          r"positional argument|multiple values for|\bsys\.|File \"|line \d+, in ")

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
-from pixlift.config import SecuritySettings
-from pixlift.paths import PathChecker
+from pixlift.core.config import SecuritySettings
+from pixlift.files.paths import PathChecker
+from pixlift.files.sources import Source
 from pixlift.providers.acked import Body
 from pixlift.providers.http1 import Disconnected, Pool
-from pixlift.sources import Source
 
 OK = b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n"
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pixlift import journal as journal_module
-from pixlift.journal import Journal
-from pixlift.tasks import Task, TaskStatus
+from pixlift.core.tasks import Task, TaskStatus
+from pixlift.journal import journal as journal_module
+from pixlift.journal.journal import Journal
 
 
 def stored(path: Path) -> dict[str, Task]:

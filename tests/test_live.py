@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import Daemon, Home, RpcFailure, make_image, wait_until
-from pixlift.web_push import MAX_STREAMS
+from pixlift.api.web_push import MAX_STREAMS
 
 Factory = Callable[..., Daemon]
 

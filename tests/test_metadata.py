@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import Daemon, Home, S3Server, make_image, oss_profile
 from PIL import Image, ImageCms, PngImagePlugin
-from pixlift.metadata import strip
+from pixlift.images.metadata import strip
 
 DATUM = "PIXLIFT-HOME-DATUM"  # GPSMapDatum: a value that must not survive anywhere in the bytes
 PLACE = b"Iptc4xmpExt:LocationShown"

@@ -10,9 +10,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from pixlift.config import SecuritySettings
+from pixlift.core.config import SecuritySettings
 from pixlift.errors import PathRefused
-from pixlift.paths import PathChecker
+from pixlift.files.paths import PathChecker
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
 

@@ -21,14 +21,14 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from conftest import AK, SK, S3Server, free_port, make_image, wait_until
 from netproxy import Proxy
-from pixlift.config import TransferSettings
+from pixlift.core.config import TransferSettings
 from pixlift.errors import PermanentStorageError, TransferError
-from pixlift.paths import CheckedFile, Identity
+from pixlift.files.paths import CheckedFile, Identity
+from pixlift.files.sources import Source
 from pixlift.providers.multipart import MultipartState
 from pixlift.providers.s3 import S3Provider
 from pixlift.providers.s3_kind import S3Profile
 from pixlift.providers.s3_wire import Endpoint, signed_put, signing_key
-from pixlift.sources import Source
 
 MiB = 1024 * 1024
 KEY = "odd names/ü + 100%~ (1).jpg"  # a space, a plus, a percent, a tilde, non-ASCII: each needs quoting

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pixlift.core.views import Summary
 from pixlift.errors import DaemonGone
 from pixlift.tray import Crossing, TrayState, icon_key, latin1_safe, missing_session, render_icon, title_for
-from pixlift.views import Summary
 from tray_harness import count, greenish
 
 

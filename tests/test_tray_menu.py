@@ -21,7 +21,7 @@ import pytest
 from conftest import Home, make_image, start_daemon, wait_until
 from ossserver import OssServerThread
 from PIL import Image
-from pixlift import clipboard
+from pixlift.intake import clipboard
 from tray_driver import MenuDriver
 from tray_harness import (
     Desktop,

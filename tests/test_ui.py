@@ -814,7 +814,7 @@ def test_save_profile_checks_before_writing_and_keeps_secrets(home: Home, daemon
 
 
 def test_toml_writer_round_trips_our_schema() -> None:
-    from pixlift.settings_store import dumps
+    from pixlift.settings.store import dumps
 
     doc = {"storage": {"default": "a b"},
            "profiles": {"a b": {"provider": "s3", "s": 'q"\\\n\t\x01\x7f é ☃', "n": 3, "f": 1e16, "g": 0.5,

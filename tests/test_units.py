@@ -8,17 +8,17 @@ from pathlib import Path
 import botocore.exceptions as bce
 import pytest
 from conftest import PNG_1PX
-from pixlift.config import TransferSettings
-from pixlift.config_file import parse_settings
+from pixlift.api.gate import TokenBucket, WindowCounter
+from pixlift.core.config import TransferSettings
+from pixlift.core.keys import render_key, validate_template
+from pixlift.core.tasks import SpeedMeter, Task, TaskStatus
+from pixlift.core.views import summarize
 from pixlift.errors import ConfigError, InvalidState
-from pixlift.keys import render_key, validate_template
-from pixlift.paths import sniff_image
+from pixlift.files.paths import sniff_image
 from pixlift.providers.multipart import MultipartState, part_plan
 from pixlift.providers.s3 import S3Provider
 from pixlift.providers.s3_kind import S3Profile
-from pixlift.security import TokenBucket, WindowCounter
-from pixlift.tasks import SpeedMeter, Task, TaskStatus
-from pixlift.views import summarize
+from pixlift.settings.config_file import parse_settings
 
 MiB = 1024 * 1024
 
@@ -170,7 +170,7 @@ def test_config_messages_name_the_file_and_the_key(tmp_path: Path) -> None:
 def test_a_batch_summary_from_kept_totals_is_what_walking_the_batch_gives() -> None:
     import random
 
-    from pixlift.index import LiveIndex
+    from pixlift.engine.index import LiveIndex
 
     rng = random.Random(7)
     index = LiveIndex()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Daemon, Home, RpcFailure, pixlift_env
-from pixlift.config import SecuritySettings
-from pixlift.fetch import UrlsRefused, fetch_all, refused_address
-from pixlift.spool import Spool
+from pixlift.core.config import SecuritySettings
+from pixlift.files.spool import Spool
+from pixlift.intake.fetch import UrlsRefused, fetch_all, refused_address
 from test_ui import png_bytes
 
 PNG = png_bytes((30, 160, 90))

@@ -94,9 +94,9 @@ def drive_menu() -> int:
 
     gi.require_version("Gtk", "3.0")
     from gi.repository import GLib, Gtk
-    from pixlift.config import SettingsBox
-    from pixlift.config_file import load_settings
-    from pixlift.home import Home as PixliftHome
+    from pixlift.core.config import SettingsBox
+    from pixlift.settings.config_file import load_settings
+    from pixlift.settings.home import Home as PixliftHome
     from pixlift.tray import Tray
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

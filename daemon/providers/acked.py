@@ -25,7 +25,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ..sources import SliceReader, Source
+from ..files.sources import SliceReader, Source
 
 T = TypeVar("T")
 OnBytes = Callable[[int], None]

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 from urllib.parse import quote
 
-from ..config import TransferSettings
+from ..core.config import TransferSettings
+from ..core.retry import Backoff
 from ..errors import (
     ConfigError,
     Interrupted,
@@ -28,8 +29,7 @@ from ..errors import (
     TransferError,
     TransientStorageError,
 )
-from ..retry import Backoff
-from ..sources import Source
+from ..files.sources import Source
 from .acked import Body, Ticker
 from .inflight import InFlight
 from .multipart import MultipartState, part_plan

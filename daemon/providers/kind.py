@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from ..config import Checker, Keys, ProfileBase, TransferSettings
+from ..core.config import Checker, Keys, ProfileBase, TransferSettings
 from .base import Provider
 from .inflight import InFlight
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..config import Checker, ProfileBase
+from ..core.config import Checker, ProfileBase
 from ..errors import PermanentStorageError, SourceError, TransientStorageError
-from ..sources import Source
+from ..files.sources import Source
 from .base import OnBytes, Provider, public_url
 from .kind import BuildContext, FormField, ProviderKind
 from .multipart import MultipartState

@@ -28,9 +28,9 @@ import requests.adapters
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ..config import TransferSettings
+from ..core.config import TransferSettings
 from ..errors import TransferError, TransientStorageError
-from ..sources import Source
+from ..files.sources import Source
 from .acked import Body
 from .base import ObjectStore, StoreReply, public_url, rule
 from .inflight import InFlight

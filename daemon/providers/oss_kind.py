@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Checker, ProfileBase, secret_field
+from ..core.config import Checker, ProfileBase, secret_field
 from .base import Provider
 from .kind import BuildContext, FormField, ProviderKind
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import ProfileBase, SettingsBox
+from ..core.config import ProfileBase, SettingsBox
 from . import local, oss_kind, s3_kind
 from .base import Provider
 from .inflight import InFlight

@@ -28,9 +28,9 @@ from aiobotocore.config import AioConfig
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
-from ..config import TransferSettings
+from ..core.config import TransferSettings
 from ..errors import Interrupted, PermanentStorageError, TransferError
-from ..sources import Source
+from ..files.sources import Source
 from .acked import Body, held_by_transport
 from .base import ObjectStore, StoreReply, public_url, rule
 from .inflight import InFlight

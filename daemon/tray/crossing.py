@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..application import Application
+from ..core.tasks import TaskStatus
+from ..engine.events import BatchFinished, Event, TaskFinished
 from ..errors import DaemonGone
-from ..events import BatchFinished, Event, TaskFinished
-from ..tasks import TaskStatus
 
 CALL_TIMEOUT_S = 15.0
 T = TypeVar("T")

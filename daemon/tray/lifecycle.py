@@ -14,9 +14,9 @@ from typing import Any
 
 from ..app import APPLICATION, LoopThread, serve_headless
 from ..client import Client
-from ..config import SettingsBox
+from ..core.config import SettingsBox
 from ..errors import PixliftError
-from ..home import Home
+from ..settings.home import Home
 from .crossing import Crossing
 from .icon import icon_key, render_icon
 from .menu import TrayMenu

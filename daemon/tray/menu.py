@@ -20,9 +20,9 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
-from .. import clipboard
+from ..core.tasks import TaskSource
 from ..errors import PixliftError
-from ..tasks import TaskSource
+from ..intake import clipboard
 from .crossing import Crossing
 from .state import Link, TrayState, shorten
 

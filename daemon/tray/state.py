@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..application import Application
-from ..views import Summary
+from ..core.views import Summary
 
 NAME = "pixlift"
 RECENT = 5  # links in "Recent links"

@@ -1,0 +1,169 @@
+"""HTTP routes: ``/rpc``, the UI (``/`` and ``/static/``), pasted links (``/files/``) and browser uploads.
+
+Handlers are thin: they authenticate through the gate, then hand over to the RPC dispatcher or the application
+layer.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from ..application import Application
+from ..errors import FileRefused, JournalUnavailable, PixliftError, RateLimited
+from .gate import COOKIE, Gate
+from .rpc import Call, Dispatcher
+from .web_push import PushRoutes
+
+RPC_MAX_BODY = 1024 * 1024
+# User files are served from our origin, so they must never run script there (an uploaded SVG or HTML).
+FILE_CSP = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
+UI_CSP = ("default-src 'self'; img-src 'self' data: blob: http: https:; style-src 'self' 'unsafe-inline'; "
+          "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+_SAFE_NAME = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
+
+
+def ui_dir() -> Path:
+    return Path(str(resources.files("pixlift.ui")))
+
+
+class Routes:
+    def __init__(self, app: Application, gate: Gate) -> None:
+        self.app = app
+        self.gate = gate
+        self.dispatcher = Dispatcher()
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/", self.index)
+        app.router.add_post("/rpc", self.rpc)
+        app.router.add_post("/api/upload", self.browser_upload)
+        app.router.add_put("/presigned/{token}", self.presigned_upload)
+        app.router.add_get("/files/{key:.+}", self.serve_file)
+        app.router.add_get("/local/{profile}/{key:.+}", self.serve_profile_file)
+        PushRoutes(self.app, self.gate, self.dispatcher).install(app)
+        app.router.add_static("/static/", ui_dir(), show_index=False, follow_symlinks=False)
+        app.on_response_prepare.append(_headers)
+
+    # -- /rpc ------------------------------------------------------------------------------------------
+    async def rpc(self, request: web.Request) -> web.StreamResponse:
+        client = self.gate.require(request)
+        if request.content_type != "application/json":
+            raise web.HTTPUnsupportedMediaType(text="POST /rpc needs Content-Type: application/json.")
+        if request.content_length is not None and request.content_length > RPC_MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=RPC_MAX_BODY, actual_size=request.content_length)
+        # Bytes, not text: JSON is UTF-8 whatever charset the header claims, and a body that is not is a
+        # JSON-RPC parse error, not a server error. The app's client_max_size caps chunked bodies too.
+        body = await request.read()
+        out = await self.dispatcher.dispatch(body, Call(self.app, client.id))
+        if not out:
+            return web.Response(status=204)
+        return web.Response(text=out, content_type="application/json")
+
+    # -- the UI ------------------------------------------------------------------------------------------
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        token = request.query.get("token")
+        if token is not None:
+            # Jupyter-style login: trade the token for a cookie, then drop it from the address bar.
+            resp = web.HTTPSeeOther("/")
+            if self.gate.token_ok(token):
+                resp.set_cookie(COOKIE, self.gate.session_cookie(), httponly=True, samesite="Strict", path="/",
+                                max_age=30 * 24 * 3600)
+            resp.headers["Cache-Control"] = "no-store"
+            resp.headers["Referrer-Policy"] = "no-referrer"
+            raise resp
+        return web.FileResponse(ui_dir() / "index.html", headers={"Cache-Control": "no-cache"})
+
+    # -- pasted links of the local store -----------------------------------------------------------------
+    async def serve_file(self, request: web.Request) -> web.StreamResponse:
+        return _file_response(_within(self.app.home.files.resolve(), request.match_info["key"]))
+
+    async def serve_profile_file(self, request: web.Request) -> web.StreamResponse:
+        """A local profile's own folder: its provider says which file a key names, inside that folder only."""
+        key = request.match_info["key"]
+        target = self.app.profiles.served_file(request.match_info["profile"], key) if _plain(key) else None
+        return _file_response(target)
+
+    # -- browser uploads: bytes streamed into the spool, then a task like any other -----------------------
+    async def presigned_upload(self, request: web.Request) -> web.StreamResponse:
+        """The local store's one-time URL from create_upload_urls: the token is the permission."""
+        try:
+            await self.app.presigned.receive(request.match_info["token"], request.content.iter_chunked(256 * 1024))
+        except FileRefused as exc:
+            return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+        except PixliftError as exc:
+            return web.json_response({"error": exc.to_dict()}, status=404 if exc.code == "not_found" else 400)
+        return web.Response(status=200)
+
+    async def browser_upload(self, request: web.Request) -> web.StreamResponse:
+        client = self.gate.require(request)
+        limit = self.app.config.current.security.max_file_size
+        if request.content_length is not None and request.content_length > limit:  # refuse before reading a byte
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+        try:
+            self.app.charge_call(client.id)
+            name = safe_name(request.query.get("name", ""))
+            batch_id = request.query.get("batch_id") or None
+            if batch_id is not None and not re.fullmatch(r"[0-9a-f]{32}", batch_id):
+                raise web.HTTPBadRequest(text="batch_id must be 32 lower-case hex digits.")
+            try:
+                batch_size = int(request.query.get("batch_size", "5"))
+            except ValueError:
+                batch_size = 0
+            if not 1 <= batch_size <= 100:
+                raise web.HTTPBadRequest(text="batch_size must be a whole number from 1 to 100.")
+            submitted = await self.app.submit_stream(client.id, name, request.content.iter_chunked(256 * 1024),
+                                                     profile=request.query.get("profile") or None,
+                                                     batch_id=batch_id, batch_size=batch_size,
+                                                     from_clipboard=request.query.get("source") == "clipboard")
+        except RateLimited as exc:
+            return web.json_response({"error": exc.to_dict() | {"data": exc.data}}, status=429,
+                                     headers={"Retry-After": str(max(1, round(exc.retry_after_s)))})
+        except FileRefused as exc:
+            return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+        except JournalUnavailable as exc:
+            return web.json_response({"error": exc.to_dict()}, status=507)
+        except PixliftError as exc:
+            return web.json_response({"error": exc.to_dict()}, status=400)
+        return web.json_response({"batch_id": submitted.batch_id, "task": submitted.tasks[0].to_json()})
+
+
+def _plain(key: str) -> bool:
+    """A key as the stores write them: no dot-parts (hidden or temporary files, ``..``), no NUL, not too long."""
+    return len(key) <= 1024 and "\x00" not in key and not any(p.startswith(".") for p in Path(key).parts)
+
+
+def _within(root: Path, key: str) -> Path | None:
+    # aiohttp has percent-decoded the path once (%2e%2e is "..", %252e stays "%2e"); what is left is judged as a
+    # path: no dot-parts, no NUL, nothing that resolves outside the store, and only regular files.
+    try:
+        target = (root / key).resolve()
+        return target if _plain(key) and target.is_relative_to(root) and target.is_file() else None
+    except (OSError, ValueError):  # too long, too deep, a NUL byte: not a file we serve
+        return None
+
+
+def _file_response(target: Path | None) -> web.StreamResponse:
+    if target is None:
+        raise web.HTTPNotFound(text="No such file.")
+    ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return web.FileResponse(target, headers={"Content-Type": ctype, "Content-Security-Policy": FILE_CSP,
+                                             "Cache-Control": "public, max-age=31536000, immutable"})
+
+
+def safe_name(raw: str) -> str:
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _SAFE_NAME.sub("_", base).strip(" .")[:200]
+    return cleaned or "pasted-image"
+
+
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if not request.path.startswith(("/files/", "/local/")):
+        response.headers.setdefault("Content-Security-Policy", UI_CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+
