@@ -21,21 +21,22 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from . import __version__
-from .api.gate import Gate, make_private, redact_logs
+from .api.gate import Gate
 from .api.picgo import PicgoServer
 from .api.web import RPC_MAX_BODY, Routes
 from .application import Application
 from .core.config import SettingsBox
+from .core.events import EventBus
 from .engine.changes import ChangeLog
 from .engine.cleanup import Cleanup
 from .engine.engine import Engine
-from .engine.events import EventBus
 from .files.spool import Spool
 from .intake.presigned import Presigned
 from .journal.journal import Journal
 from .providers.registry import ProviderPool
 from .settings.home import Home
 from .settings.integrations import Integrations
+from .settings.private import make_private, redact_logs
 from .settings.profiles import Profiles
 from .settings.store import SettingsStore
 

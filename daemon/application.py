@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
-from .api.gate import Limits
 from .core.config import SettingsBox
+from .core.events import Event, EventBus, Handler, TaskFinished
+from .core.limits import Limits
 from .core.tasks import TaskSource, TaskStatus
 from .core.views import Progress, Summary, TaskView, iso, summarize
 from .engine.engine import Engine
-from .engine.events import Event, EventBus, Handler, TaskFinished
-from .engine.links import due, lifetime_of
 from .engine.worker import Job
 from .errors import (
     InvalidParams,
@@ -45,6 +44,7 @@ from .intake.presigned import Presigned
 from .journal.journal import Journal
 from .settings.home import Home
 from .settings.integrations import Integrations
+from .settings.links import due, lifetime_of
 from .settings.profiles import Profiles
 
 
@@ -150,7 +150,7 @@ class Application:
 
     async def submit_urls(self, client: str, urls: list[str], *, profile: str | None,
                           batch_size: int | None = None) -> Submitted:
-        """Images fetched from the web (fetch.py) into the spool, then queued as one batch; one URL refused (or
+        """Images fetched from the web (intake/fetch.py) into the spool, then queued as one batch; one URL refused (or
         not fetched) refuses the call, listing every refused URL with its reason, and keeps nothing."""
         chosen = self._admit(client, len(urls), profile)
         try:
@@ -291,7 +291,8 @@ class Application:
 
     async def history_now(self, limit: int = 50, offset: int = 0, query: str | None = None,
                           deleted: bool | None = None) -> dict[str, Any]:
-        """A page of the history whose presigned links have at least a tenth of their lifetime left (links.py)."""
+        """A page of the history whose presigned links have at least a tenth of their lifetime left
+        (settings/links.py)."""
         items, total = self._journal.history(limit, offset, query, deleted)
         for item in items:
             await self._fresh(item)
@@ -366,7 +367,7 @@ class Application:
                                                                      "key": task.key}
 
     def subscribe(self, handler: Handler) -> Callable[[], None]:
-        """Engine events (typed, see events.py) until the returned function is called."""
+        """Engine events (typed, see core/events.py) until the returned function is called."""
         return self._events.subscribe(handler)
 
     def describe(self) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import botocore.exceptions as bce
 import pytest
 from conftest import PNG_1PX
-from pixlift.api.gate import TokenBucket, WindowCounter
 from pixlift.core.config import TransferSettings
 from pixlift.core.keys import render_key, validate_template
+from pixlift.core.limits import TokenBucket, WindowCounter
 from pixlift.core.tasks import SpeedMeter, Task, TaskStatus
 from pixlift.core.views import summarize
 from pixlift.errors import ConfigError, InvalidState

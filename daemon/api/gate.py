@@ -8,7 +8,7 @@ rebinding can make a hostile page look same-origin. So, before any handler runs:
   there are no CORS headers for anyone, so browsers refuse cross-origin reads too;
 - API routes need ``Authorization: Bearer <token>`` (compared in constant time) or the UI's session cookie,
   and the cookie counts only on requests whose ``Origin`` is the daemon's own;
-- calls and queued files are rate limited per client.
+- calls and queued files are rate limited per client (the limits are kept in ``core/limits.py``).
 
 Session cookies are stateless (a nonce and its HMAC under the token), so they survive a daemon restart and die
 with ``pixlift token --rotate``.
@@ -19,22 +19,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import math
-import os
 import secrets
-import stat
-import time
-import urllib.parse
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-
-from ..core.config import SecuritySettings
-from ..errors import RateLimited
 
 log = logging.getLogger(__name__)
 COOKIE = "pixlift_session"
@@ -45,90 +35,6 @@ PUBLIC_PREFIXES = ("/files/", "/local/", "/static/")  # pasted links and the UI'
 class Client:
     id: str  # "token" or "session:<nonce>": the key for rate limits
     via_cookie: bool
-
-
-class TokenBucket:
-    """Calls per second with bursts. aiolimiter waits for capacity; we must refuse and say how long to wait."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self.burst, self.clock = rate, burst, clock
-        self.tokens = float(burst)
-        self.stamp = clock()
-
-    def take(self, n: float = 1.0) -> float:
-        """Take n tokens; return 0 on success, else the seconds until n tokens are there."""
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= n:
-            self.tokens -= n
-            return 0.0
-        return _round_up((n - self.tokens) / self.rate)
-
-
-class WindowCounter:
-    """How many files a client queued in the last minute."""
-
-    def __init__(self, limit: int, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window_s, self.clock = limit, window_s, clock
-        self.events: deque[tuple[float, int]] = deque()
-        self.count = 0
-
-    def add(self, n: int) -> float:
-        now = self.clock()
-        while self.events and now - self.events[0][0] > self.window_s:
-            self.count -= self.events.popleft()[1]
-        if self.count + n > self.limit:
-            if n > self.limit:
-                return self.window_s
-            # wait until enough old entries expire
-            need, freed = self.count + n - self.limit, 0
-            for stamp, k in self.events:
-                freed += k
-                if freed >= need:
-                    return _round_up(self.window_s - (now - stamp))
-            return self.window_s
-        self.events.append((now, n))
-        self.count += n
-        return 0.0
-
-
-def _round_up(wait: float) -> float:
-    """The wait rounded up to the next millisecond (never 0), so that a client that sleeps exactly
-    ``retry_after_s`` is served, whatever the float rounding of the refill."""
-    return max(0.001, math.ceil(wait * 1000 + 1e-6) / 1000)
-
-
-class Limits:
-    """Per-client call and file limits, read from the settings in force at each call (a changed limit applies
-    at once, to clients already seen too)."""
-
-    def __init__(self, settings: Callable[[], SecuritySettings]) -> None:
-        self._settings = settings
-        self._calls: dict[str, TokenBucket] = {}
-        self._files: dict[str, WindowCounter] = {}
-
-    def charge_call(self, client: str) -> None:
-        s = self._settings()
-        bucket = self._calls.get(client)
-        if bucket is None:
-            bucket = self._calls[client] = TokenBucket(s.calls_per_second, s.call_burst)
-        bucket.rate, bucket.burst = s.calls_per_second, s.call_burst
-        wait = bucket.take()
-        if wait:
-            raise RateLimited(f"Too many calls: the limit is {s.calls_per_second:g} per second "
-                              f"(bursts of {s.call_burst}). Retry in {wait:.2f} s.", wait)
-
-    def charge_files(self, client: str, n: int) -> None:
-        limit = self._settings().files_per_minute
-        counter = self._files.get(client)
-        if counter is None:
-            counter = self._files[client] = WindowCounter(limit)
-        counter.limit = limit
-        wait = counter.add(n)
-        if wait:
-            raise RateLimited(f"Too many files queued: the limit is {limit} per minute. "
-                              f"Retry in {wait:.1f} s.", wait)
 
 
 def loopback_hosts(port: int) -> set[str]:
@@ -210,76 +116,3 @@ class Gate:
 
 def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"status": status, "message": message}}, status=status)
-
-
-# -- secrets at rest and in logs -------------------------------------------------------------------------------
-PRIVATE_FILES = ("config.toml", "token", "daemon.json", "journal.sqlite3*", "pixlift.log*")
-def make_private(root: Path) -> list[str]:
-    """Close the home folder (0700) and its files that hold secrets or history (0600) to other users.
-
-    A config.toml written by an editor, a home folder made by hand, or SQLite's WAL files created before the
-    database was chmod-ed may be readable by everyone. Returns the names that were tightened."""
-    tightened = []
-    for path in [root, *(p for pattern in PRIVATE_FILES for p in root.glob(pattern))]:
-        try:
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                continue
-            want = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
-            if stat.S_IMODE(st.st_mode) & ~want:
-                os.chmod(path, want)
-                tightened.append(path.name)
-        except OSError as exc:
-            log.warning("cannot make %s private: %s", path.name, exc.strerror or exc)
-    if tightened:
-        log.warning("other users could read %s; made private (0600, home folder 0700)", ", ".join(tightened))
-    return tightened
-
-
-class Redactor(logging.Filter):
-    """Blanks secrets out of every record a log handler writes.
-
-    Our own messages never contain a secret; this is for the ones we do not write: aiohttp logs the raw header
-    lines of a malformed request (``Authorization: Bearer ...``), SDKs may log URLs and signatures."""
-
-    MASK = "[redacted]"
-
-    def __init__(self, source: Callable[[], Iterable[str | None]]) -> None:
-        super().__init__("pixlift.redact")
-        self.source = source
-        self._formatter = logging.Formatter()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            found: set[str] = set()
-            for secret in self.source():
-                if secret and len(secret) >= 4:
-                    found.update({secret, urllib.parse.quote(secret, safe=""), repr(secret)[1:-1]})
-            if not found:
-                return True
-            message = record.getMessage()
-            clean = self._redact(message, found)
-            if clean != message:
-                record.msg, record.args = clean, None
-            if record.exc_info and not record.exc_text:
-                record.exc_text = self._formatter.formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = self._redact(record.exc_text, found)
-            if record.stack_info:
-                record.stack_info = self._redact(record.stack_info, found)
-        except Exception:  # a filter must never lose the record; the handler reports formatting errors
-            return True
-        return True
-
-    def _redact(self, text: str, found: set[str]) -> str:
-        for secret in sorted(found, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, self.MASK)
-        return text
-
-
-def redact_logs(source: Callable[[], Iterable[str | None]]) -> None:
-    """Put a Redactor for ``source`` on every handler of the root logger (the log file and stderr), once."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, Redactor) and f.source == source for f in handler.filters):
-            handler.addFilter(Redactor(source))

@@ -32,9 +32,9 @@ from ..application import Application, Submitted
 from ..core.tasks import TaskSource, TaskStatus
 from ..core.views import TaskView
 from ..errors import PixliftError, RateLimited
+from ..files.spool import safe_name
 from ..intake import clipboard
 from .gate import loopback_hosts
-from .web import safe_name
 
 log = logging.getLogger(__name__)
 CLIENT = "picgo"  # rate limits: every editor shares one budget

@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from ..application import Application
+from ..core.events import BatchFinished, Event, TaskFinished
 from ..core.views import trimmed
-from ..engine.events import BatchFinished, Event, TaskFinished
 
 MAX_PENDING = 2000  # task and batch messages waiting for a slow client before the feed gives up
 INTERVAL_MS = (50, 5000)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ..application import Application
 from ..errors import FileRefused, JournalUnavailable, PixliftError, RateLimited
+from ..files.spool import safe_name
 from .gate import COOKIE, Gate
 from .rpc import Call, Dispatcher
 from .web_push import PushRoutes
@@ -24,7 +25,6 @@ RPC_MAX_BODY = 1024 * 1024
 FILE_CSP = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
 UI_CSP = ("default-src 'self'; img-src 'self' data: blob: http: https:; style-src 'self' 'unsafe-inline'; "
           "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-_SAFE_NAME = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
 
 
 def ui_dir() -> Path:
@@ -152,12 +152,6 @@ def _file_response(target: Path | None) -> web.StreamResponse:
     ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     return web.FileResponse(target, headers={"Content-Type": ctype, "Content-Security-Policy": FILE_CSP,
                                              "Cache-Control": "public, max-age=31536000, immutable"})
-
-
-def safe_name(raw: str) -> str:
-    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = _SAFE_NAME.sub("_", base).strip(" .")[:200]
-    return cleaned or "pasted-image"
 
 
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:

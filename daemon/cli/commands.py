@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import logging.handlers
 import os
 import sys
 import webbrowser
@@ -14,12 +12,11 @@ from typing import Any
 
 from .. import __version__
 from ..client import Client, DaemonNotRunning, RpcError
-from ..core.config import SettingsBox
-from ..engine.links import lifetime_of
 from ..errors import PATH_REFUSED, ClipboardError, ConfigError
 from ..files.paths import sniff_image
 from ..intake import clipboard
 from ..settings.home import Home
+from ..settings.links import lifetime_of
 from .history import FORMATS, cmd_delete, cmd_history
 from .progress import Board
 
@@ -98,42 +95,10 @@ def port_number(text: str) -> int:
 
 
 def cmd_serve(home: Home, args: argparse.Namespace) -> int:
-    """Load config (refusing a broken one), then serve, with or without a tray."""
-    # The daemon's modules (SDKs, aiohttp's server) load only for this command, so the others start fast.
-    from ..app import serve_headless
-    from ..settings.config_file import load_settings
+    """Run the daemon: the CLI only reads the arguments; ``serve`` loads the settings and starts it."""
+    from ..serve import serve  # the daemon's modules (SDKs, aiohttp's server) load only for this command
 
-    os.umask(0o077)  # everything the daemon creates (logs, rotated logs, spool, journal) is private
-    home.ensure()
-    if home.lock() is None:  # before anything of the home is touched: the log, the journal, daemon.json
-        info = home.read_daemon_info() or {}
-        running = f"pid {info['pid']}, {info['url']}" if info.get("pid") and info.get("url") else "starting up"
-        print(f"pixlift: another pixlift is already serving {home.root} ({running}); use it, stop it first, or "
-              "set PIXLIFT_HOME to another folder.", file=sys.stderr)
-        return 1
-    _setup_logging(home, args.log_level)
-    box = SettingsBox(load_settings(home.config, home.root))
-    if args.no_tray:
-        return serve_headless(home, box, args.port)
-    from ..tray import run_with_tray  # imports pystray only when a tray is wanted
-
-    return run_with_tray(home, box, args.port)
-
-
-def _setup_logging(home: Home, level: str) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.raiseExceptions = False  # a log line the full disk refuses is dropped, not a traceback on stderr
-    root = logging.getLogger()
-    root.setLevel(level.upper())
-    err = logging.StreamHandler()
-    err.setFormatter(fmt)
-    root.addHandler(err)
-    fileh = logging.handlers.RotatingFileHandler(home.log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
-    fileh.setFormatter(fmt)
-    root.addHandler(fileh)
-    os.chmod(home.log_file, 0o600)
-    for noisy in ("botocore", "aiobotocore", "aioboto3", "urllib3", "oss2", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return serve(home, port=args.port, log_level=args.log_level, tray=not args.no_tray)
 
 
 def cmd_upload(home: Home, args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from functools import partial
 
 from ..core.config import SettingsBox
+from ..core.events import BatchFinished, EventBus, TaskFinished
 from ..core.retry import Backoff
 from ..core.tasks import FINISHED, Task, TaskSource, TaskStatus
 from ..errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
@@ -29,10 +30,9 @@ from ..files.spool import Spool
 from ..journal.journal import Journal
 from ..providers.multipart import MultipartState
 from ..providers.registry import ProviderPool
+from ..settings.links import Links
 from .changes import ChangeLog
 from .cleanup import Cleanup
-from .events import BatchFinished, EventBus, TaskFinished
-from .links import Links
 from .processing import copies, prepare_job
 from .task_list import TaskList
 from .worker import Job, attempts, digests_for
@@ -296,7 +296,7 @@ class Engine(TaskList):
         self._complete(job, finished_at)
 
     async def refresh_links(self) -> None:
-        """Sign again the links of completed tasks that are due (links.py), before they are read."""
+        """Sign again the links of completed tasks that are due (settings/links.py), before they are read."""
         await self.links.refresh(lambda tid: self._jobs[tid].task if tid in self._jobs else None, self._relinked)
 
     def _relinked(self, task: Task) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +19,8 @@ from pathlib import Path
 from ..core.config import SecuritySettings
 from ..errors import FileRefused, JournalUnavailable
 from .paths import IMAGE_FORMATS, CheckedFile, Identity, sniff_image
+
+_SAFE_NAME = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
 
 SNIFF_BYTES = 1024
 
@@ -112,3 +115,10 @@ class Spool:
         folder = Path(checked.path).parent
         if folder.parent == self.root:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def safe_name(raw: str) -> str:
+    """A name a browser or an editor sent, as a file name of its own: the last path part, no odd characters."""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _SAFE_NAME.sub("_", base).strip(" .")[:200]
+    return cleaned or "pasted-image"

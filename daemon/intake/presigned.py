@@ -22,7 +22,6 @@ from typing import Any
 from ..core.config import SettingsBox
 from ..core.keys import render_key
 from ..core.views import iso
-from ..engine.links import lifetime_of
 from ..errors import FileRefused, InvalidParams, NotFound, PixliftError
 from ..files.paths import IMAGE_FORMATS
 from ..files.sources import Source
@@ -30,6 +29,7 @@ from ..files.spool import Spool
 from ..journal.journal import Journal
 from ..providers.multipart import MultipartState
 from ..providers.registry import ProviderPool
+from ..settings.links import lifetime_of
 
 LIFETIME_S = 3600
 MAX_FILES = 100

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..application import Application
+from ..core.events import BatchFinished, Event, TaskFinished
 from ..core.tasks import TaskStatus
-from ..engine.events import BatchFinished, Event, TaskFinished
 from ..errors import DaemonGone
 
 CALL_TIMEOUT_S = 15.0

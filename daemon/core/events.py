@@ -2,7 +2,7 @@
 
 The engine publishes; the application layer, the tray and the push channels subscribe. ``subscribe``
 returns the function that ends the subscription. Only endings are events: every other change of a task is
-read through the change log (``changes.py``, the versions behind ``since``), which costs the hot path nothing
+read through the change log (``engine/changes.py``, the versions behind ``since``), which costs the hot path nothing
 per change, where an event would build a view for each. Handlers run on the event loop, inside the engine's call:
 they copy what they need and return at once; one that raises is logged and the others still run.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..core.tasks import TaskStatus
-from ..core.views import TaskView
+from .tasks import TaskStatus
+from .views import TaskView
 
 log = logging.getLogger(__name__)
 

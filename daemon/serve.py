@@ -1,0 +1,55 @@
+"""``pixlift serve``: the daemon started for real, with a tray icon on the desktop or without one.
+
+It takes the home's lock (one daemon per home), sets up the log file, loads the settings (a broken config.toml
+stops it here, saying what to fix), and hands over to the composition root (``app.serve_headless``) or to the
+tray, which runs the same daemon on a thread of its own. The CLI calls it; nothing else in pixlift imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+
+from .app import serve_headless
+from .core.config import SettingsBox
+from .settings.config_file import load_settings
+from .settings.home import Home
+
+
+def serve(home: Home, *, port: int, log_level: str, tray: bool) -> int:
+    """Load the settings (refusing a broken file), then serve until stopped; the exit status."""
+    os.umask(0o077)  # everything the daemon creates (logs, rotated logs, spool, journal) is private
+    home.ensure()
+    if home.lock() is None:  # before anything of the home is touched: the log, the journal, daemon.json
+        info = home.read_daemon_info() or {}
+        running = f"pid {info['pid']}, {info['url']}" if info.get("pid") and info.get("url") else "starting up"
+        print(f"pixlift: another pixlift is already serving {home.root} ({running}); use it, stop it first, or "
+              "set PIXLIFT_HOME to another folder.", file=sys.stderr)
+        return 1
+    _setup_logging(home, log_level)
+    box = SettingsBox(load_settings(home.config, home.root))
+    if not tray:
+        return serve_headless(home, box, port)
+    from .tray import run_with_tray  # imports pystray only when a tray is wanted
+
+    return run_with_tray(home, box, port)
+
+
+def _setup_logging(home: Home, level: str) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.raiseExceptions = False  # a log line the full disk refuses is dropped, not a traceback on stderr
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    err = logging.StreamHandler()
+    err.setFormatter(fmt)
+    root.addHandler(err)
+    fileh = logging.handlers.RotatingFileHandler(home.log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    fileh.setFormatter(fmt)
+    root.addHandler(fileh)
+    os.chmod(home.log_file, 0o600)
+    for noisy in ("botocore", "aiobotocore", "aioboto3", "urllib3", "oss2", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
