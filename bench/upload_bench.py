@@ -69,7 +69,7 @@ PIXLIFT_TOOLS = ("pixlift", "pixlift-oss")  # the daemon: S3 profiles to rclone 
 OSS_SERVER_SCRIPT = Path(__file__).resolve().parent.parent / "tests" / "ossserver.py"
 ALL_SETS = ("images", "tiny", "gb", "small", "large", "mixed")
 DEFAULT_SETS = ("images", "tiny", "gb")
-DAEMON_KEY_TEMPLATE = "{year}/{month}/{stem}-{hash8}{ext}"  # the daemon's default (daemon/config.py)
+DAEMON_KEY_TEMPLATE = "{year}/{month}/{stem}-{hash8}{ext}"  # the daemon's default (daemon/core/config.py)
 WARMUP_DIR, WARMUP_NAME = "_warmup", "_warmup.jpg"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

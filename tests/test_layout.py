@@ -1,12 +1,18 @@
-"""The house rules, checked: rooms of one concern, no import cycle, faces that talk to the application layer.
+"""The house rules, checked: rooms of one concern, signed doors, one-way dependencies, faces side by side.
 
-A file over 400 lines, a module importing in a circle, or a face (JSON-RPC methods, HTTP routes, tray, CLI)
-that reaches past the application layer into the engine, a provider, the journal or the spool fails here.
+``daemon/`` keeps a short top level (the composition root, the application layer, the errors, the public
+client) and one subpackage per concern. Each subpackage's ``__init__.py`` is a sign on the door that says what
+the room holds, what it may import and who uses it; the signs are read here and held to the code: a module
+the sign does not name, or an import the sign does not allow, fails. Rooms depend on each other in one
+direction (a room and each top-level module counted as one node; imports under ``TYPE_CHECKING`` aside), and
+the faces (the HTTP face, the CLI, the tray) never import one another nor reach past the application layer
+into the engine, the journal or a provider.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -14,8 +20,9 @@ from conftest import REPO_ROOT
 
 DAEMON = REPO_ROOT / "daemon"
 MAX_LINES = 400
-FACES = ("rpc.methods", "web", "tray", "cli", "picgo")
-BEHIND_THE_APP_LAYER = ("engine", "worker", "journal", "spool", "providers", "settings_store")
+MAX_TOP_LEVEL = 12
+FACES = ("api", "cli", "tray")
+BEHIND_THE_APP_LAYER = ("engine", "journal", "providers")
 
 
 def modules() -> dict[str, Path]:
@@ -86,12 +93,69 @@ def test_no_import_cycle() -> None:
     assert cycles == []
 
 
-def test_faces_talk_only_to_the_application_layer() -> None:
-    g = graph()
-    for name, deps in g.items():
-        face = next((f for f in FACES if name == f"pixlift.{f}" or name.startswith(f"pixlift.{f}.")), None)
-        if face is None:
-            continue
-        behind = sorted(d for d in deps if any(d == f"pixlift.{b}" or d.startswith(f"pixlift.{b}.")
-                                               for b in BEHIND_THE_APP_LAYER))
-        assert behind == [], f"{name} reaches past the application layer: {behind}"
+def rooms() -> list[str]:
+    return sorted(p.name for p in DAEMON.iterdir() if p.is_dir() and (p / "__init__.py").exists())
+
+
+def node(name: str) -> str:
+    """The node of the room graph a module belongs to: its room, or itself at the top level."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else "pixlift"
+
+
+def room_graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for name, deps in graph().items():
+        edges.setdefault(node(name), set()).update(node(d) for d in deps if node(d) != node(name))
+    return edges
+
+
+def sign(room: str) -> dict[str, str]:
+    """The sign on a room's door: its ``Holds:``, ``May import:`` and ``Used by:`` parts."""
+    doc = ast.get_docstring(ast.parse((DAEMON / room / "__init__.py").read_text())) or ""
+    parts = re.split(r"^(Holds|May import|Used by):", doc, flags=re.M)
+    return {parts[i]: " ".join(parts[i + 1].split()) for i in range(1, len(parts) - 1, 2)}
+
+
+def test_the_top_level_is_short() -> None:
+    top = sorted(p.name for p in DAEMON.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL, top
+    assert len(rooms()) >= 8, rooms()
+
+
+@pytest.mark.parametrize("room", rooms())
+def test_every_room_is_signed(room: str) -> None:
+    said = sign(room)
+    assert set(said) == {"Holds", "May import", "Used by"}, f"{room}/__init__.py's docstring lacks a part: {said}"
+    held = {p.stem for p in (DAEMON / room).glob("*.py") if p.stem != "__init__"}
+    held |= {p.name for p in (DAEMON / room).iterdir() if (p / "__init__.py").exists()}
+    named = set(re.findall(r"``(\w+)``", said["Holds"]))
+    assert held - named == set(), f"{room}'s sign does not name {sorted(held - named)}"
+    allowed = {w.strip(" .") for w in said["May import"].split(",")}
+    imported = room_graph().get(room, set())
+    assert imported - allowed == set(), f"{room} imports {sorted(imported - allowed)}, which its sign does not allow"
+
+
+def test_rooms_depend_in_one_direction() -> None:
+    edges = room_graph()
+    cycles = []
+
+    def reach(start: str) -> set[str]:
+        seen, stack = set(), [start]
+        while stack:
+            for nxt in edges.get(stack.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    for a, targets in sorted(edges.items()):
+        cycles += [f"{a} <-> {b}" for b in sorted(targets) if a in reach(b)]
+    assert cycles == []
+
+
+def test_faces_stand_side_by_side_on_the_application_layer() -> None:
+    edges = room_graph()
+    for face in FACES:
+        wrong = sorted(edges.get(face, set()) & {*FACES, *BEHIND_THE_APP_LAYER})
+        assert wrong == [], f"the face {face} imports {wrong}: another face, or a room behind the application layer"

@@ -1,6 +1,6 @@
 """Location data never leaves by accident: real photos made with Pillow (EXIF with GPS, orientation, a maker
-note, an ICC profile, XMP naming a place), edited by metadata.py, and uploaded through the real daemon to the
-local store, S3 (rclone serve s3) and OSS (the project's server)."""
+note, an ICC profile, XMP naming a place), edited by daemon/images/metadata.py, and uploaded through the real
+daemon to the local store, S3 (rclone serve s3) and OSS (the project's server)."""
 
 from __future__ import annotations
 

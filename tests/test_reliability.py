@@ -289,8 +289,8 @@ def test_changes_the_full_disk_refused_reach_the_journal_once_it_has_room(tmp_pa
     daemon keeps what it could not record, and stores it as soon as the disk has room, so a restart shows the
     truth: completed, with their links in history.
 
-    The journal reuses its write-ahead log once a checkpoint has copied it (checkpoints.py), so a full disk
-    refuses it only when a second of changes outgrows the log: here, a file completing every 0.1 s."""
+    The journal reuses its write-ahead log once a checkpoint has copied it (daemon/journal/checkpoints.py), so a full
+    disk refuses it only when a second of changes outgrows the log: here, a file completing every 0.1 s."""
     home = Home(tmpfs / "home", tmp_path / "Pictures")
     home.root.mkdir()
     home.pictures.mkdir()

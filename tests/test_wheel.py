@@ -20,6 +20,19 @@ from pathlib import Path
 
 from conftest import REPO_ROOT, wait_until
 
+# Imports every module of the installed package (from the wheel's files, never this checkout) and names them.
+IMPORT_EVERY_MODULE = """
+import importlib, pathlib, pkgutil, sys, pixlift
+here = pathlib.Path(pixlift.__file__).parent
+for m in pkgutil.walk_packages(pixlift.__path__, "pixlift."):
+    if m.name.endswith("__main__"):
+        continue
+    mod = importlib.import_module(m.name)
+    assert pathlib.Path(mod.__file__).is_relative_to(here), mod.__file__
+    print(m.name)
+print("pixlift")
+"""
+
 
 def test_the_wheel_has_every_module_and_ui_file(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -40,6 +53,13 @@ def test_the_installed_wheel_serves_the_api_and_every_ui_file(wheel: Path, tmp_p
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import pixlift; print(pixlift.__file__)"],
                            capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
     assert Path(where).is_relative_to(venv), where
+    every = subprocess.run([str(venv / "bin" / "python"), "-c", IMPORT_EVERY_MODULE], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=120)
+    assert every.returncode == 0, every.stderr[-2000:]
+    imported = set(every.stdout.split())
+    tree = {".".join(["pixlift", *p.relative_to(REPO_ROOT / "daemon").with_suffix("").parts]).removesuffix(".__init__")
+            for p in (REPO_ROOT / "daemon").rglob("*.py") if p.stem != "__main__"}
+    assert tree - imported == set() and len(imported) > 60
 
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}

@@ -1,7 +1,7 @@
 """The settings pixlift runs with, and the checker every table of ``config.toml`` goes through.
 
 This module knows no storage provider: each provider module declares its own profile type (a subclass of
-``ProfileBase``) and registers it (``providers/registry.py``); ``config_file.py`` reads the file through that
+``ProfileBase``) and registers it (``providers/registry.py``); ``settings/config_file.py`` reads the file through that
 registry. Secrets live only in the profile objects (``repr=False``, marked ``secret`` in the field's metadata,
 so the list of secret fields is declared once, where the field is) and never leave them except towards SDKs.
 """
@@ -83,9 +83,9 @@ class TransferSettings:
 class ImageSettings:
     """``[images]``, and ``[profiles.NAME.images]`` over it: what happens to a picture on its way up."""
 
-    strip_metadata: str = "location"  # "location", "all" or "none" (metadata.py)
+    strip_metadata: str = "location"  # "location", "all" or "none" (images/metadata.py)
     dedup: bool = True  # the same bytes already uploaded to this profile: reuse that object and its link
-    convert_to: str = ""  # "", "webp", "avif", "jpeg" or "png": re-encoded before upload (convert.py)
+    convert_to: str = ""  # "", "webp", "avif", "jpeg" or "png": re-encoded before upload (images/convert.py)
     quality: int = 85  # for the lossy targets
     max_dimension: int = 0  # > 0: scaled down so that neither side is longer (re-encodes)
 

@@ -109,12 +109,12 @@ class Task:
     started_at: float | None = None
     finished_at: float | None = None
     source: TaskSource = TaskSource.PATH
-    url_expires: float | None = None  # when a presigned url stops working (re-signed before: links.py)
+    url_expires: float | None = None  # when a presigned url stops working (re-signed before: settings/links.py)
     deduplicated: bool = False  # completed by pointing at an object this profile already had: nothing sent
     processing: dict[str, Any] | None = None  # what was done to the file before sending it (metadata stripped)
-    version: int = 0  # the daemon-wide change counter at this task's last change (changes.py)
+    version: int = 0  # the daemon-wide change counter at this task's last change (engine/changes.py)
     wire: tuple[int, Any] | None = field(default=None, repr=False)  # (version, JSON fragment): see views.task_json
-    stored: tuple[Any, str] | None = field(default=None, repr=False)  # (processing, its JSON): see journal.py
+    stored: tuple[Any, str] | None = field(default=None, repr=False)  # (processing, its JSON): see journal/journal.py
     meter: SpeedMeter | None = field(default=None, repr=False)  # while uploading only: 10,000 tasks wait or are done
 
     def move(self, to: TaskStatus) -> None:

@@ -97,7 +97,7 @@ def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool, source: S
 
 
 def _convert(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepared | None:
-    """Re-encode (and scale) with Pillow (convert.py); a file that is not a picture goes as it is."""
+    """Re-encode (and scale) with Pillow (images/convert.py); a file that is not a picture goes as it is."""
     if not checked.content_type.startswith("image/") or checked.content_type == "image/svg+xml":
         return None
     source = Source.open(checked, small=0)

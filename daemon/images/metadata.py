@@ -15,7 +15,7 @@ returns None (writing nothing) when there is nothing to remove. A small file com
 already read; a larger one as its descriptor, read through ``mmap``, with the image data copied a MiB at a
 time: a 200-megapixel JPEG costs page cache, not the daemon's memory. HEIC and AVIF keep their EXIF as a
 container item (``metadata_heif.py``); GIF has XMP and comments only; a TIFF is its own EXIF (its GPS directory
-is blanked in place; for "all", ``processing.py`` re-encodes it losslessly).
+is blanked in place; for "all", ``engine/processing.py`` re-encodes it losslessly).
 Other formats (JPEG XL, BMP...) are sent as they are, and ``NOT_EDITED`` says so.
 """
 
@@ -289,7 +289,7 @@ def _gif(data: Content, mode: str) -> tuple[list[Piece], list[str]]:
 
 def _tiff(data: Content, mode: str) -> tuple[list[Piece], list[str]]:
     """A TIFF is its own EXIF: its GPS directory blanked in place. Its other tags describe the image itself, so
-    "all" cannot remove them in place (processing.py re-encodes it instead)."""
+    "all" cannot remove them in place (engine/processing.py re-encodes it instead)."""
     if mode != "location":
         raise ValueError("only the location is removed from a TIFF in place")
     if len(data) > TIFF_IN_MEMORY:

@@ -158,7 +158,7 @@ class Journal(HistoryRecords):
         """Return once every change made before this call is committed (or kept, when the disk refused it)."""
         await self._commits.durable()
 
-    # -- the change counter's ceiling (see changes.py) ---------------------------------------------------------
+    # -- the change counter's ceiling (see engine/changes.py) ---------------------------------------------------------
     def reserved_version(self) -> int:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
@@ -364,7 +364,7 @@ class Journal(HistoryRecords):
                                   json.loads(original) if original else None))
         return out
 
-    # -- multipart uploads to abort (see cleanup.py) ------------------------------------------------------------
+    # -- multipart uploads to abort (see engine/cleanup.py) ------------------------------------------------------------
     def add_abort(self, profile: str, key: str, upload_id: str) -> None:
         self._write("INSERT OR IGNORE INTO aborts (upload_id, profile, key) VALUES (?,?,?)", (upload_id, profile, key))
 

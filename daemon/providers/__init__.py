@@ -1,5 +1,14 @@
 """Storage providers behind one small interface (``base.Provider``), described as data (``kind.ProviderKind``)
-and listed in ``registry``."""
+and listed in ``registry``: a new store is a module, its kind, and one line there.
+
+Holds: ``base`` (the interface, retries, outage waiting), ``kind`` (a provider described as data: fields,
+checks), ``registry`` (the kinds and the pool of live providers), ``local``, ``s3`` with ``s3_kind`` and
+``s3_wire`` (the lean PUT path), ``oss`` with ``oss_kind``, and the plumbing they share: ``acked`` (a body that
+counts what the store acknowledged), ``http1`` (pooled keep-alive connections), ``inflight`` (bytes in flight),
+``multipart`` (a multipart upload's saved state).
+May import: core, errors, files, pixlift.
+Used by: engine, intake, settings and the composition root; never a face, and never aiohttp's server side.
+"""
 
 from .base import Provider
 from .multipart import MultipartState

@@ -1,6 +1,6 @@
 """``[integrations]`` as the faces see it: the settings in force, saving them, and the PicGo server's state.
 
-The PicGo-compatible server (picgo.py) is a face of its own; it registers ``apply`` here so that a change saved
+The PicGo-compatible server (api/picgo.py) is a face of its own; it registers ``apply`` here so that a change saved
 from the settings page or over JSON-RPC starts, moves or stops it before the call answers.
 """
 

@@ -23,6 +23,10 @@ The rooms: ``state`` (what the tray shows, pure), ``icon`` (its picture, pure), 
 loop), ``menu`` (the items, what they do, the notifications), ``quirks`` (pystray backend workarounds) and
 ``lifecycle`` (``Tray``: start, poll, stop). pystray itself is imported only in ``Tray.create``, so importing
 this package does not pick a backend or connect to a display.
+
+Holds: ``state``, ``icon``, ``crossing``, ``menu``, ``quirks``, ``lifecycle``.
+May import: app, application, client, core, errors, intake, settings.
+Used by: ``serve`` only. It stands beside the HTTP face and the CLI and imports neither.
 """
 
 from .crossing import Crossing, Notice

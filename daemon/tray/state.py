@@ -19,7 +19,7 @@ RECENT = 5  # links in "Recent links"
 class Link:
     name: str
     url: str
-    history_id: int | None = None  # to ask for it signed again when it is copied (links.py)
+    history_id: int | None = None  # to ask for it signed again when it is copied (settings/links.py)
 
 
 @dataclass(frozen=True)
