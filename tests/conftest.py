@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -51,13 +52,46 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
         time.sleep(interval)
 
 
+def jpeg_bytes(size: int, seed: int = 0, rng: Callable[[int], bytes] = os.urandom) -> bytes:
+    """A JPEG container of exactly ``size`` bytes: real segments (JFIF, a quantization table carrying ``seed``,
+    a frame, a Huffman table, a scan) around random entropy-coded bytes with no stray 0xFF, then EOI. Its
+    metadata parses like a camera's (nothing to remove); its pixels are noise. Incompressible, unique per call."""
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
+
+    head = (b"\xff\xd8" + segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+            + segment(0xDB, b"\x00" + seed.to_bytes(8, "big") + bytes(range(1, 57)))
+            + segment(0xC0, b"\x08\x00\x10\x00\x10\x01\x01\x11\x00")
+            + segment(0xC4, b"\x00" + bytes([0, 1] + [0] * 14) + b"\x00")
+            + segment(0xDA, b"\x01\x01\x00\x00\x3f\x00"))
+    if size < len(head) + 2:
+        raise ValueError(f"a JPEG container needs at least {len(head) + 2} bytes")
+    body = rng(size - len(head) - 2).replace(b"\xff", b"\xfe")
+    return head + body + b"\xff\xd9"
+
+
 def make_image(path: Path, size: int, seed: int = 0) -> Path:
-    """A file that is a JPEG by its bytes, of exactly ``size`` bytes, with content unique to ``seed``."""
+    """A file that is a JPEG by its bytes and its container (``jpeg_bytes``), of exactly ``size`` bytes, with
+    content unique to ``seed``. Large ones are written a piece at a time."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = b"\xff\xd8\xff\xe0" + seed.to_bytes(8, "big")
-    body = bytearray(os.urandom(max(0, size - len(head))))
-    path.write_bytes((head + bytes(body))[:size])
+    data = jpeg_bytes(min(size, 4 * 1024 * 1024), seed)
+    if size <= len(data):
+        path.write_bytes(data)
+        return path
+    with path.open("wb") as fh:
+        fh.write(data[:-2])
+        left = size - len(data)
+        while left > 0:
+            n = min(left, 4 * 1024 * 1024)
+            fh.write(os.urandom(n).replace(b"\xff", b"\xfe"))
+            left -= n
+        fh.write(b"\xff\xd9")
     return path
+
+
+def noise_after(signature: bytes, size: int) -> bytes:
+    """A signature followed by random bytes: not an image, whatever it starts like (for tests of exactly that)."""
+    return signature + os.urandom(size - len(signature))
 
 
 # -- S3: rclone serve s3 ------------------------------------------------------------------------------------
