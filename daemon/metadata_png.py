@@ -86,7 +86,7 @@ def _chunk(kind: bytes, body: bytes, mode: str) -> tuple[bytes, list[str]]:
     profile = re.fullmatch(rb"Raw profile type (\w+)", keyword)
     if profile is not None:
         return _raw_profile(keyword, profile.group(1).lower(), text, mode)
-    if mode == "all" or text is None or names_a_place(keyword + b"\x00" + text):
+    if mode == "all" or text is None or names_a_place(keyword + b" " + text):
         return b"", ["text"]
     return b"", []
 

@@ -28,7 +28,7 @@ XMP_END = b'<?xpacket end="w"?>'
 def _text(packet: bytes) -> bytes:
     """The packet as UTF-8 bytes (XMP may be UTF-16 or UTF-32, with or without a byte order mark)."""
     head = packet[:64]
-    if b"\x00" not in head:
+    if head.count(b"\x00") * 4 < len(head):  # UTF-16 text has a zero byte in every other byte
         return packet
     for codec in ("utf-32", "utf-16") if head[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff") else (
             "utf-16", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
@@ -42,7 +42,11 @@ def _text(packet: bytes) -> bytes:
 def names_a_place(packet: bytes | bytearray | memoryview) -> bool:
     """XMP, or any text: a property (or word) that names a place."""
     tick()
-    return PLACE_WORDS.search(_text(bytes(packet))) is not None
+    raw = bytes(packet)
+    if PLACE_WORDS.search(raw) is not None:
+        return True
+    text = _text(raw)
+    return text is not raw and PLACE_WORDS.search(text) is not None
 
 
 def iptc_has_place(block: bytes | bytearray | memoryview) -> bool:
