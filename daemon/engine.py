@@ -23,13 +23,13 @@ from functools import partial
 from .changes import ChangeLog
 from .cleanup import Cleanup
 from .config import SettingsBox
-from .errors import ConfigError, InvalidState, PathRefused, PixliftError, SourceError, TransferError
+from .errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
 from .events import BatchFinished, EventBus, TaskFinished
 from .journal import Journal
 from .links import Links
 from .metadata_bounds import ParseMarks
 from .paths import CheckedFile, PathChecker
-from .processing import copies, prepare_job
+from .processing import copies, prepare_job, unsurvived
 from .providers.multipart import MultipartState
 from .providers.registry import ProviderPool
 from .retry import Backoff
@@ -62,7 +62,7 @@ class Engine(TaskList):
     async def start(self) -> None:
         """Load the journal: finished tasks stay listed, interrupted ones go back to the queue, except one whose
         file was being parsed when the daemon stopped: it is failed, not parsed again (nothing is parsed here)."""
-        unsurvived = self.marks.left()
+        died_in = self.marks.left()
         for stored in self.journal.load():
             task = stored.task
             try:
@@ -85,12 +85,8 @@ class Engine(TaskList):
             if task.status in (TaskStatus.QUEUED, TaskStatus.PAUSED):
                 task.bytes_uploaded = job.multipart.bytes_done(task.bytes_total)
                 self._save(task)
-            if task.status is TaskStatus.QUEUED and task.task_id in unsurvived:
-                self._fail(job, SourceError(
-                    f"pixlift stopped while it was reading {task.name} (the daemon crashed, hung or was killed "
-                    "meanwhile), so it gave up on this file instead of reading it again at this start. Retry it "
-                    "to try once more, or set strip_metadata = \"none\" for its profile to send it without "
-                    "reading it."))
+            if task.status is TaskStatus.QUEUED and task.task_id in died_in:
+                self._fail(job, unsurvived(task.name))
             elif task.status is TaskStatus.QUEUED:
                 batch.queue.append(task.task_id)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="pixlift-dispatcher")

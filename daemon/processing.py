@@ -232,6 +232,14 @@ async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: It
     return True
 
 
+def unsurvived(name: str) -> SourceError:
+    """The failure of a task whose parse the daemon did not survive (ParseMarks): said, not tried again."""
+    return SourceError(f"pixlift stopped while it was reading {name} (the daemon crashed, hung or was killed "
+                       "meanwhile), so it gave up on this file instead of reading it again at this start. Retry it "
+                       "to try once more, or set strip_metadata = \"none\" for its profile to send it without "
+                       "reading it.")
+
+
 def copies(journal: Journal, provider: Provider, task: Task) -> Callable[[str], Awaitable[str | None]]:
     """For the worker: the key of an object of this profile holding exactly these bytes, or None."""
 
