@@ -29,9 +29,9 @@ from jpegs import jpeg_bytes
 from ossserver import OssServerThread, run_in_thread
 
 AK, SK = "pixlift-test-key", "pixlift-test-secret-0123456789"
-PNG_1PX = bytes.fromhex(
+PNG_1PX = bytes.fromhex(  # one red pixel, as Pillow writes it (every chunk's length and CRC right)
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-    "0000000d49444154789c6360f8cfc0f01f0005000201a3e5b1e90000000049454e44ae426082")
+    "0000000d49444154789c63f8cfc0f01f00050001ff89993d1d0000000049454e44ae426082")
 
 
 def free_port() -> int:
