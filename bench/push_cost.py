@@ -25,6 +25,9 @@ from typing import Any
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from jpegs import jpeg_bytes
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -117,7 +120,7 @@ def main() -> None:
         files = []
         for i in range(args.files):
             path = pictures / f"img-{i:05d}.jpg"
-            path.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(8_000 + i))
+            path.write_bytes(jpeg_bytes(8_000 + i))  # a container that parses (pixlift reads its metadata)
             files.append(str(path))
         results: dict[int, list[tuple[float, float, int]]] = {0: [], args.subscribers: []}
         for _ in range(args.rounds):

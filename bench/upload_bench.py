@@ -60,6 +60,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from jpegs import jpeg_bytes
+
 AK, SK = "pixlift-bench-key", "pixlift-bench-secret-0123456789"
 BUCKET = "bench"
 KiB, MiB = 1024, 1024 * 1024
@@ -226,15 +229,20 @@ class FileSet:
 
 
 def write_jpeg_like(path: Path, size: int, seed: int, rng: random.Random) -> None:
-    """Exactly ``size`` bytes that are a JPEG by their first bytes (pixlift sniffs content), random after that."""
-    head = b"\xff\xd8\xff\xe0" + seed.to_bytes(8, "big")
+    """Exactly ``size`` bytes of a JPEG container (pixlift parses it to remove metadata): real segments around
+    random entropy-coded bytes with no stray 0xFF (tests/jpegs.py), written 8 MiB at a time."""
+    start = jpeg_bytes(min(size, 8 * MiB), seed, rng.randbytes)
     with path.open("wb") as fh:
-        fh.write(head[:size])
-        left = size - min(size, len(head))
-        while left:
+        if size <= len(start):
+            fh.write(start)
+            return
+        fh.write(start[:-2])
+        left = size - len(start)
+        while left > 0:
             n = min(left, 8 * MiB)
-            fh.write(rng.randbytes(n))
+            fh.write(rng.randbytes(n).replace(b"\xff", b"\xfe"))
             left -= n
+        fh.write(b"\xff\xd9")
 
 
 def set_sizes(name: str, args: argparse.Namespace) -> list[int]:

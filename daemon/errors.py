@@ -20,7 +20,9 @@ boundary where they are raised (``raise StorageError(...) from exc``).
     ├── StoreActionFailed            -32006  a request of the caller's to a store (delete) failed; data.code says why
     ├── DaemonGone                           the tray's event loop has stopped (the daemon is shutting down)
     └── TransferError                        an upload failed (lives in Task.error, not in an RPC error)
-        ├── SourceError                      the local file changed, vanished or cannot be read
+        ├── SourceError                      the local file changed, vanished or cannot be read (or pixlift
+        │   │                                gave up reading it: over its time budget, an impossible structure)
+        │   └── MetadataUnreadable           its metadata cannot be read well enough to be sure none is left
         ├── StorageError                     the store refused or could not be reached
         │   ├── TransientStorageError        worth retrying: timeouts, resets, 5xx, throttling
         │   └── PermanentStorageError        retrying cannot help: credentials, bucket, permissions
@@ -162,6 +164,13 @@ class TransferError(PixliftError):
 
 class SourceError(TransferError):
     code = "file_error"
+
+
+class MetadataUnreadable(SourceError):
+    """strip_metadata is "location" or "all" and the file's metadata cannot be read well enough to be sure
+    nothing that must go is left: it is not sent (stripping fails closed)."""
+
+    code = "metadata_unreadable"
 
 
 class StorageError(TransferError):

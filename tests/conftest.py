@@ -25,12 +25,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from jpegs import jpeg_bytes
 from ossserver import OssServerThread, run_in_thread
 
 AK, SK = "pixlift-test-key", "pixlift-test-secret-0123456789"
-PNG_1PX = bytes.fromhex(
+PNG_1PX = bytes.fromhex(  # one red pixel, as Pillow writes it (every chunk's length and CRC right)
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-    "0000000d49444154789c6360f8cfc0f01f0005000201a3e5b1e90000000049454e44ae426082")
+    "0000000d49444154789c63f8cfc0f01f00050001ff89993d1d0000000049454e44ae426082")
 
 
 def free_port() -> int:
@@ -52,12 +53,27 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
 
 
 def make_image(path: Path, size: int, seed: int = 0) -> Path:
-    """A file that is a JPEG by its bytes, of exactly ``size`` bytes, with content unique to ``seed``."""
+    """A file that is a JPEG by its bytes and its container (``jpeg_bytes``), of exactly ``size`` bytes, with
+    content unique to ``seed``. Large ones are written a piece at a time."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = b"\xff\xd8\xff\xe0" + seed.to_bytes(8, "big")
-    body = bytearray(os.urandom(max(0, size - len(head))))
-    path.write_bytes((head + bytes(body))[:size])
+    data = jpeg_bytes(min(size, 4 * 1024 * 1024), seed)
+    if size <= len(data):
+        path.write_bytes(data)
+        return path
+    with path.open("wb") as fh:
+        fh.write(data[:-2])
+        left = size - len(data)
+        while left > 0:
+            n = min(left, 4 * 1024 * 1024)
+            fh.write(os.urandom(n).replace(b"\xff", b"\xfe"))
+            left -= n
+        fh.write(b"\xff\xd9")
     return path
+
+
+def noise_after(signature: bytes, size: int) -> bytes:
+    """A signature followed by random bytes: not an image, whatever it starts like (for tests of exactly that)."""
+    return signature + os.urandom(size - len(signature))
 
 
 # -- S3: rclone serve s3 ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, Home, S3Server, make_image, oss_profile
+from conftest import Daemon, Home, S3Server, noise_after, oss_profile
 from PIL import Image, ImageCms, PngImagePlugin
 from pixlift.images.metadata import strip
 
@@ -173,20 +173,31 @@ def test_a_phone_photo_arrives_without_its_location(home: Home, profile: dict[st
     assert not any((home.root / "spool").glob("*/*")), "the edited copies are removed once uploaded"
 
 
-def test_bytes_that_only_start_like_a_jpeg_go_as_they_are_and_say_so(home: Home,
-                                                                     daemon_factory: Callable[..., Daemon]) -> None:
+def test_bytes_that_only_start_like_a_jpeg_fail_closed_and_go_as_they_are_only_when_asked(
+        home: Home, daemon_factory: Callable[..., Daemon]) -> None:
+    """Stripping fails closed: a file whose container does not parse is not sent with whatever it may hold;
+    the message says how to send it anyway, and with strip_metadata = "none" it goes byte for byte."""
     home.write_config({"cloud": {"provider": "local"}}, default="cloud")
     d = daemon_factory()
-    odd = make_image(home.pictures / "odd.jpg", 5_000, seed=9)  # a JPEG signature, then noise
-    done = d.wait_batch(d.rpc("upload_images", {"paths": [str(odd)]})["batch_id"])
-    task = done["tasks"][0]
-    assert task["status"] == "completed", task["error"]
-    with urllib.request.urlopen(task["url"], timeout=30) as resp:
+    odd = home.pictures / "odd.jpg"
+    odd.write_bytes(noise_after(b"\xff\xd8\xff\xe0", 5_000))  # a JPEG signature, then noise
+    task = d.wait_batch(d.rpc("upload_images", {"paths": [str(odd)]})["batch_id"])["tasks"][0]
+    assert task["status"] == "failed" and task["error"]["code"] == "metadata_unreadable"
+    message = task["error"]["message"]
+    assert 'strip_metadata = "none"' in message and "[profiles.cloud.images]" in message
+    assert not any((home.root / "files").rglob("*.jpg")), "nothing was stored"
+    d.stop()  # the failure is journalled with the task: a restart still shows it
+    home.write_config({"cloud": {"provider": "local"}}, default="cloud")
+    config = home.root / "config.toml"
+    config.write_text(config.read_text() + '\n[profiles.cloud.images]\nstrip_metadata = "none"\n')
+    d = daemon_factory()
+    again = d.rpc("get_upload_progress", {"task_id": task["task_id"]})
+    assert again["error"] == task["error"] and again["status"] == "failed"
+    d.rpc("retry_upload", {"task_id": task["task_id"]})
+    done = d.wait_task(task["task_id"])
+    assert done["status"] == "completed" and done["processing"] is None
+    with urllib.request.urlopen(done["url"], timeout=30) as resp:
         assert resp.read() == odd.read_bytes()
-    assert task["processing"]["stripped"] == [] and "sent as it is" in task["processing"]["note"]
-    d.stop()  # the note is journalled with the task: a restart still shows it
-    again = daemon_factory().rpc("get_upload_progress", {"task_id": task["task_id"]})
-    assert again["processing"] == task["processing"] and again["status"] == "completed"
 
 
 def test_a_gif_loses_xmp_that_names_a_place_and_keeps_its_frames(tmp_path: Path) -> None:
@@ -211,7 +222,7 @@ def test_a_gif_loses_xmp_that_names_a_place_and_keeps_its_frames(tmp_path: Path)
             assert after.convert("RGB").tobytes() == before.convert("RGB").tobytes()
 
 
-def test_a_tiff_loses_its_gps_in_place_or_is_re_encoded_losslessly_for_all(
+def test_a_tiff_loses_its_gps_and_for_all_every_tag_in_place(
         home: Home, daemon_factory: Callable[..., Daemon]) -> None:
     photo = phone_photo(home.pictures / "scan", "png").with_suffix(".png")
     tiff = home.pictures / "scan.tif"
@@ -228,8 +239,10 @@ def test_a_tiff_loses_its_gps_in_place_or_is_re_encoded_losslessly_for_all(
     d = daemon_factory()
     task = d.wait_batch(d.rpc("upload_images", {"paths": [str(tiff)]})["batch_id"])["tasks"][0]
     assert task["status"] == "completed", task["error"]
-    assert "lossless TIFF" in task["processing"]["note"]
+    assert task["processing"]["note"] is None and "exif" in task["processing"]["stripped"]
     with urllib.request.urlopen(task["url"], timeout=30) as resp:
-        sent = metadata_of(resp.read())
-    assert sent["gps"] == {} and sent["make"] is None and sent["icc"]
+        body = resp.read()
+    sent = metadata_of(body)
+    assert len(body) == tiff.stat().st_size  # edited in place: every offset of the file still true
+    assert sent["gps"] == {} and sent["make"] is None and sent["icc"] and not sent["datum"]
     assert sent["pixels"] == metadata_of(tiff.read_bytes())["pixels"]

@@ -325,3 +325,29 @@ def test_an_editor_waiting_on_an_outage_is_answered_when_pixlift_stops(home: Hom
     status, _, answer = got[0]
     assert status == 200 and answer["success"] is False
     assert "offline.jpg: not uploaded yet" in answer["message"] and "History" in answer["message"]
+
+
+@pytest.mark.parametrize("case", ["no boundary", "wrong boundary", "cut off", "headers without end",
+                                  "no disposition", "garbage"])
+def test_a_malformed_multipart_body_gets_400_in_words_and_no_traceback(home: Home, case: str,
+                                                                        daemon_factory: Callable[..., Daemon]) -> None:
+    port = free_port()
+    enable(home, port)
+    d = daemon_factory()
+    part = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + screenshot())
+    ctype, body = {
+        "no boundary": ("multipart/form-data", part + b"\r\n--B--\r\n"),
+        "wrong boundary": ("multipart/form-data; boundary=Z", part + b"\r\n--B--\r\n"),
+        "cut off": ("multipart/form-data; boundary=B", part[:300]),
+        "headers without end": ("multipart/form-data; boundary=B", b"--B\r\nContent-Disposition: form-data; "
+                                b"name=\"file\"; filename=\"a.png\"\r\n" + b"X: y\r\n" * 50),
+        "no disposition": ("multipart/form-data; boundary=B", b"--B\r\nContent-Type: image/png\r\n\r\nxx\r\n--B--\r\n"),
+        "garbage": ("multipart/form-data; boundary=B", bytes(range(256)) * 4),
+    }[case]
+    status, _, answer = send(port, "POST", "/upload", body, {**OBSIDIAN, "Content-Type": ctype})
+    assert 400 <= status < 500, (status, answer)
+    assert answer["success"] is False and answer["message"]
+    assert "Traceback" not in d.log()
+    assert not stored(home)
+    assert d.rpc("get_upload_history")["total"] == 0

@@ -81,3 +81,30 @@ def test_bad_file_lists_are_refused_whole(files: Any, home: Home, daemon_factory
     with pytest.raises(RpcFailure) as info:
         d.rpc("create_upload_urls", {"files": files})
     assert info.value.code == -32602
+
+
+def test_bytes_put_to_the_local_store_follow_the_image_policy(home: Home, tmp_path: Any,
+                                                              daemon_factory: Callable[..., Daemon]) -> None:
+    """The same photo that loses its GPS when uploaded by path loses it when PUT to the local one-time URL; a
+    file whose metadata cannot be read is refused, storing nothing."""
+    import io
+
+    from conftest import noise_after
+    from PIL import Image
+    from test_metadata import DATUM, phone_photo
+
+    home.write_config({"local": {"provider": "local"}}, default="local")
+    d = daemon_factory()
+    photo = phone_photo(tmp_path / "IMG_1", "jpeg").read_bytes()
+    odd = noise_after(b"\xff\xd8\xff\xe0", 4_000)
+    good, bad = d.rpc("create_upload_urls", {"files": [
+        {"name": "IMG_1.jpg", "size": len(photo), "content_type": "image/jpeg"},
+        {"name": "odd.jpg", "size": len(odd), "content_type": "image/jpeg"}]})["uploads"]
+    assert put(good, photo) == 200
+    assert put(bad, odd) == 400
+    confirmed, missing = d.rpc("confirm_uploads", {"keys": [good["key"], bad["key"]]})["results"]
+    assert confirmed["status"] == "confirmed" and missing["status"] == "missing"
+    sent = fetch(confirmed["url"])
+    assert DATUM.encode() not in sent and len(sent) < len(photo)
+    assert not Image.open(io.BytesIO(sent)).getexif().get_ifd(0x8825)
+    assert Image.open(io.BytesIO(sent)).getexif().get(0x0112) == 6

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -172,8 +174,11 @@ def test_uploaded_svg_and_html_cannot_run_script_in_our_origin(world: World) -> 
     svg.write_bytes(SVG_XSS)
     task = world.d.rpc("upload_images", {"paths": [str(svg)], "profile": "local"})["tasks"][0]
     svg_url = world.d.wait_task(task["task_id"], timeout=20)["url"]
-    # An HTML page behind an image's first bytes, named .html, streamed in as the browser would.
-    html = PNG_1PX + b"<html><script>fetch('/rpc')</script></html>"
+    # An HTML page inside an image (a text chunk, which names no place and so stays), named .html, streamed
+    # in as the browser would. (Bytes after IEND would be removed with the trailer.)
+    page = b"comment\x00<html><script>fetch('/rpc')</script></html>"
+    text = struct.pack(">I", len(page)) + b"tEXt" + page + struct.pack(">I", zlib.crc32(b"tEXt" + page))
+    html = PNG_1PX[:33] + text + PNG_1PX[33:]
     status, _, body = world.d.post("/api/upload?name=evil.html&profile=local", html,
                                    headers={"Content-Type": "application/octet-stream"})
     assert status == 200, body

@@ -26,7 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..application import Application, Submitted
 from ..core.tasks import TaskSource, TaskStatus
@@ -187,6 +189,19 @@ class PicgoServer:
         return Submitted(view.batch_id, [view])
 
     async def _form(self, request: web.Request) -> Submitted:
+        """The posted files, each queued as it arrives; a body that is not well-formed multipart is refused
+        (400, in words), whichever of aiohttp's parsers finds the fault."""
+        try:
+            return await self._parts(request)
+        except (PixliftError, Refused):
+            raise
+        except (ValueError, LookupError, AssertionError, RuntimeError, aiohttp.ClientError,
+                HttpProcessingError) as exc:
+            log.info("PicGo-compatible server: refused a malformed multipart body (%s)", type(exc).__name__)
+            raise Refused(400, "The multipart/form-data body is malformed (its boundary, headers or parts do not "
+                               "parse); send each image as a file field of a well-formed form.") from None
+
+    async def _parts(self, request: web.Request) -> Submitted:
         reader = await request.multipart()
         batch_id: str | None = None
         tasks: list[TaskView] = []

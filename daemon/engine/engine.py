@@ -27,13 +27,14 @@ from ..core.tasks import FINISHED, Task, TaskSource, TaskStatus
 from ..errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
 from ..files.paths import CheckedFile, PathChecker
 from ..files.spool import Spool
+from ..images.metadata_bounds import ParseMarks
 from ..journal.journal import Journal
 from ..providers.multipart import MultipartState
 from ..providers.registry import ProviderPool
 from ..settings.links import Links
 from .changes import ChangeLog
 from .cleanup import Cleanup
-from .processing import copies, prepare_job
+from .processing import copies, prepare_job, unsurvived
 from .task_list import TaskList
 from .worker import Job, attempts, digests_for
 
@@ -42,12 +43,14 @@ log = logging.getLogger(__name__)
 
 class Engine(TaskList):
     def __init__(self, *, config: SettingsBox, providers: ProviderPool, journal: Journal, changes: ChangeLog,
-                 events: EventBus, cleanup: Cleanup, spool: Spool, clock: Callable[[], float] = time.time) -> None:
+                 events: EventBus, cleanup: Cleanup, spool: Spool, clock: Callable[[], float] = time.time,
+                 marks: ParseMarks | None = None) -> None:
         super().__init__(journal=journal, changes=changes, clock=clock)
         self.config = config
         self.providers = providers
         self.cleanup = cleanup
         self.spool = spool
+        self.marks = marks or ParseMarks(spool.root / "parsing")  # parses under way, to survive a crash in one
         self.links = Links(providers, clock)
         self.events = events
         self._used = 0  # slots of the files in flight (TransferSettings.slots_of)
@@ -57,7 +60,9 @@ class Engine(TaskList):
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the journal: finished tasks stay listed, interrupted ones go back to the queue."""
+        """Load the journal: finished tasks stay listed, interrupted ones go back to the queue, except one whose
+        file was being parsed when the daemon stopped: it is failed, not parsed again (nothing is parsed here)."""
+        died_in = self.marks.left()
         for stored in self.journal.load():
             task = stored.task
             try:
@@ -80,7 +85,9 @@ class Engine(TaskList):
             if task.status in (TaskStatus.QUEUED, TaskStatus.PAUSED):
                 task.bytes_uploaded = job.multipart.bytes_done(task.bytes_total)
                 self._save(task)
-            if task.status is TaskStatus.QUEUED:
+            if task.status is TaskStatus.QUEUED and task.task_id in died_in:
+                self._fail(job, unsurvived(task.name))
+            elif task.status is TaskStatus.QUEUED:
                 batch.queue.append(task.task_id)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="pixlift-dispatcher")
         self._wake.set()
@@ -306,7 +313,8 @@ class Engine(TaskList):
     async def _prepare(self, job: Job, digests: frozenset[str]) -> None:
         """Once per task, before it is named: its metadata removed into an edited copy (processing.py)."""
         before = job.checked
-        if await prepare_job(job, self.config.current.images_for(job.task.profile), self.spool, digests):
+        if await prepare_job(job, self.config.current.images_for(job.task.profile), self.spool, digests,
+                             self.marks):
             if job.checked is not before:  # an edited copy goes; a note alone is saved with the task's state
                 self.journal.update_prepared(job.task, job.checked.to_json(),
                                              job.original.to_json() if job.original else None)

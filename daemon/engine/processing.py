@@ -5,6 +5,12 @@ of the bytes sent). The edited copy goes into the spool, so that a retry, a resu
 multipart parts all send the same bytes; the original file is never changed, and the copy is removed with
 the task's other spooled bytes. ``Task.processing`` says what was done.
 
+Parsing a file's metadata never runs on the event loop: it runs on the parse threads of
+``metadata_bounds.GATE`` (a few at once, each within its time budget), marked in ``ParseMarks`` while it
+runs, so that a file the daemon did not survive is failed at the next start instead of parsed again. A file
+that cannot be read well enough fails ``metadata_unreadable`` (stripping fails closed); one over the budget,
+or with a structure no valid file has, fails ``file_error``.
+
 ``copies`` is the dedup: bytes this profile already has (the journal knows each upload's SHA-256, so a new
 file costs no request) are confirmed with the store (a HEAD, the same size) and reused, key and link.
 """
@@ -23,12 +29,13 @@ from typing import Any
 
 from ..core.config import SMALL_FILE, ImageSettings
 from ..core.tasks import Task
-from ..errors import SourceError, TransferError
+from ..errors import MetadataUnreadable, SourceError, TransferError
 from ..files.paths import CheckedFile, Identity
 from ..files.sources import Source
 from ..files.spool import Spool
 from ..images.convert import convert
-from ..images.metadata import EDITED, NOT_EDITED, NotAnImage, strip
+from ..images.metadata import EDITED, NOT_EDITED, GaveUp, Unreadable, strip
+from ..images.metadata_bounds import GATE, ParseMarks, budget
 from ..journal.journal import Journal
 from ..providers.base import Provider
 from .worker import INLINE_READ, Job, off_loop
@@ -36,7 +43,7 @@ from .worker import INLINE_READ, Job, off_loop
 log = logging.getLogger(__name__)
 
 # image formats whose metadata pixlift does not edit yet: said in the task, so nobody assumes it was
-UNEDITED_IMAGES = ("image/jxl", "image/bmp", "image/x-icon")
+UNEDITED_IMAGES = ("image/bmp", "image/x-icon")
 
 
 @dataclass(frozen=True)
@@ -45,17 +52,13 @@ class Prepared:
     processing: dict[str, Any]
 
 
-def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool, source: Source | None = None) -> Prepared | None:
-    """Blocking (run it on a worker thread). None: send the file as it is, with nothing to report. ``source``:
-    the file already opened (and, when small, read) for its upload; otherwise it is opened here."""
+def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool, source: Source | None = None,
+            profile: str = "") -> Prepared | None:
+    """Blocking (run it on a parse thread). None: send the file as it is, with nothing to report. ``source``:
+    the file already opened (and, when small, read) for its upload; otherwise it is opened here. Raises
+    MetadataUnreadable or SourceError when the file cannot go."""
     if images.convert_to or images.max_dimension:
-        return _convert(checked, images, spool)
-    if checked.content_type == "image/tiff" and images.strip_metadata == "all":  # its tags describe the image
-        prepared = _convert(checked, images, spool)
-        if prepared is not None:
-            prepared.processing["note"] = ("re-encoded as a lossless TIFF: a TIFF's tags cannot be removed in "
-                                           "place")
-        return prepared
+        return _convert(checked, images, spool, profile)
     mode = images.strip_metadata
     if mode == "none":
         return None
@@ -73,15 +76,14 @@ def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool, source: S
         return made[0] / checked.name
 
     try:
-        removed = strip(source.fd if source.data is None else source.data, checked.content_type, mode, target)
-    except NotAnImage:
-        _drop(made)
-        return Prepared(checked, _info([], checked.size, checked.size,
-                                       "its bytes do not parse as the image they start like; sent as it is"))
+        removed = _strip(source.fd if source.data is None else source.data, checked, mode, target, profile)
     except OSError as exc:
         _drop(made)
         raise SourceError(f"{checked.name}: its metadata could not be removed ({exc.strerror or exc}); "
                           "nothing was sent. Check the disk holding pixlift's spool.") from exc
+    except BaseException:
+        _drop(made)
+        raise
     finally:
         if opened:
             source.close()
@@ -93,11 +95,36 @@ def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool, source: S
     st = os.stat(out)
     edited = CheckedFile(path=str(out), root=str(folder), name=checked.name, size=st.st_size,
                          content_type=checked.content_type, identity=Identity.of(st))
-    return Prepared(edited, _info(removed, checked.size, st.st_size, None))
+    groups, notes = _split(removed)
+    return Prepared(edited, _info(groups, checked.size, st.st_size, notes))
 
 
-def _convert(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepared | None:
-    """Re-encode (and scale) with Pillow (images/convert.py); a file that is not a picture goes as it is."""
+def _strip(content: int | bytes, checked: CheckedFile, mode: str, out: Path | Callable[[], Path],
+           profile: str) -> list[str] | None:
+    """``metadata.strip``, its failures in words a person can act on."""
+    try:
+        return strip(content, checked.content_type, mode, out)
+    except Unreadable as exc:
+        where = f"[profiles.{profile}.images]" if profile else "[images]"
+        raise MetadataUnreadable(
+            f"{checked.name}: pixlift cannot read its metadata well enough to be sure no "
+            f"{'location' if mode == 'location' else 'metadata'} is left ({exc}), so it was not sent. To send "
+            f"it as it is, set strip_metadata = \"none\" in {where}.") from exc
+    except GaveUp as exc:
+        where = f" for profile {profile}" if profile else ""
+        raise SourceError(f"pixlift gave up reading {checked.name}: {exc}. Nothing was sent; if you trust the "
+                          f"file, strip_metadata = \"none\"{where} sends it without reading it.") from exc
+
+
+def _split(removed: list[str]) -> tuple[list[str], str | None]:
+    """Tag groups, and the notes the editors added (``note:...``) for ``processing.note``."""
+    notes = [r[5:] for r in removed if r.startswith("note:")]
+    return [r for r in removed if not r.startswith("note:")], "; ".join(notes) or None
+
+
+def _convert(checked: CheckedFile, images: ImageSettings, spool: Spool, profile: str) -> Prepared | None:
+    """Re-encode (and scale) with Pillow (images/convert.py); a file that is not a picture goes as it is. What Pillow
+    carried over (XMP, its own idea of EXIF) passes the same stripping as any file, within its own budget."""
     if not checked.content_type.startswith("image/") or checked.content_type == "image/svg+xml":
         return None
     source = Source.open(checked, small=0)
@@ -106,6 +133,15 @@ def _convert(checked: CheckedFile, images: ImageSettings, spool: Spool) -> Prepa
         with os.fdopen(os.dup(source.fd), "rb") as fh:
             out, mime, removed = convert(fh, checked.name, folder, to=images.convert_to, quality=images.quality,
                                          max_dimension=images.max_dimension, strip_metadata=images.strip_metadata)
+        if images.strip_metadata != "none":
+            again = out.with_name("stripped-" + out.name)
+            converted = CheckedFile(path=str(out), root=str(folder), name=out.name, size=out.stat().st_size,
+                                    content_type=mime, identity=Identity.of(out.stat()))
+            with budget():
+                more = _strip(out.read_bytes(), converted, images.strip_metadata, again, profile)
+            if more:
+                os.replace(again, out)
+                removed = sorted(set(removed) | set(_split(more)[0]))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -128,35 +164,60 @@ def _info(stripped: list[str], before: int, after: int, note: str | None) -> dic
     return {"stripped": stripped, "converted_to": None, "bytes_before": before, "bytes_after": after, "note": note}
 
 
-def _open_and_prepare(checked: CheckedFile, images: ImageSettings, spool: Spool,
-                      digests: Iterable[str]) -> tuple[Source, Prepared | None]:
+def _close(late: tuple[Source, Prepared | None]) -> None:
+    late[0].close()
+
+
+def _open_and_prepare(checked: CheckedFile, images: ImageSettings, spool: Spool, digests: Iterable[str],
+                      profile: str) -> tuple[Source, Prepared | None]:
     """A small file opened, read and hashed for its upload, and its metadata checked from the same bytes."""
     source = Source.open(checked, digests=digests)
     try:
-        return source, prepare(checked, images, spool, source)
+        return source, prepare(checked, images, spool, source, profile)
     except BaseException:
         source.close()
         raise
 
 
-async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: Iterable[str] = ()) -> bool:
+def parses(checked: CheckedFile, images: ImageSettings) -> bool:
+    """Whether preparing the file reads its bytes as an image (on a parse thread, never on the loop)."""
+    return bool(images.convert_to or images.max_dimension) or (
+        images.strip_metadata != "none" and checked.content_type in EDITED)
+
+
+async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: Iterable[str] = (),
+                      marks: ParseMarks | None = None) -> bool:
     """Prepare a task's file once (not again on a retry or after a restart); True when the task changed.
 
     A small file is opened and read once, here, for both (with the ``digests`` its upload needs): the upload
-    sends these bytes unless an edited copy replaces them. Up to ``INLINE_READ`` that happens on the loop (a
-    header or two to parse), above it in one hop to a worker thread."""
+    sends these bytes unless an edited copy replaces them. A file whose metadata is to be read goes to a
+    parse thread (``metadata_bounds.GATE``), marked in ``marks`` while it is read; one that needs no parsing
+    is opened on the loop up to ``INLINE_READ``, and on a worker thread above it."""
     task = job.task
     if task.key is not None or job.original is not None or task.processing is not None:
         return False
-    once = job.checked.size <= SMALL_FILE and not (images.convert_to or images.max_dimension)
-    if once and job.checked.size <= INLINE_READ:
-        job.source, prepared = _open_and_prepare(job.checked, images, spool, digests)
+    convert = bool(images.convert_to or images.max_dimension)
+    once = job.checked.size <= SMALL_FILE and not convert
+    profile = task.profile
+    if not parses(job.checked, images):
+        if once and job.checked.size <= INLINE_READ:
+            job.source, prepared = _open_and_prepare(job.checked, images, spool, digests, profile)
+        elif once:
+            opened, prepared = await off_loop(
+                partial(_open_and_prepare, job.checked, images, spool, digests, profile), _close)
+            job.source = opened
+        else:
+            prepared = await asyncio.to_thread(prepare, job.checked, images, spool, None, profile)
+    elif convert:  # Pillow decodes: its own time, on a worker thread; the stripping after it has its budget
+        work = partial(prepare, job.checked, images, spool, None, profile)
+        prepared = await asyncio.to_thread(marks.around(task.task_id, work) if marks else work)
     elif once:
-        opened = await off_loop(partial(_open_and_prepare, job.checked, images, spool, digests),
-                                lambda late: late[0].close())
-        job.source, prepared = opened
+        work2 = partial(_open_and_prepare, job.checked, images, spool, digests, profile)
+        opened, prepared = await GATE.run(marks.around(task.task_id, work2) if marks else work2, _close)
+        job.source = opened
     else:
-        prepared = await asyncio.to_thread(prepare, job.checked, images, spool)
+        work3 = partial(prepare, job.checked, images, spool, None, profile)
+        prepared = await GATE.run(marks.around(task.task_id, work3) if marks else work3)
     if prepared is None:
         return False
     task.processing = prepared.processing
@@ -169,6 +230,14 @@ async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: It
         job.checked = prepared.checked
         task.bytes_total = prepared.checked.size
     return True
+
+
+def unsurvived(name: str) -> SourceError:
+    """The failure of a task whose parse the daemon did not survive (ParseMarks): said, not tried again."""
+    return SourceError(f"pixlift stopped while it was reading {name} (the daemon crashed, hung or was killed "
+                       "meanwhile), so it gave up on this file instead of reading it again at this start. Retry it "
+                       "to try once more, or set strip_metadata = \"none\" for its profile to send it without "
+                       "reading it.")
 
 
 def copies(journal: Journal, provider: Provider, task: Task) -> Callable[[str], Awaitable[str | None]]:

@@ -4,7 +4,7 @@ presigned uploads that apps send themselves.
 Holds: ``fetch`` (``upload_urls``: redirects, limits, the address rules), ``clipboard`` (reading and writing the
 desktop clipboard through xclip, wl-clipboard, pbpaste or PowerShell), ``presigned`` (``create_upload_urls`` and
 ``confirm_uploads``).
-May import: core, errors, files, journal, providers, settings.
+May import: core, engine, errors, files, images, journal, providers, settings.
 Used by: the application layer and the composition root; the faces that read the clipboard themselves (the
 tray's menu, the PicGo server).
 """

@@ -5,6 +5,11 @@ order, a signed PUT (S3 and OSS, through their SDKs) or the daemon's own one-tim
 an error; one bad entry never fails the others. ``confirm`` asks the store whether the object arrived with the
 announced size and records it in the history like any upload, with its link; ``missing`` and ``mismatch``
 say what went wrong. Announced uploads are kept in memory for ``LIFETIME_S``: after a restart, ask again.
+
+Bytes PUT to the local store's one-time URL pass the same image policy as every other way in
+(``processing.prepare``: the location removed, or the file refused as ``metadata_unreadable``), so what is
+stored may be smaller than announced; ``confirm`` then expects the size that was stored. Bytes PUT to an S3
+or OSS presigned URL go straight to that store and never pass through pixlift: nothing can be removed there.
 """
 
 from __future__ import annotations
@@ -17,15 +22,18 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from ..core.config import SettingsBox
 from ..core.keys import render_key
 from ..core.views import iso
+from ..engine.processing import prepare
 from ..errors import FileRefused, InvalidParams, NotFound, PixliftError
 from ..files.paths import IMAGE_FORMATS
 from ..files.sources import Source
 from ..files.spool import Spool
+from ..images.metadata_bounds import GATE
 from ..journal.journal import Journal
 from ..providers.multipart import MultipartState
 from ..providers.registry import ProviderPool
@@ -55,6 +63,7 @@ class Presigned:
         self._base_url = base_url
         self._announced: dict[tuple[str, str], Announced] = {}
         self._tokens: dict[str, Announced] = {}
+        self._stored: dict[tuple[str, str], int] = {}  # what the local store kept, when the policy changed it
 
     async def create(self, files: list[Any], profile: str | None) -> dict[str, Any]:
         if not isinstance(files, list) or not 0 < len(files) <= MAX_FILES:
@@ -123,13 +132,20 @@ class Presigned:
                 self._tokens[token] = announced
                 raise FileRefused(f"{checked.size} bytes arrived, {announced.size} were announced; nothing was "
                                   "stored. Send the whole file again.")
-            source = await asyncio.to_thread(Source.open, checked)
+            images = self._config.current.images_for(announced.profile)
+            prepared = await GATE.run(partial(prepare, checked, images, self._spool, None, announced.profile))
+            sent = prepared.checked if prepared is not None else checked
+            source = await asyncio.to_thread(Source.open, sent)
             try:
                 with self._providers.lease(announced.profile) as provider:
                     await provider.upload(source, announced.key, on_bytes=lambda n: None, state=MultipartState(),
                                           on_part=lambda: None)
             finally:
                 source.close()
+                if sent is not checked:
+                    self._spool.drop(sent)
+            if sent.size != announced.size:
+                self._stored[(announced.profile, announced.key)] = sent.size
         finally:
             self._spool.drop(checked)
 
@@ -153,11 +169,12 @@ class Presigned:
             if stored is None:
                 return {"key": key, "status": "missing", "message": "Nothing arrived at the store under this key: "
                         "PUT the file to its URL, with its headers, then confirm."}
-            if stored != announced.size:
+            if stored != self._stored.get((profile, key), announced.size):
                 return {"key": key, "status": "mismatch", "message": f"The store holds {stored} bytes under this "
                         f"key; {announced.size} were announced. PUT the whole file again, then confirm."}
             url = await provider.link(key)
         self._announced.pop((profile, key), None)
+        self._stored.pop((profile, key), None)
         lifetime = lifetime_of(self._config.current.profiles.get(profile))
         now = time.time()
         self._journal.add_upload(f"presigned-{uuid.uuid4().hex}", announced.name, url, stored, profile, key, now,
