@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1  # PyGObject
   shellcheck desktop-file-utils systemd      # the installer scripts and the units they write
   libglib2.0-bin gnome-settings-daemon-common   # gsettings and GNOME's shortcut schema: the installer's hotkey
+  openssh-sftp-server                        # OpenSSH's own sftp-server, a real SFTP server for the tests
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -1,7 +1,7 @@
 """SFTP (a VPS, a NAS with SSH), through asyncssh: one SSH connection per profile, shared by its uploads.
 
 The server's host key must be in ``known_hosts`` (unknown or changed: ``host_key_unknown``, before a login is
-tried or a byte is written). A file is written to a temporary name beside its key (``.NAME.<id>.pixlift-part``,
+tried or a byte is written; ``sftp_login.py`` builds the login). A file is written to a temporary name beside its key (``.NAME.<id>.pixlift-part``,
 kept in the task's ``upload_id`` so that a cancel deletes it even after an outage or a restart), then renamed
 over the key (posix-rename where the server has it, else remove and rename): a link never serves half a file.
 Missing folders are made (mkdir -p) and remembered.
@@ -19,15 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import posixpath
 import stat
 import uuid
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 with warnings.catch_warnings():  # cryptography's deprecation of DSA, raised as asyncssh imports it
     warnings.simplefilter("ignore")
@@ -39,6 +37,7 @@ from ..sources import Source
 from .base import OnBytes, Provider, chain, describe, public_url
 from .inflight import InFlight
 from .multipart import MultipartState
+from .sftp_login import host_key_error, login_options
 
 if TYPE_CHECKING:
     from .sftp_kind import SftpProfile
@@ -47,7 +46,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 logging.getLogger("asyncssh").setLevel(logging.WARNING)  # a line per channel and request at INFO
 
-KEEPALIVE_S = 15.0  # a link that died without a word is noticed after 3 unanswered keepalives
 MAX_WRITE = 256 * 1024  # per write request, below what the server allows
 WINDOW = 2 * 1024 * 1024  # bytes written and not yet acknowledged, per file
 READ_BLOCK = 1024 * 1024  # read off the loop at a time
@@ -83,7 +81,7 @@ class SftpProvider(Provider):
             if self._sftp is not None and self._conn is not None and not self._conn.is_closed():
                 return self._sftp
             self._drop()
-            options = await asyncio.to_thread(self._options)  # reads known_hosts and the key file
+            options = await asyncio.to_thread(login_options, self.profile, self.transfers)  # reads files
             try:
                 conn = await asyncssh.connect(**options)
             except Exception as exc:
@@ -95,47 +93,6 @@ class SftpProvider(Provider):
                 raise self._translate(exc) from exc
             self._conn, self._sftp = conn, sftp
             return sftp
-
-    def _options(self) -> dict[str, Any]:
-        p, t = self.profile, self.transfers
-        options: dict[str, Any] = {
-            "host": p.host, "port": p.port, "known_hosts": self._known_hosts(), "connect_timeout": t.connect_timeout_s,
-            "login_timeout": max(t.connect_timeout_s, t.read_timeout_s), "keepalive_interval": KEEPALIVE_S,
-            "keepalive_count_max": 3}
-        if p.username:
-            options["username"] = p.username
-        if p.key_file:
-            options.update(client_keys=[self._key()], agent_path=None)
-        elif p.password:
-            options.update(client_keys=None, agent_path=None)  # the password alone: no keys tried before it
-        if p.password:
-            options["password"] = p.password
-        return options
-
-    def _known_hosts(self) -> asyncssh.SSHKnownHosts:
-        path = os.path.expanduser(self.profile.known_hosts)
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            text = ""  # every host is unknown: the message says how to add this one
-        except OSError as exc:
-            raise self._host_key(f"{path} cannot be read ({exc.strerror})") from exc
-        try:
-            return asyncssh.import_known_hosts(text)
-        except (ValueError, asyncssh.KeyImportError) as exc:
-            raise self._host_key(f"{path} is not a known_hosts file ({describe(exc)})") from exc
-
-    def _key(self) -> asyncssh.SSHKey:
-        p = self.profile
-        path = os.path.expanduser(p.key_file or "")
-        try:
-            return asyncssh.read_private_key(path, p.key_passphrase)
-        except asyncssh.KeyEncryptionError as exc:
-            raise PermanentStorageError(f"The key {path} of profile {p.name!r} cannot be decrypted ({describe(exc)}). "
-                                        "Check key_passphrase.", code="invalid_credentials") from exc
-        except (OSError, asyncssh.KeyImportError, ValueError) as exc:
-            raise PermanentStorageError(f"The key {path} of profile {p.name!r} cannot be used ({describe(exc)}). "
-                                        "Check key_file.", code="invalid_credentials") from exc
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -151,14 +108,6 @@ class SftpProvider(Provider):
                     await conn.wait_closed()
 
     # -- what went wrong, for a person ------------------------------------------------------------------------
-    def _host_key(self, why: str) -> PermanentStorageError:
-        p = self.profile
-        return PermanentStorageError(
-            f"The SSH host key of {p.host} (port {p.port}) is not trusted: {why}; nothing was sent. If this is your "
-            f"server, add its key to known_hosts: ssh-keyscan -p {p.port} {p.host} >> {p.known_hosts} (check the "
-            f"fingerprint it prints against the server's); if the key changed, remove the old one first: "
-            f"ssh-keygen -R '[{p.host}]:{p.port}'.", code="host_key_unknown")
-
     def _translate(self, exc: BaseException) -> TransferError:
         for cur in chain(exc):
             if isinstance(cur, SourceError | Interrupted):
@@ -167,7 +116,7 @@ class SftpProvider(Provider):
         if isinstance(exc, TransferError):
             return exc
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-            return self._host_key(f"it is not in {p.known_hosts}, or it changed since it was added")
+            return host_key_error(p, f"it is not in {p.known_hosts}, or it changed since it was added")
         if isinstance(exc, asyncssh.PermissionDenied):
             what = " and ".join(n for n, v in (("password", p.password), ("key_file", p.key_file)) if v) or \
                 "the keys of your SSH agent (or set password or key_file)"
