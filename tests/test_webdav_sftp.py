@@ -25,6 +25,8 @@ import pytest
 from conftest import Daemon, Home, RpcFailure, make_image, pixlift_env, wait_until
 from davsftp import PASSWORD, USER, HostKey, OpenSshSftp, Rclone, WebServer, files_under, sftp_server_path
 from netproxy import Proxy
+from playwright.sync_api import expect
+from test_ui import Ui, browser, form_field, open_ui  # noqa: F401 - the browser fixtures
 
 MiB = 1024 * 1024
 KiB = 1024
@@ -428,3 +430,48 @@ def test_profiles_are_checked_before_they_are_saved(daemon: Daemon) -> None:
     vps = next(p for p in saved["profiles"] if p["name"] == "vps")
     assert vps["port"] == 2222 and vps["password_set"] is True and "password" not in vps
     assert "secret-pw" not in str(saved)
+
+
+# -- the settings page, in a real browser ----------------------------------------------------------------------------
+def test_the_settings_page_configures_an_sftp_store_and_uploads_through_it(
+        home: Home, tmp_path: Path, daemon_factory: Callable[..., Daemon],
+        open_ui: Callable[..., Ui]) -> None:  # noqa: F811 - the fixture imported above
+    store, stop = start_store("sftp-rclone", tmp_path)
+    try:
+        d = daemon_factory()
+        p = store.profile
+        ui = open_ui(d)
+        page = ui.page
+        ui.go("Settings")
+        page.get_by_role("button", name="Add profile").click()
+        dialog = page.get_by_role("dialog", name="Add profile")
+        form_field(dialog, "Name").fill("vps")
+        form_field(dialog, "Provider").select_option("sftp")
+        dialog.get_by_label("Host", exact=True).fill(p["host"])
+        form_field(dialog, "Port").fill(str(p["port"]))
+        form_field(dialog, "Username").fill(p["username"])
+        form_field(dialog, "Password").fill("wrong")
+        form_field(dialog, "Remote folder").fill(p["root"])
+        form_field(dialog, "known_hosts file").fill(p["known_hosts"])
+        dialog.locator("summary", has_text="Links and names").click()
+        form_field(dialog, "Public base URL").fill(p["public_base_url"])
+        dialog.get_by_role("button", name="Test connection").click()
+        result = dialog.locator("#profile-result")
+        expect(result).to_contain_text("refused the login of pixlift")
+        form_field(dialog, "Password").fill(p["password"])
+        dialog.get_by_role("button", name="Test connection").click()
+        expect(result).to_contain_text("the host key is known, the login works")
+        dialog.get_by_role("button", name="Save").click()
+        expect(dialog).to_be_hidden()
+        card = page.locator("#profile-list > li[data-name=vps]")
+        expect(card).to_contain_text(f"SFTP pixlift@127.0.0.1:{p['port']}")
+        saved = next(x for x in d.rpc("list_profiles")["profiles"] if x["name"] == "vps")
+        assert saved["port"] == p["port"] and saved["password_set"] is True
+        photo = make_image(home.pictures / "via-ui.jpg", 40_000, seed=9)
+        batch = d.rpc("upload_images", {"paths": [str(photo)], "profile": "vps"})["batch_id"]
+        task = d.wait_batch(batch)["tasks"][0]
+        assert task["status"] == "completed", task["error"]
+        assert store.fetch(task["url"]) == photo.read_bytes()
+        ui.assert_no_console_errors()
+    finally:
+        stop()

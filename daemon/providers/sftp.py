@@ -1,10 +1,10 @@
 """SFTP (a VPS, a NAS with SSH), through asyncssh: one SSH connection per profile, shared by its uploads.
 
 The server's host key must be in ``known_hosts`` (unknown or changed: ``host_key_unknown``, before a login is
-tried or a byte is written; ``sftp_login.py`` builds the login). A file is written to a temporary name beside its key (``.NAME.<id>.pixlift-part``,
-kept in the task's ``upload_id`` so that a cancel deletes it even after an outage or a restart), then renamed
-over the key (posix-rename where the server has it, else remove and rename): a link never serves half a file.
-Missing folders are made (mkdir -p) and remembered.
+tried or a byte is written; ``sftp_login.py`` builds the login). A file is written to a temporary name beside
+its key (``.NAME.<id>.pixlift-part``, kept in the task's ``upload_id`` so that a cancel deletes it even after an
+outage or a restart), then renamed over the key (posix-rename where the server has it, else remove and
+rename): a link never serves half a file. Missing folders are made (mkdir -p) and remembered.
 
 Progress is what the server acknowledged, write by write: the writes are pipelined (a window of requests in
 flight), and each counts when its status reply arrives, in order, so ``MultipartState.held`` is always a prefix
