@@ -12,6 +12,7 @@ APT_PACKAGES=(
   shellcheck desktop-file-utils systemd      # the installer scripts and the units they write
   libglib2.0-bin gnome-settings-daemon-common   # gsettings and GNOME's shortcut schema: the installer's hotkey
   libimage-exiftool-perl                     # exiftool: the independent reader that judges metadata removal
+  openssh-sftp-server                        # OpenSSH's own sftp-server, a real SFTP server for the tests
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

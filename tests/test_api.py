@@ -218,7 +218,7 @@ def test_cli_config_check_names_the_broken_profile(home: Home, s3_server: Any) -
 
 @pytest.mark.parametrize(("config", "needles"), [
     ("[profiles.x]\nprovider = 's3'\nbucket = \n", ["config.toml", "line 3", "not valid TOML"]),
-    ("[profiles.x]\nprovider = 'ftp'\n", ["profiles.x.provider", "'ftp'", 'provider = "local", "s3" or "oss"']),
+    ("[profiles.x]\nprovider = 'ftp'\n", ["profiles.x.provider", "'ftp'", 'Write provider = "local", "s3", ']),
     ("[profiles.x]\nprovider = 's3'\n", ["profiles.x", "missing 'bucket'", 'bucket = "..."']),
     ("[profiles.x]\nprovider = 's3'\nbucket = 'b'\nbucket_name = 'c'\n", ["bucket_name", "Did you mean 'bucket'"]),
     ("[storage]\ndefault = 'cloud'\n", ["storage.default", "'cloud'", "not defined"]),

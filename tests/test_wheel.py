@@ -76,7 +76,7 @@ def test_the_installed_wheel_serves_the_api_and_every_ui_file(wheel: Path, tmp_p
             "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             kinds, daemon = sorted(json.loads(resp.read()), key=lambda r: r["id"])
-        assert {k["provider"] for k in kinds["result"]["kinds"]} == {"local", "s3", "oss"}
+        assert {k["provider"] for k in kinds["result"]["kinds"]} == {"local", "s3", "oss", "webdav", "sftp"}
         assert daemon["result"]["pid"] == proc.pid
         for path in (REPO_ROOT / "ui").rglob("*"):
             if path.is_file() and path.suffix in (".js", ".css", ".svg", ".html"):

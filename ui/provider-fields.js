@@ -1,7 +1,7 @@
 // The profile editor's provider-specific fields, built from the kinds of storage the daemon serves
 // (list_provider_kinds), so a provider the daemon gains needs no change here.
 //
-// Kind = {provider, label, legend, fields: [{name, label, input: text|url|password|select, secret, placeholder,
+// Kind = {provider, label, legend, fields: [{name, label, input: text|url|password|select|number, secret, placeholder,
 // choices: [[value, label], ...] | null}]}. Secret fields are write-only: the daemon never sends their value,
 // only "<name>_set" on each profile.
 
@@ -26,7 +26,8 @@ function control(f) {
     return el("input", { name: f.name, type: "password", "data-secret": f.secret, autocomplete: "new-password",
       placeholder: f.placeholder || null });
   }
-  return el("input", { name: f.name, type: f.input === "url" ? "url" : null, "data-secret": f.secret,
+  const type = f.input === "url" || f.input === "number" ? f.input : null;
+  return el("input", { name: f.name, type, "data-secret": f.secret,
     autocomplete: "off", placeholder: f.placeholder || null, spellcheck: "false" });
 }
 

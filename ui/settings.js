@@ -180,7 +180,10 @@ function collect(state) {
   const provider = dom.form.elements.provider.value;
   const fields = { provider };
   const fs = fieldsets(state).find((f) => f.dataset.provider === provider);
-  for (const field of fs?.querySelectorAll("input, select") ?? []) fields[field.name] = field.value.trim();
+  for (const field of fs?.querySelectorAll("input, select") ?? []) {
+    const value = field.value.trim();
+    fields[field.name] = field.type === "number" && value !== "" ? Number(value) : value; // a number, not text
+  }
   fields.public_base_url = input(state, "public_base_url").value.trim();
   fields.key_template = input(state, "key_template").value.trim();
   const images = {};

@@ -3,7 +3,8 @@ and listed in ``registry``: a new store is a module, its kind, and one line ther
 
 Holds: ``base`` (the interface, retries, outage waiting), ``kind`` (a provider described as data: fields,
 checks), ``registry`` (the kinds and the pool of live providers), ``local``, ``s3`` with ``s3_kind`` and
-``s3_wire`` (the lean PUT path), ``oss`` with ``oss_kind``, and the plumbing they share: ``acked`` (a body that
+``s3_wire`` (the lean PUT path), ``oss`` with ``oss_kind``, ``webdav`` with ``webdav_kind``, ``sftp`` with ``sftp_kind`` and
+``sftp_login`` (host keys and logins), and the plumbing they share: ``acked`` (a body that
 counts what the store acknowledged), ``http1`` (pooled keep-alive connections), ``inflight`` (bytes in flight),
 ``multipart`` (a multipart upload's saved state).
 May import: core, errors, files, pixlift.

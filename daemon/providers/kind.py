@@ -26,7 +26,7 @@ class FormField:
 
     name: str
     label: str
-    input: Literal["text", "url", "password", "select"] = "text"
+    input: Literal["text", "url", "password", "select", "number"] = "text"  # a number is sent as one
     placeholder: str = ""
     choices: tuple[tuple[str, str], ...] | None = None
 

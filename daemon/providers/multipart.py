@@ -8,7 +8,10 @@ from typing import Any
 
 @dataclass(slots=True)
 class MultipartState:
-    """What survives a pause, a retry or a restart of a multipart upload: its id and its finished parts."""
+    """What survives a pause, a retry or a restart of a multipart upload: its id and its finished parts.
+
+    A store that takes one file written in order and can go on at an offset (SFTP) keeps its temporary file's
+    name in ``upload_id`` and the bytes written to it, in order and acknowledged, in ``held`` (no parts)."""
 
     key: str | None = None
     upload_id: str | None = None
@@ -16,6 +19,7 @@ class MultipartState:
     parts: dict[int, str] = field(default_factory=dict)  # part number -> ETag
     checksums: dict[int, int] = field(default_factory=dict)  # part number -> CRC64 where the store gives one
     verified: bool = False  # parts checked against the store in this process
+    held: int = 0  # a stream upload: bytes the store acknowledged, in order from the first
 
     @property
     def started(self) -> bool:
@@ -23,14 +27,18 @@ class MultipartState:
         return bool(self.upload_id)
 
     def bytes_done(self, size: int) -> int:
-        if not self.upload_id or not self.part_size:
+        if not self.upload_id:
+            return 0
+        if self.held:
+            return min(self.held, size)
+        if not self.part_size:
             return 0
         n_parts = max(1, -(-size // self.part_size))
         return sum(min(self.part_size, size - (n - 1) * self.part_size) for n in self.parts if n <= n_parts)
 
     def reset(self) -> None:
         self.key = self.upload_id = None
-        self.part_size = 0
+        self.part_size = self.held = 0
         self.parts.clear()
         self.checksums.clear()
         self.verified = False
@@ -38,7 +46,7 @@ class MultipartState:
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "upload_id": self.upload_id, "part_size": self.part_size,
                 "parts": {str(k): v for k, v in self.parts.items()},
-                "checksums": {str(k): v for k, v in self.checksums.items()}}
+                "checksums": {str(k): v for k, v in self.checksums.items()}, "held": self.held}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any] | None) -> MultipartState:
@@ -46,7 +54,8 @@ class MultipartState:
             return cls()
         return cls(key=raw.get("key"), upload_id=raw.get("upload_id"), part_size=int(raw.get("part_size") or 0),
                    parts={int(k): str(v) for k, v in (raw.get("parts") or {}).items()},
-                   checksums={int(k): int(v) for k, v in (raw.get("checksums") or {}).items()})
+                   checksums={int(k): int(v) for k, v in (raw.get("checksums") or {}).items()},
+                   held=int(raw.get("held") or 0))
 
 
 def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:

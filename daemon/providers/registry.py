@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import ProfileBase, SettingsBox
-from . import local, oss_kind, s3_kind
+from . import local, oss_kind, s3_kind, sftp_kind, webdav_kind
 from .base import Provider
 from .inflight import InFlight
 from .kind import BuildContext, ProviderKind
 
-KINDS: Mapping[str, ProviderKind[Any]] = {k.name: k for k in (s3_kind.KIND, oss_kind.KIND, local.KIND)}
+KINDS: Mapping[str, ProviderKind[Any]] = {k.name: k for k in (
+    s3_kind.KIND, oss_kind.KIND, webdav_kind.KIND, sftp_kind.KIND, local.KIND)}
 SECRET_KEYS = frozenset(name for k in KINDS.values() for name in k.profile_type.secret_fields())
 
 
