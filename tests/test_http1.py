@@ -207,9 +207,10 @@ async def test_a_refusal_before_the_body_is_read_is_the_answer_even_if_the_store
 
 async def test_https_is_checked_against_the_trusted_authorities(tmp_path: Path) -> None:
     """A store whose certificate nobody vouches for is refused, saying so; once its authority is trusted (the
-    context the S3 provider makes from botocore's ``verify``: a company's CA bundle), the PUT goes through TLS, and its body is watched at the TCP socket
-    under the encryption: once the store has answered, that socket says every byte is acknowledged (a body
-    handed something other than the TCP socket would count a whole send buffer as still on its way)."""
+    context the S3 provider makes from botocore's ``verify``: a company's CA bundle), the PUT goes through TLS,
+    and its body is watched at the TCP socket under the encryption: once the store has answered, that socket
+    says every byte is acknowledged (a body handed something other than the TCP socket would count a whole send
+    buffer as still on its way)."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out",

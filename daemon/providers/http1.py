@@ -308,6 +308,8 @@ class Pool:
             if conn.usable and not self._closed:
                 conn.idle_since = time.monotonic()
                 self._idle.append(conn)
+            if self._forward and answer.status in (401, 407) and self._proxy is not None:
+                _proxy_refusal(answer, self._proxy)
             return answer
 
     async def _take(self) -> Connection:
@@ -358,6 +360,14 @@ class Pool:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+
+
+def _proxy_refusal(answer: Answer, proxy: Proxy) -> None:
+    """Raise ProxyRefused when a request in absolute form was refused by the proxy, not the store: a 407, or a
+    401 asking for Basic credentials (tinyproxy's answer), which S3 stores never send."""
+    basic = answer.headers.get("www-authenticate", "").lower().startswith("basic")
+    if answer.status == 407 or basic:
+        raise ProxyRefused(proxy.shown, 407, "Proxy Authentication Required")
 
 
 def _unchecked() -> ssl.SSLContext:

@@ -32,7 +32,8 @@ from .dial import Proxy
 from .http1 import CertificateUntrusted
 
 AWS = "https://s3.amazonaws.com"  # where a profile with no endpoint_url goes
-HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH: the certificate is valid, for other names
+# X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH: the certificate is valid, for other names
+NAME_MISMATCH = frozenset({62, 64})
 
 
 @dataclass
@@ -62,17 +63,17 @@ class Network:
 
     def describe_proxy(self, url: str) -> str:
         proxy_url = self.proxy_url(url)
-        return f"through the proxy {shown(proxy_url)}" if proxy_url else "directly (no proxy)"
+        return f"through the proxy {shown(proxy_url)}" if proxy_url else "directly, with no proxy"
 
     def untrusted(self, host: str, exc: ssl.SSLCertVerificationError, url: str) -> str:
         """What to tell the user about a certificate the client refused."""
         name = self.profile
-        how = self.describe_proxy(url)
-        if exc.verify_code == HOSTNAME_MISMATCH:
-            return (f"The TLS certificate presented for {host} ({how}) names another host "
-                    f"({exc.verify_message}). Check endpoint_url in [profiles.{name}]; a proxy that inspects TLS "
-                    "presents certificates of its own.")
-        return (f"The TLS certificate presented for {host} ({how}) is not trusted: {exc.verify_message}. Trust "
+        how = f"reached {self.describe_proxy(url)}"
+        why = str(exc.verify_message or exc.reason or exc).rstrip(".")
+        if exc.verify_code in NAME_MISMATCH:
+            return (f"The TLS certificate presented for {host} ({how}) names another host ({why}). Check "
+                    f"endpoint_url in [profiles.{name}]; a proxy that inspects TLS presents certificates of its own.")
+        return (f"The TLS certificate presented for {host} ({how}) is not trusted: {why}. Trust "
                 f"for profile {name!r} comes from {self.trust}. If a company certificate authority signs it, "
                 f"set ca_bundle in [profiles.{name}] (or AWS_CA_BUNDLE, or ca_bundle in the AWS config file) to "
                 "that authority's PEM file; SSL_CERT_FILE is not read by AWS tools.")
