@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1  # PyGObject
   shellcheck desktop-file-utils systemd      # the installer scripts and the units they write
   libglib2.0-bin gnome-settings-daemon-common   # gsettings and GNOME's shortcut schema: the installer's hotkey
+  tinyproxy-bin                              # a corporate proxy in front of the S3 test server (test_networks.py)
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
