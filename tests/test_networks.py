@@ -326,3 +326,39 @@ def test_retry_after_on_a_503_is_kept_for_the_wait() -> None:
     error = provider.translate(refused)
     assert isinstance(error, TransientStorageError) and error.code == "server_error"
     assert asked_wait(error) == 7.0
+
+
+async def test_the_clients_path_refuses_the_same_certificates_as_the_lean_path(s3_server: S3Server, ca: CA) -> None:
+    """When the client sends the requests (multipart calls, listings, or every request when the lean path is
+    off), the same context decides: untrusted fails as ``certificate_untrusted`` at once, a name mismatch says
+    so (aiobotocore's own session would check neither the name nor, through a proxy, the certificate)."""
+    from pixlift.config import TransferSettings
+    from pixlift.errors import CertificateUntrusted
+    from pixlift.providers.s3 import S3Provider
+    from pixlift.providers.s3_kind import S3Profile
+
+    s3_server.bucket("client-tls")
+    cert, key = ca.issue("client-localhost", dns=["localhost"])
+    front = TlsFront(s3_server.port, cert, key)
+    cases = [(f"https://localhost:{front.port}", None, "is not trusted"),
+             (f"https://127.0.0.1:{front.port}", str(ca.cert), "names another host"),
+             (f"https://localhost:{front.port}", str(ca.cert), None)]
+    try:
+        for endpoint, bundle, said in cases:
+            provider = S3Provider(S3Profile(name="c", bucket="client-tls", endpoint_url=endpoint, region="us-east-1",
+                                            access_key_id=AK, secret_access_key=SK, addressing_style="path",
+                                            ca_bundle=bundle), TransferSettings())
+            provider._lean = False  # the client's path alone
+            try:
+                started = time.monotonic()
+                if said is None:
+                    assert "reachable" in await provider.check()
+                    continue
+                with pytest.raises(CertificateUntrusted) as info:
+                    await provider.check()
+                assert time.monotonic() - started < 5
+                assert said in info.value.message and info.value.code == "certificate_untrusted"
+            finally:
+                await provider.close()
+    finally:
+        front.stop()

@@ -158,6 +158,5 @@ def certificate_failure(exc: BaseException) -> tuple[str | None, ssl.SSLCertVeri
     inner = exc.kwargs.get("error") if isinstance(exc, SSLError) else exc
     error = getattr(inner, "certificate_error", inner)
     if isinstance(error, ssl.SSLCertVerificationError):
-        host = getattr(getattr(inner, "_conn_key", None), "host", None)
-        return host, error
+        return getattr(inner, "host", None), error
     return None

@@ -136,7 +136,7 @@ class S3Provider(ObjectStore):
             session.client("s3", endpoint_url=p.endpoint_url, verify=verify, config=config)))
 
     def _decided(self, proxies: dict[str, str], verify: bool | str) -> Any:
-        """botocore's decisions for the client being built: kept for the lean path; the one TLS context."""
+        """botocore's decisions for the client being built, kept for the lean path; the one TLS context."""
         try:
             tls = tls_context(verify)
         except (OSError, ValueError) as exc:
@@ -189,8 +189,7 @@ class S3Provider(ObjectStore):
                       tls=net.tls if net is not None else True, proxy=proxy)
 
     async def _probe(self, wire: S3Wire) -> str | None:
-        """HEAD the bucket on the lean path: the region the store names when it is not the one signed for. A
-        refusal here (no such bucket, no permission) is left for the request that needs the bucket to report."""
+        """HEAD the bucket: the region the store names if not the one signed for (refusals are left to uploads)."""
         try:
             answer = await wire.head_bucket()
         except Exception as exc:
@@ -200,8 +199,7 @@ class S3Provider(ObjectStore):
         return named if named and named != wire.endpoint.region else None
 
     async def _relocate(self, region: str) -> None:
-        """Sign for ``region`` from now on: a new client and, when next needed, a new wire (the lock is held).
-        What was built for the old region stays open for the requests still using it."""
+        """Sign for ``region``: a new client and wire; the old ones stay open for requests on them (lock held)."""
         log.info("%s says bucket %r is in region %s, not %s as profile %r has it; signing for %s",
                  self.where, self.profile.bucket, region, self.region or "(none set)", self.profile_name, region)
         REGIONS[(self.profile.endpoint_url, self.profile.bucket)] = region
@@ -218,12 +216,10 @@ class S3Provider(ObjectStore):
     @property
     def region_note(self) -> str | None:
         """Says when the profile's region is not the bucket's (pixlift signs for the bucket's all the same)."""
-        configured = self.profile.region
-        if self.region and configured != self.region:
-            return (f"bucket {self.profile.bucket!r} is in region {self.region}, not "
-                    f"{configured or 'the default region'}: set region = \"{self.region}\" in "
-                    f"[profiles.{self.profile_name}] (uploads sign for {self.region} meanwhile)")
-        return None
+        if not self.region or self.profile.region == self.region:
+            return None
+        return (f"bucket {self.profile.bucket!r} is in region {self.region}, not {self.profile.region or 'the default'}"
+                f': set region = "{self.region}" in [profiles.{self.profile_name}] (uploads sign for it meanwhile)')
 
     async def _lean_put(self, key: str, body: Body, headers: dict[str, str], query: str = "") -> str | None:
         """PUT on the lean path: the ETag, or None when that path is off (the caller then uses the client)."""
@@ -256,10 +252,14 @@ class S3Provider(ObjectStore):
         await self._stack.aclose()
         self._client = None
 
-    async def _call(self, op: str, **kwargs: Any) -> Any:
+    async def _bucket_client(self) -> Any:
+        """The client, once the lean path has learned the bucket's region: requests and links signed for it."""
         if self._lean and not self._probed:
-            await self.wire()  # the bucket's region first, so that this request is signed for it
-        client = await self.client()
+            await self.wire()
+        return await self.client()
+
+    async def _call(self, op: str, **kwargs: Any) -> Any:
+        client = await self._bucket_client()
         return await self.guarded(getattr(client, op)(Bucket=self.profile.bucket, **kwargs))
 
     # -- primitives --------------------------------------------------------------------------------------
@@ -307,7 +307,7 @@ class S3Provider(ObjectStore):
 
     # -- links and checks --------------------------------------------------------------------------------
     async def presign_put(self, key: str, content_type: str, expires_s: int) -> str | None:
-        client = await self.client()
+        client = await self._bucket_client()
         url = await self.guarded(client.generate_presigned_url(
             "put_object", Params={"Bucket": self.profile.bucket, "Key": key, "ContentType": content_type},
             ExpiresIn=expires_s))
@@ -323,7 +323,7 @@ class S3Provider(ObjectStore):
         wire = await self.wire()
         if wire is not None:
             return await self.guarded(wire.presign_get(key, self.profile.presign_expires_s))
-        client = await self.client()
+        client = await self._bucket_client()
         url = await self.guarded(client.generate_presigned_url(
             "get_object", Params={"Bucket": self.profile.bucket, "Key": key}, ExpiresIn=self.profile.presign_expires_s))
         return str(url)
@@ -332,7 +332,7 @@ class S3Provider(ObjectStore):
         await self._call("delete_object", Key=key)
 
     async def stored_size(self, key: str) -> int | None:
-        client = await self.client()
+        client = await self._bucket_client()
         try:
             head = await client.head_object(Bucket=self.profile.bucket, Key=key)
         except bce.ClientError as exc:
