@@ -198,8 +198,8 @@ QUERY_SCOPE = re.compile(r"X-Amz-Credential=[^&]*?(?:%2F|/)\d{8}(?:%2F|/)([^&%/]
 @dataclass
 class RegionFront:
     """A store front that holds the bucket in ``region``, answering requests signed for another as AWS does
-    (``mode`` "400": AuthorizationHeaderMalformed; "301": PermanentRedirect), forwarding the rest to
-    ``127.0.0.1:target_port``."""
+    (``mode`` "400": AuthorizationHeaderMalformed; "301": PermanentRedirect; "307": TemporaryRedirect),
+    forwarding the rest to ``127.0.0.1:target_port``."""
 
     target_port: int
     region: str
@@ -253,11 +253,12 @@ class RegionFront:
 
     def _refuse(self, method: str, region: str) -> web.Response:
         headers = {"x-amz-bucket-region": self.region, "Content-Type": "application/xml"}
-        status = 301 if self.mode == "301" else 400
+        status = int(self.mode)
         if method == "HEAD":  # as AWS: no document, the header says it
             return web.Response(status=status, headers=headers)
-        if self.mode == "301":
-            doc = ("<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be "
+        if status in (301, 307):
+            code = "PermanentRedirect" if status == 301 else "TemporaryRedirect"
+            doc = (f"<Error><Code>{code}</Code><Message>The bucket you are attempting to access must be "
                    "addressed using the specified endpoint.</Message><Endpoint>s3.amazonaws.com</Endpoint>"
                    f"<Region>{self.region}</Region></Error>")
         else:

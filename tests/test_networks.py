@@ -181,7 +181,7 @@ def test_an_untrusted_certificate_fails_in_seconds_and_trust_set_the_aws_way_wor
 
 
 # -- a bucket in another region ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["400", "301"])
+@pytest.mark.parametrize("mode", ["400", "301", "307"])
 def test_a_bucket_in_another_region_is_signed_for_its_own_and_the_check_says_so(
         mode: str, home: Home, s3_server: S3Server, daemon_factory: Callable[..., Daemon]) -> None:
     """The store answers as AWS does to a request signed for the wrong region. The region is learned from a HEAD

@@ -277,7 +277,9 @@ class Pool:
         self._proxy = proxy
         # Through a proxy, an http store's requests name it in absolute form; an https one's go in a tunnel.
         self._forward = proxy is not None and self._ssl is None
-        self._origin = f"http://{self._host}" + (f":{self._port}" if self._port != 80 else "")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._authority = f"{host}:{self._port}"
+        self._origin = f"http://{host}" + (f":{self._port}" if self._port != 80 else "")  # as the signed Host
         self._proxy_headers = {"Proxy-Authorization": proxy.authorization} if proxy and proxy.authorization else {}
         self._connect_timeout = connect_timeout_s
         self._read_timeout = read_timeout_s
@@ -324,7 +326,7 @@ class Pool:
 
     async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
-        where = f"{self._host}:{self._port}"
+        where = self._authority
         proxy = self._proxy
         try:
             async with asyncio.timeout(self._connect_timeout):
