@@ -39,7 +39,7 @@ from .base import ObjectStore, StoreReply, chain, public_url, rule
 from .dial import ProxyRefused
 from .inflight import InFlight
 from .multipart import MultipartState
-from .network import AWS, Network, NetworkSession, certificate_failure, client_args, tls_context, trust_of
+from .network import AWS, Network, NetworkSession, certificate_failure, client_args, shown, tls_context, trust_of
 from .s3_body import WiredBody
 from .s3_wire import Endpoint, Redirected, S3Wire, StoreRefused, WrongRegion, region_named, retry_after
 
@@ -348,8 +348,8 @@ class S3Provider(ObjectStore):
         through the client."""
         await self.wire()
         await self._call("list_objects_v2", MaxKeys=1)
-        net = self.network
-        via = f" {net.describe_proxy(self.profile.endpoint_url or AWS)}" if net else ""
+        proxy = self.network.proxy_url(self.profile.endpoint_url or AWS) if self.network else None
+        via = f" through the proxy {shown(proxy)}" if proxy else ""
         message = f"bucket {self.profile.bucket!r} at {self.where} is reachable{via} and the credentials work"
         note = self.region_note
         return f"{message}; but {note}" if note else message
