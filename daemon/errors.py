@@ -26,6 +26,7 @@ boundary where they are raised (``raise StorageError(...) from exc``).
         ├── StorageError                     the store refused or could not be reached
         │   ├── TransientStorageError        worth retrying: timeouts, resets, 5xx, throttling
         │   └── PermanentStorageError        retrying cannot help: credentials, bucket, permissions
+        │       └── CertificateUntrusted     the store's TLS certificate is not trusted, or names another host
         └── Interrupted                      the upload was paused or cancelled (internal)
 """
 
@@ -181,16 +182,28 @@ class TransientStorageError(StorageError):
     code = "network_error"
     retryable = True
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         if code:
             self.code = code
+        self.retry_after_s = retry_after_s  # the store's Retry-After: wait at least this long before trying again
 
 
 class PermanentStorageError(StorageError):
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+CERTIFICATE_UNTRUSTED = "certificate_untrusted"  # a task's error.code: the store's TLS certificate is refused
+
+
+class CertificateUntrusted(PermanentStorageError):
+    """The store's TLS certificate is not trusted by the settings that decide trust, or names another host:
+    a setting to change, never an outage to wait out."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=CERTIFICATE_UNTRUSTED)
 
 
 class Interrupted(TransferError):

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,10 +277,12 @@ def pixlift_env(home: Home, **extra: str) -> dict[str, str]:
 
 
 def start_daemon(home: Home, *args: str, env: dict[str, str] | None = None, port: int = 0,
-                 tray: bool = False) -> Daemon:
+                 tray: bool = False, wrap: Sequence[str] = ()) -> Daemon:
+    """``wrap``: a command prefix that must exec the daemon in its own process (tests/networks.py's hosts_view)."""
     (home.root / "daemon.json").unlink(missing_ok=True)
     log_path = home.root / f"stderr-{time.monotonic_ns()}.log"
-    cmd = [sys.executable, "-m", "pixlift", "serve", "--port", str(port), *([] if tray else ["--no-tray"]), *args]
+    cmd = [*wrap, sys.executable, "-m", "pixlift", "serve", "--port", str(port), *([] if tray else ["--no-tray"]),
+           *args]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, env=env or pixlift_env(home), stdout=log, stderr=subprocess.STDOUT)
 

@@ -24,6 +24,7 @@ from pixlift.files.paths import PathChecker
 from pixlift.files.sources import Source
 from pixlift.providers.acked import Body
 from pixlift.providers.http1 import Disconnected, Pool
+from pixlift.providers.network import tls_context
 
 OK = b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n"
 
@@ -204,12 +205,12 @@ async def test_a_refusal_before_the_body_is_read_is_the_answer_even_if_the_store
         listener.close()
 
 
-async def test_https_is_checked_against_the_trusted_authorities(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """A store whose certificate nobody vouches for is refused, saying so; once its authority is trusted (as
-    a company's is, through SSL_CERT_FILE), the PUT goes through TLS, and its body is watched at the TCP socket
-    under the encryption: once the store has answered, that socket says every byte is acknowledged (a body
-    handed something other than the TCP socket would count a whole send buffer as still on its way)."""
+async def test_https_is_checked_against_the_trusted_authorities(tmp_path: Path) -> None:
+    """A store whose certificate nobody vouches for is refused, saying so; once its authority is trusted (the
+    context the S3 provider makes from botocore's ``verify``: a company's CA bundle), the PUT goes through TLS,
+    and its body is watched at the TCP socket under the encryption: once the store has answered, that socket
+    says every byte is acknowledged (a body handed something other than the TCP socket would count a whole send
+    buffer as still on its way)."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=localhost", "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out",
@@ -224,8 +225,8 @@ async def test_https_is_checked_against_the_trusted_authorities(tmp_path: Path,
                 await untrusted.request("PUT", "/b/k.jpg", {"Host": "localhost"}, body(data, []))
         finally:
             await untrusted.close()
-        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-        trusted = Pool(f"https://localhost:{server.port}", limit=1, connect_timeout_s=5, read_timeout_s=5)
+        trusted = Pool(f"https://localhost:{server.port}", limit=1, connect_timeout_s=5, read_timeout_s=5,
+                       tls=tls_context(str(cert)))
         try:
             sent = body(data, [])
             answer = await trusted.request("PUT", "/b/k.jpg", {"Host": "localhost"}, sent)

@@ -74,6 +74,12 @@ INLINE_READ = 64 * 1024  # files up to this size are opened, read and hashed on 
 FindCopy = Callable[[str], Awaitable[str | None]]  # SHA-256 of the bytes to send -> the key of a stored copy
 OUTAGE = frozenset({"network_error", "server_error"})  # the store could not be reached, or is restarting
 PROBE_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # waits between looks at a store that is out
+MAX_RETRY_AFTER_S = 300.0  # a store's Retry-After is honoured up to this
+
+
+def asked_wait(exc: TransferError) -> float:
+    """What the store asked to be given before the next try (its Retry-After on a 503), bounded; 0 if nothing."""
+    return min(float(getattr(exc, "retry_after_s", None) or 0.0), MAX_RETRY_AFTER_S)
 
 
 async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: Backoff, *, outage_tolerance_s: float,
@@ -122,7 +128,7 @@ async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: 
                     task.error = {"code": exc.code, "message": f"{exc.message} pixlift keeps what was sent and "
                                   "goes on by itself as soon as the store answers."}
                     save()
-                await asyncio.sleep(PROBE_S[min(probes, len(PROBE_S) - 1)])
+                await asyncio.sleep(max(PROBE_S[min(probes, len(PROBE_S) - 1)], asked_wait(exc)))
                 probes += 1
                 continue
             outage, probes = None, 0
@@ -134,7 +140,7 @@ async def attempts(job: Job, provider: Provider, profile: ProfileBase, backoff: 
             task.error = {**exc.to_dict(), "message": f"{exc.message} Retrying (attempt {tries + 1} "
                           f"of {backoff.attempts})."}
             save()
-        await asyncio.sleep(backoff.delay(tries))
+            await asyncio.sleep(max(backoff.delay(tries), asked_wait(exc)))
 
 
 def digests_for(job: Job, provider: Provider, profile: ProfileBase, find_copy: FindCopy | None) -> frozenset[str]:

@@ -37,6 +37,7 @@ from .multipart import MultipartState, part_plan
 log = logging.getLogger(__name__)
 
 OnBytes = Callable[[int], None]
+MAX_RETRY_AFTER_S = 300.0  # a store's Retry-After is honoured up to this
 T = TypeVar("T")
 
 
@@ -59,6 +60,7 @@ class StoreReply:
     code: str
     status: int
     message: str = ""
+    retry_after_s: float | None = None  # the store's Retry-After, if it said when to come back
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,7 @@ class ObjectStore(Provider):
                     return UploadGone()
                 text = re.sub(r" +([;.,])", r"\1", row.text.format(**values))  # an empty {code}
                 if row.transient:
-                    return TransientStorageError(text, code=row.error)
+                    return TransientStorageError(text, code=row.error, retry_after_s=reply.retry_after_s)
                 return PermanentStorageError(text, code=row.error)
         return PermanentStorageError(f"{self.where} refused the request: {reply.code} {reply.message}".strip(),
                                      code="rejected")
@@ -291,7 +293,8 @@ class ObjectStore(Provider):
                         if not exc.retryable or attempt == self.part_backoff.attempts:
                             raise
                         log.info("part %d of %s failed (%s); retrying", number, key, exc.message)
-                    await asyncio.sleep(self.part_backoff.delay(attempt))
+                        asked = min(getattr(exc, "retry_after_s", None) or 0.0, MAX_RETRY_AFTER_S)
+                        await asyncio.sleep(max(self.part_backoff.delay(attempt), asked))
 
         try:
             async with asyncio.TaskGroup() as tg:

@@ -14,7 +14,13 @@ chunk at a time off the loop, with the transport's flow control between chunks. 
 a byte at least every ``read_timeout_s``; a connection must open within ``connect_timeout_s``. A connection
 idle for ``KEEPALIVE_S`` is closed rather than reused (stores close idle ones), and a reused connection that
 the store closed before answering is tried once more on a new one (a PUT may be sent again). Failures raise
-``ConnectionError`` or ``TimeoutError`` with a phrase that says what happened.
+``ConnectionError`` or ``TimeoutError`` with a phrase that says what happened; a certificate the TLS context
+refuses raises ``CertificateUntrusted`` at once, which no retry can help.
+
+Connections open with happy eyeballs (RFC 8305: the next address 250 ms after the previous one, families
+interleaved), so a name whose first address drops packets (IPv6 broken on the way) costs a quarter of a second,
+not ``connect_timeout_s``. Through an HTTP proxy, an https store is reached through a ``CONNECT`` tunnel and
+an http one with requests in absolute form; credentials in the proxy's URL go as ``Proxy-Authorization``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import httptools
 from .. import __version__
 from ..errors import Interrupted
 from .acked import Body, held_by_transport
+from .dial import Proxy, ProxyRefused, open_socket, tunnel
 
 KEEPALIVE_S = 15.0  # aiohttp's default: below what stores allow an idle connection
 MAX_BODY = 64 * 1024  # kept of an answer: an error document is a few hundred bytes
@@ -43,6 +50,15 @@ USER_AGENT = f"pixlift/{__version__}"
 
 class Disconnected(ConnectionError):
     """The store closed the connection, or sent something that is not HTTP, before it answered."""
+
+
+class CertificateUntrusted(ConnectionError):
+    """The TLS context refused the store's certificate (``error`` says why): not an outage, never retried."""
+
+    def __init__(self, host: str, port: int, error: ssl.SSLCertVerificationError) -> None:
+        super().__init__(f"{host}:{port}'s TLS certificate is not trusted ({error.verify_message})")
+        self.host = host
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ class Connection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._paused = False
         self._lost: BaseException | None = None
+        self._bodyless = False  # the answer to a HEAD: it ends with its headers, whatever they announce
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -109,6 +126,8 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
+        if self._bodyless and self._status >= 200:
+            self._finish()
 
     def on_body(self, body: bytes) -> None:
         if len(self._body) < MAX_BODY:
@@ -125,8 +144,9 @@ class Connection(asyncio.Protocol):
     def usable(self) -> bool:
         return self.transport is not None and not self.transport.is_closing() and self._lost is None
 
-    async def exchange(self, head: bytes, body: Body | None) -> Answer:
+    async def exchange(self, head: bytes, body: Body | None, bodyless: bool = False) -> Answer:
         """Send the request (its head, then its body) and return the store's answer."""
+        self._bodyless = bodyless
         self._parser = httptools.HttpResponseParser(self)
         self._answer = self._loop.create_future()
         self._status, self._headers, self._body, self.heard = 0, {}, bytearray(), False
@@ -240,13 +260,27 @@ class Connection(asyncio.Protocol):
 class Pool:
     """Keep-alive connections to one endpoint (``scheme://host[:port]``), at most ``limit`` in use at once."""
 
-    def __init__(self, base: str, *, limit: int, connect_timeout_s: float, read_timeout_s: float) -> None:
+    def __init__(self, base: str, *, limit: int, connect_timeout_s: float, read_timeout_s: float,
+                 tls: ssl.SSLContext | bool | None = True, proxy: Proxy | None = None) -> None:
+        """``tls``: the context for an https endpoint (True: the system's default; False or None: certificates
+        unchecked); ``proxy``: an http:// proxy to go through."""
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) endpoint: {base!r}")
+        if proxy is not None and proxy.scheme != "http":
+            raise ValueError(f"not an http:// proxy: {proxy.shown}")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._ssl = ssl.create_default_context() if tls is True else (tls or _unchecked())
+        self._proxy = proxy
+        # Through a proxy, an http store's requests name it in absolute form; an https one's go in a tunnel.
+        self._forward = proxy is not None and self._ssl is None
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._authority = f"{host}:{self._port}"
+        self._origin = f"http://{host}" + (f":{self._port}" if self._port != 80 else "")  # as the signed Host
+        self._proxy_headers = {"Proxy-Authorization": proxy.authorization} if proxy and proxy.authorization else {}
         self._connect_timeout = connect_timeout_s
         self._read_timeout = read_timeout_s
         self._idle: list[Connection] = []  # newest last: the one most likely still open is taken first
@@ -255,12 +289,15 @@ class Pool:
 
     async def request(self, method: str, target: str, headers: dict[str, str], body: Body | None = None) -> Answer:
         """One request on a pooled connection (``headers`` include Host); raises ConnectionError or TimeoutError."""
+        if self._forward:
+            target, headers = self._origin + target, {**headers, **self._proxy_headers}
         head = _head(method, target, headers, 0 if body is None else len(body))
+        bodyless = method == "HEAD"
         async with self._slots:
             conn = await self._take()
             while True:
                 try:
-                    answer = await conn.exchange(head, body)
+                    answer = await conn.exchange(head, body, bodyless)
                     break
                 except ConnectionError:
                     conn.close()
@@ -273,6 +310,8 @@ class Pool:
             if conn.usable and not self._closed:
                 conn.idle_since = time.monotonic()
                 self._idle.append(conn)
+            if self._forward and answer.status in (401, 407) and self._proxy is not None:
+                _proxy_refusal(answer, self._proxy)
             return answer
 
     async def _take(self) -> Connection:
@@ -287,25 +326,57 @@ class Pool:
 
     async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
-        where = f"{self._host}:{self._port}"
+        where = self._authority
+        proxy = self._proxy
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, conn = await loop.create_connection(lambda: Connection(loop, self._read_timeout), self._host,
-                                                       self._port, ssl=self._ssl,
+                sock = await open_socket(self._host, self._port) if proxy is None else await self._via(proxy, where)
+                _, conn = await loop.create_connection(lambda: Connection(loop, self._read_timeout), sock=sock,
+                                                       ssl=self._ssl,
                                                        server_hostname=self._host if self._ssl else None)
         except TimeoutError:
-            raise TimeoutError(f"no connection to {where} within {self._connect_timeout:g} s ([transfers] "
+            via = f" through the proxy {proxy.shown}" if proxy else ""
+            raise TimeoutError(f"no connection to {where}{via} within {self._connect_timeout:g} s ([transfers] "
                                "connect_timeout_s)") from None
         except ssl.SSLCertVerificationError as exc:
-            raise ConnectionError(f"{where}'s TLS certificate is not trusted ({exc.verify_message})") from exc
+            raise CertificateUntrusted(self._host, self._port, exc) from exc
+        except ProxyRefused:
+            raise
         except OSError as exc:  # refused, unreachable, a name that does not resolve, a TLS failure
-            raise ConnectionError(f"cannot connect to {where} ({_reason(exc)})") from exc
+            at = f"the proxy {proxy.shown}" if proxy is not None else where
+            raise ConnectionError(f"cannot connect to {at} ({_reason(exc)})") from exc
         return conn
+
+    async def _via(self, proxy: Proxy, where: str) -> socket.socket:
+        """A socket to the proxy; for an https store, tunnelled through it to ``where``."""
+        sock = await open_socket(proxy.host, proxy.port)
+        if self._ssl is not None:
+            try:
+                await tunnel(sock, where, proxy, USER_AGENT)
+            except BaseException:
+                sock.close()
+                raise
+        return sock
 
     async def close(self) -> None:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+
+
+def _proxy_refusal(answer: Answer, proxy: Proxy) -> None:
+    """Raise ProxyRefused when a request in absolute form was refused by the proxy, not the store: a 407, or a
+    401 asking for Basic credentials (tinyproxy's answer), which S3 stores never send."""
+    basic = answer.headers.get("www-authenticate", "").lower().startswith("basic")
+    if answer.status == 407 or basic:
+        raise ProxyRefused(proxy.shown, 407, "Proxy Authentication Required")
+
+
+def _unchecked() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _reason(exc: OSError) -> str:

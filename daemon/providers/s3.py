@@ -8,8 +8,13 @@ regions) unless the profile has a ``public_base_url``.
 
 PUTs and parts take the lean path (``s3_wire.py``: botocore's signer, pixlift's own connections), where each
 body learns the socket that carries it and reports only what the store has acknowledged. When that path is
-off (S3 Express, a store that redirects), the client sends them, with the body as a payload of our own
-(``WiredBody``) that aiohttp writes with the connection's own writer, to the same effect.
+off (S3 Express, an https:// proxy, a store that redirects elsewhere), the client sends them, with the body as
+a payload of our own (``WiredBody``) that aiohttp writes with the connection's own writer, to the same effect.
+
+Both paths cross the same network: the proxies and certificate authorities botocore decides for the client
+(``network.py``). Before the first body, the lean path HEADs the bucket: that learns the bucket's region (a
+bucket in another region than the profile says is then signed for its own, and remembered), and it is also
+what ``pixlift config check`` does, so the check goes the way the uploads go.
 """
 
 from __future__ import annotations
@@ -25,25 +30,28 @@ import aioboto3
 import aiohttp
 import botocore.exceptions as bce
 from aiobotocore.config import AioConfig
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.payload import Payload
 
 from ..core.config import TransferSettings
-from ..errors import Interrupted, PermanentStorageError, TransferError
+from ..errors import CertificateUntrusted, ConfigError, PermanentStorageError, TransferError
 from ..files.sources import Source
-from .acked import Body, held_by_transport
-from .base import ObjectStore, StoreReply, public_url, rule
+from .acked import Body
+from .base import ObjectStore, StoreReply, chain, public_url, rule
+from .dial import ProxyRefused
 from .inflight import InFlight
 from .multipart import MultipartState
-from .s3_wire import Endpoint, Redirected, S3Wire, StoreRefused
+from .network import AWS, Network, NetworkSession, certificate_failure, client_args, shown, tls_context, trust_of
+from .s3_body import WiredBody
+from .s3_wire import Endpoint, Redirected, S3Wire, StoreRefused, WrongRegion, region_named, retry_after
 
 if TYPE_CHECKING:
     from .s3_kind import S3Profile  # the provider is built from it; the kind imports this module
 
 log = logging.getLogger(__name__)
 
-CHUNK = 256 * 1024
 PROBE_KEY = "pixlift-endpoint-probe"
+# (endpoint_url, bucket) -> the region the store said the bucket is in: learned once, for every provider the
+# daemon builds for that bucket (a profile saved again, a check), for as long as it runs.
+REGIONS: dict[tuple[str | None, str], str] = {}
 
 
 class S3Provider(ObjectStore):
@@ -85,6 +93,10 @@ class S3Provider(ObjectStore):
         self._lean = not profile.bucket.endswith("--x-s3")  # S3 Express signs with sessions of its own
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
+        self.network: Network | None = None  # what botocore decided for the client, once it is built
+        self.region = REGIONS.get((profile.endpoint_url, profile.bucket), profile.region)
+        self._probed = False  # the lean path has asked the store where the bucket is
+        self._retired: list[Any] = []  # clients and wires of a region left behind: closed with the provider
 
     @property
     def connections(self) -> int:
@@ -94,72 +106,160 @@ class S3Provider(ObjectStore):
     async def client(self) -> Any:
         async with self._lock:
             if self._client is None:
-                p = self.profile
-                session = self._session = aioboto3.Session(aws_access_key_id=p.access_key_id,
-                                           aws_secret_access_key=p.secret_access_key,
-                                           aws_session_token=p.session_token, region_name=p.region)
-                config = AioConfig(
-                    signature_version="s3v4",
-                    # Over plain http botocore would read and SHA-256 every body before sending it: progress would
-                    # run ahead and snap back, and the hashing cost ~40% of the daemon's CPU on large files. Over
-                    # https S3 payloads are unsigned anyway (TLS guards them); TCP checksums and ETags remain.
-                    s3={"addressing_style": p.addressing_style, "payload_signing_enabled": False},
-                    retries={"total_max_attempts": 1},
-                    connect_timeout=self.transfers.connect_timeout_s,
-                    read_timeout=self.transfers.read_timeout_s,
-                    max_pool_connections=self.connections,
-                    # Third-party S3 stores choke on aws-chunked trailing checksums; ETags still guard parts.
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                )
-                self._client = await self.guarded(self._stack.enter_async_context(  # a bad region: ConfigError
-                    session.client("s3", endpoint_url=p.endpoint_url, config=config)))
+                await self._open_client()
             return self._client
+
+    async def _open_client(self) -> None:
+        """Build the client for ``self.region`` (the lock is held)."""
+        p = self.profile
+        session = self._session = aioboto3.Session(aws_access_key_id=p.access_key_id,
+                                                   aws_secret_access_key=p.secret_access_key,
+                                                   aws_session_token=p.session_token, region_name=self.region)
+        proxies, verify = client_args(p)
+        config = AioConfig(
+            signature_version="s3v4",
+            # Over plain http botocore would read and SHA-256 every body before sending it: progress would
+            # run ahead and snap back, and the hashing cost ~40% of the daemon's CPU on large files. Over
+            # https S3 payloads are unsigned anyway (TLS guards them); TCP checksums and ETags remain.
+            s3={"addressing_style": p.addressing_style, "payload_signing_enabled": False},
+            retries={"total_max_attempts": 1},
+            connect_timeout=self.transfers.connect_timeout_s,
+            read_timeout=self.transfers.read_timeout_s,
+            max_pool_connections=self.connections,
+            # Third-party S3 stores choke on aws-chunked trailing checksums; ETags still guard parts.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            proxies=proxies,  # None: botocore reads HTTP(S)_PROXY and NO_PROXY
+            http_session_cls=functools.partial(NetworkSession, decided=self._decided),
+        )
+        self._client = await self.guarded(self._stack.enter_async_context(  # a bad region: ConfigError
+            session.client("s3", endpoint_url=p.endpoint_url, verify=verify, config=config)))
+
+    def _decided(self, proxies: dict[str, str], verify: bool | str) -> Any:
+        """botocore's decisions for the client being built, kept for the lean path; the one TLS context."""
+        try:
+            tls = tls_context(verify)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"Profile {self.profile_name!r}: the certificate authorities in {verify} cannot be "
+                              f"read ({exc}); they come from {trust_of(self.profile, verify)}.") from exc
+        self.network = Network(self.profile_name, proxies, verify, trust_of(self.profile, verify), tls)
+        return tls
 
     async def wire(self) -> S3Wire | None:
         """The lean path for PUTs and parts (``s3_wire.py``), built once from the client; None when it is off."""
-        if self._wire is None and self._lean:
-            client = await self.client()
-            async with self._lock:
-                if self._wire is None:
-                    url = await self.guarded(client.generate_presigned_url(
-                        "put_object", Params={"Bucket": self.profile.bucket, "Key": PROBE_KEY}, ExpiresIn=60))
-                    try:
-                        endpoint = Endpoint.from_presigned(str(url), PROBE_KEY)
-                    except (ValueError, KeyError, IndexError):
-                        log.info("profile %r: the SDK's endpoint is not a plain URL; using the client for every "
-                                 "request", self.profile_name)
-                        self._lean = False
-                        return None
-                    t = self.transfers
-                    self._wire = S3Wire(endpoint, self._session.get_credentials, connections=self.connections,
-                                        connect_timeout_s=t.connect_timeout_s, read_timeout_s=t.read_timeout_s)
+        wire = self._wire
+        if wire is None and self._lean:
+            wire = await self._build_wire()
+        return wire if self._lean else None
+
+    async def _build_wire(self) -> S3Wire | None:
+        client = await self.client()
+        async with self._lock:
+            if self._wire is None and self._lean:
+                wire = await self._make_wire(self._client or client)
+                if wire is not None and not self._probed:
+                    region = await self._probe(wire)
+                    if region is not None:
+                        await wire.close()
+                        await self._relocate(region)
+                        wire = await self._make_wire(self._client)
+                self._wire = wire
         return self._wire
+
+    async def _make_wire(self, client: Any) -> S3Wire | None:
+        url = await self.guarded(client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.profile.bucket, "Key": PROBE_KEY}, ExpiresIn=60))
+        try:
+            endpoint = Endpoint.from_presigned(str(url), PROBE_KEY)
+        except (ValueError, KeyError, IndexError):
+            log.info("profile %r: the SDK's endpoint is not a plain URL; using the client for every request",
+                     self.profile_name)
+            self._lean = False
+            return None
+        net = self.network
+        proxy = net.proxy_for(endpoint.base) if net is not None else None
+        if proxy is not None:
+            log.info("profile %r: %s goes through the proxy %s", self.profile_name, endpoint.base, proxy.shown)
+            if proxy.scheme != "http":  # TLS to the proxy, and TLS inside it: the client's path does that
+                self._lean = False
+                return None
+        t = self.transfers
+        return S3Wire(endpoint, self._session.get_credentials, connections=self.connections,
+                      connect_timeout_s=t.connect_timeout_s, read_timeout_s=t.read_timeout_s,
+                      tls=net.tls if net is not None else True, proxy=proxy)
+
+    async def _probe(self, wire: S3Wire) -> str | None:
+        """HEAD the bucket: the region the store names if not the one signed for (refusals are left to uploads)."""
+        try:
+            answer = await wire.head_bucket()
+        except Exception as exc:
+            raise self.translate(exc) from exc
+        self._probed = True
+        named = region_named(answer)
+        return named if named and named != wire.endpoint.region else None
+
+    async def _relocate(self, region: str) -> None:
+        """Sign for ``region``: a new client and wire; the old ones stay open for requests on them (lock held)."""
+        log.info("%s says bucket %r is in region %s, not %s as profile %r has it; signing for %s",
+                 self.where, self.profile.bucket, region, self.region or "(none set)", self.profile_name, region)
+        REGIONS[(self.profile.endpoint_url, self.profile.bucket)] = region
+        self.region = region
+        if self._wire is not None:
+            self._retired.append(self._wire)
+            self._wire = None
+        if self._client is not None:
+            self._retired.append(self._stack)
+            self._stack = contextlib.AsyncExitStack()
+            self._client = None
+        await self._open_client()
+
+    @property
+    def region_note(self) -> str | None:
+        """Says when the profile's region is not the bucket's (pixlift signs for the bucket's all the same)."""
+        if not self.region or self.profile.region == self.region:
+            return None
+        return (f"bucket {self.profile.bucket!r} is in region {self.region}, not {self.profile.region or 'the default'}"
+                f': set region = "{self.region}" in [profiles.{self.profile_name}] (uploads sign for it meanwhile)')
 
     async def _lean_put(self, key: str, body: Body, headers: dict[str, str], query: str = "") -> str | None:
         """PUT on the lean path: the ETag, or None when that path is off (the caller then uses the client)."""
-        wire = await self.wire()
-        if wire is None:
-            return None
-        try:
-            return await wire.put(key, body, headers, query)
-        except Redirected as exc:
-            log.info("%s redirects profile %r's requests (%s); using the client, which follows redirects",
-                     self.where, self.profile_name, exc)
-            self._lean = False
-            return None
-        except Exception as exc:
-            raise self.translate(exc) from exc
+        for _ in range(2):
+            wire = await self.wire()
+            if wire is None:
+                return None
+            try:
+                return await wire.put(key, body, headers, query)
+            except WrongRegion as exc:  # the HEAD before the first body said otherwise: a bucket that moved
+                async with self._lock:
+                    if exc.region != self.region:
+                        await self._relocate(exc.region)
+            except Redirected as exc:
+                log.info("%s redirects profile %r's requests (%s); using the client, which follows redirects",
+                         self.where, self.profile_name, exc)
+                self._lean = False
+                return None
+            except Exception as exc:
+                raise self.translate(exc) from exc
+        raise PermanentStorageError(f"{self.where} keeps naming another region for {self.bucket!r}.", code="rejected")
 
     async def close(self) -> None:
         if self._wire is not None:
             await self._wire.close()
             self._wire = None
+        for old in self._retired:
+            await old.close() if isinstance(old, S3Wire) else await old.aclose()
+        self._retired.clear()
         await self._stack.aclose()
         self._client = None
 
+    async def _bucket_client(self) -> Any:
+        """The client, once the lean path has learned the bucket's region: requests and links signed for it."""
+        if self._lean and not self._probed:
+            await self.wire()
+        return await self.client()
+
     async def _call(self, op: str, **kwargs: Any) -> Any:
-        client = await self.client()
+        client = await self._bucket_client()
         return await self.guarded(getattr(client, op)(Bucket=self.profile.bucket, **kwargs))
 
     # -- primitives --------------------------------------------------------------------------------------
@@ -207,7 +307,7 @@ class S3Provider(ObjectStore):
 
     # -- links and checks --------------------------------------------------------------------------------
     async def presign_put(self, key: str, content_type: str, expires_s: int) -> str | None:
-        client = await self.client()
+        client = await self._bucket_client()
         url = await self.guarded(client.generate_presigned_url(
             "put_object", Params={"Bucket": self.profile.bucket, "Key": key, "ContentType": content_type},
             ExpiresIn=expires_s))
@@ -223,7 +323,7 @@ class S3Provider(ObjectStore):
         wire = await self.wire()
         if wire is not None:
             return await self.guarded(wire.presign_get(key, self.profile.presign_expires_s))
-        client = await self.client()
+        client = await self._bucket_client()
         url = await self.guarded(client.generate_presigned_url(
             "get_object", Params={"Bucket": self.profile.bucket, "Key": key}, ExpiresIn=self.profile.presign_expires_s))
         return str(url)
@@ -232,7 +332,7 @@ class S3Provider(ObjectStore):
         await self._call("delete_object", Key=key)
 
     async def stored_size(self, key: str) -> int | None:
-        client = await self.client()
+        client = await self._bucket_client()
         try:
             head = await client.head_object(Bucket=self.profile.bucket, Key=key)
         except bce.ClientError as exc:
@@ -244,8 +344,15 @@ class S3Provider(ObjectStore):
         return int(head["ContentLength"])
 
     async def check(self) -> str:
+        """The way uploads go: the lean path's HEAD of the bucket (proxy, certificates, region), then a listing
+        through the client."""
+        await self.wire()
         await self._call("list_objects_v2", MaxKeys=1)
-        return f"bucket {self.profile.bucket!r} at {self.where} is reachable and the credentials work"
+        proxy = self.network.proxy_url(self.profile.endpoint_url or AWS) if self.network else None
+        via = f" through the proxy {shown(proxy)}" if proxy else ""
+        message = f"bucket {self.profile.bucket!r} at {self.where} is reachable{via} and the credentials work"
+        note = self.region_note
+        return f"{message}; but {note}" if note else message
 
     # -- errors --------------------------------------------------------------------------------------------
     def reply_of(self, exc: BaseException) -> StoreReply | None:
@@ -254,10 +361,23 @@ class S3Provider(ObjectStore):
         if not isinstance(exc, bce.ClientError):
             return None
         err = exc.response.get("Error", {})
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return StoreReply(str(err.get("Code", "")), status, str(err.get("Message", "") or ""))
+        meta = exc.response.get("ResponseMetadata", {})
+        status = int(meta.get("HTTPStatusCode", 0) or 0)
+        after = retry_after((meta.get("HTTPHeaders") or {}).get("retry-after"))
+        return StoreReply(str(err.get("Code", "")), status, str(err.get("Message", "") or ""), after)
 
-    def special(self, exc: BaseException) -> TransferError | None:
+    def special(self, exc: BaseException) -> TransferError | ConfigError | None:
+        for cur in chain(exc):
+            if isinstance(cur, ConfigError):
+                return cur
+            found = self._untrusted(cur)
+            if found is not None:
+                return found
+            if isinstance(cur, ProxyRefused) and cur.status in (403, 407):
+                return PermanentStorageError(
+                    f"{cur} for {self.where}: {'it wants credentials' if cur.status == 407 else 'it refuses'}. Put "
+                    f"the proxy's user and password in its URL (proxy in [profiles.{self.profile_name}], or "
+                    "HTTPS_PROXY / HTTP_PROXY), or ask its administrators to allow the store.", code="rejected")
         if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
             name = self.profile_name
             return PermanentStorageError(
@@ -267,55 +387,13 @@ class S3Provider(ObjectStore):
         return None
 
 
-class WiredBody(Payload):
-    """A body aiohttp writes straight onto its connection, so that the body can watch the connection's socket.
-
-    botocore takes it for a stream (it has ``read``), and aiobotocore hands anything that is not an ``io.IOBase``
-    to aiohttp untouched; aiohttp then calls ``write_with_length`` with the connection's writer (again, from
-    the first byte, if it resends the request on a fresh connection). Bytes count as written the moment they
-    enter the transport: from then on the transport's buffer or the socket holds them until the store has them.
-    """
-
-    def __init__(self, body: Body) -> None:
-        super().__init__(body)
-        self._body = body
-        self._size = self._length = len(body)
-        self._written = 0
-        body.counts_writes(lambda: self._written)
-
-    # what botocore looks at
-    def read(self, n: int = -1) -> bytes:
-        return self._body.read(n)
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        return self._body.seek(pos, whence)
-
-    def tell(self) -> int:
-        return self._body.tell()
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        raise TypeError("a file's bytes are not text")
-
-    # what aiohttp calls
-    async def write(self, writer: AbstractStreamWriter) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
-        transport = getattr(writer, "transport", None)
-        if transport is not None:
-            self._body.on_wire(transport.get_extra_info("socket"), functools.partial(held_by_transport, transport))
-        self._body.seek(0)
-        self._written = 0
-        end = self._length if content_length is None else min(content_length, self._length)
-        view = self._body.view()
-        if view is not None:  # a small file, in memory: one write, and the transport holds what the socket cannot
-            if self._body.stopped():
-                raise Interrupted("upload interrupted")
-            self._written = end
-            await writer.write(view[:end])
-            return
-        loop = asyncio.get_running_loop()
-        while self._written < end:
-            chunk = await loop.run_in_executor(None, self._body.read, min(CHUNK, end - self._written))
-            self._written += len(chunk)  # no await before the write puts it in the transport
-            await writer.write(chunk)
+    def _untrusted(self, exc: BaseException) -> CertificateUntrusted | None:
+        """A certificate the TLS context refused, on either path: which host, and which settings decide trust."""
+        found = certificate_failure(exc)
+        if found is None:
+            return None
+        host, error = found
+        host = host or self.where
+        if self.network is None:
+            return CertificateUntrusted(f"The TLS certificate of {host} is not trusted ({error.verify_message}).")
+        return CertificateUntrusted(self.network.untrusted(host, error, self.profile.endpoint_url or AWS))

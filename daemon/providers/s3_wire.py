@@ -10,8 +10,10 @@ goes out on a pool of keep-alive connections of its own (``http1.py``), which wa
 body so progress stays exact. Links are signed the same way. Everything else (multipart control calls,
 listing, deleting, checks) stays on the client.
 
-A store that answers with a redirect (an AWS bucket in another region) turns this path off for the profile:
-the client, which follows region redirects, takes over.
+A store that names another region (AWS: 301 ``PermanentRedirect``, 307, 400 ``AuthorizationHeaderMalformed``
+with ``<Region>``, or ``x-amz-bucket-region``) raises ``WrongRegion``: the provider learns the region (from a
+HEAD of the bucket before the first body, see ``head_bucket``), signs for it and builds this path again. A
+redirect that names no region turns this path off for the profile: the client, which follows it, takes over.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from botocore.auth import SIGNED_HEADERS_BLACKLIST, UNSIGNED_PAYLOAD
 from botocore.exceptions import NoCredentialsError
+from botocore.utils import parse_timestamp
 
 from .acked import Body
 from .base import StoreReply
-from .http1 import Pool
+from .dial import Proxy
+from .http1 import Answer, Pool
 
 
 class StoreRefused(Exception):
@@ -45,7 +49,15 @@ class StoreRefused(Exception):
 
 
 class Redirected(Exception):
-    """The store sent the request elsewhere (another region): the client must make it."""
+    """The store sent the request elsewhere, naming no region: the client must make it."""
+
+
+class WrongRegion(Exception):
+    """The store says the bucket is in ``region``, not in the one the request was signed for."""
+
+    def __init__(self, region: str) -> None:
+        super().__init__(f"the bucket is in {region}")
+        self.region = region
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,7 @@ def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
 
 
 def signed_put(endpoint: Endpoint, creds: Any, key: str, query: str, headers: dict[str, str],
-               now: float | None = None) -> dict[str, str]:
+               now: float | None = None, method: str = "PUT", path: str | None = None) -> dict[str, str]:
     """``headers`` and the SigV4 headers of a PUT (``query``: already canonical, its names sorted), as botocore's
     ``S3SigV4Auth`` adds them with the payload unsigned (``payload_signing_enabled = False``: TLS, or the
     Content-MD5 the store checks, guards the bytes). botocore's signer reads an ``AWSRequest``, parses its URL
@@ -118,7 +130,7 @@ def signed_put(endpoint: Endpoint, creds: Any, key: str, query: str, headers: di
     signed.setdefault("host", endpoint.host)
     names = sorted(signed)
     listed = ";".join(names)
-    canonical = "\n".join(("PUT", endpoint.path + object_path(key), query,
+    canonical = "\n".join((method, endpoint.path + object_path(key) if path is None else path, query,
                            "".join(f"{n}:{signed[n]}\n" for n in names), listed, UNSIGNED_PAYLOAD))
     scope = f"{stamp[:8]}/{endpoint.region}/{endpoint.service}/aws4_request"
     to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
@@ -133,11 +145,11 @@ class S3Wire:
     """The lean requests of one profile, sent on connections of their own."""
 
     def __init__(self, endpoint: Endpoint, credentials: Callable[[], Awaitable[Any]], *, connections: int,
-                 connect_timeout_s: float, read_timeout_s: float) -> None:
+                 connect_timeout_s: float, read_timeout_s: float, tls: Any = True, proxy: Proxy | None = None) -> None:
         self.endpoint = endpoint
         self._credentials = credentials
         self._pool = Pool(endpoint.base, limit=connections, connect_timeout_s=connect_timeout_s,
-                          read_timeout_s=read_timeout_s)
+                          read_timeout_s=read_timeout_s, tls=tls, proxy=proxy)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -164,9 +176,15 @@ class S3Wire:
             if md5 and not _md5_hidden(answer.headers) and _received_other(etag, md5):
                 raise StoreRefused(StoreReply("BadDigest", 400, "the ETag is not the MD5 of what was sent"))
             return etag
-        if answer.status in (301, 302, 307, 308):
-            raise Redirected(answer.headers.get("location", ""))
-        raise StoreRefused(reply_of(answer.status, answer.body))
+        raise refusal(answer, e.region)
+
+    async def head_bucket(self) -> Answer:
+        """HEAD the bucket (AWS's HeadBucket): its status, and the region it is in (``x-amz-bucket-region``,
+        which AWS sends whatever the status). No body goes, so nothing is sent twice to learn the region."""
+        e = self.endpoint
+        path = e.path.rstrip("/") or "/"  # path style: /bucket; virtual hosted: /
+        signed = signed_put(e, await self.frozen(), "", "", {}, method="HEAD", path=path)
+        return await self._pool.request("HEAD", path, {"Host": e.host, **signed})
 
     async def presign_get(self, key: str, expires_s: int, now: datetime | None = None) -> str:
         """A link that GETs ``key`` for ``expires_s`` seconds: what ``generate_presigned_url`` makes (a test
@@ -216,6 +234,49 @@ def _received_other(etag: str, md5_b64: str) -> bool:
     if len(tag) != 32 or any(c not in "0123456789abcdef" for c in tag):
         return False
     return tag != base64.b64decode(md5_b64).hex()
+
+
+def refusal(answer: Answer, region: str) -> Exception:
+    """What a lean request's answer other than 200 means: WrongRegion, Redirected or StoreRefused."""
+    named = region_named(answer)
+    if named and named != region:
+        return WrongRegion(named)
+    if answer.status in (301, 302, 307, 308):
+        return Redirected(answer.headers.get("location", ""))
+    reply = reply_of(answer.status, answer.body)
+    after = retry_after(answer.headers.get("retry-after"))
+    return StoreRefused(StoreReply(reply.code, reply.status, reply.message, after) if after else reply)
+
+
+def region_named(answer: Answer) -> str | None:
+    """The region an answer says the bucket is in, as AWS says it: ``x-amz-bucket-region`` on a redirect or an
+    error, or ``<Region>`` in a 301/307 or an ``AuthorizationHeaderMalformed`` document."""
+    if answer.status in (200, 204):
+        return None
+    named = answer.headers.get("x-amz-bucket-region")
+    if named:
+        return named.strip()
+    if answer.status in (301, 307, 400) and answer.body.strip():
+        try:
+            root = ET.fromstring(answer.body)
+        except ET.ParseError:
+            return None
+        if answer.status != 400 or (root.findtext("Code") or "") == "AuthorizationHeaderMalformed":
+            return (root.findtext("Region") or "").strip() or None
+    return None
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number of seconds or an HTTP date); None when absent or unread."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, float(parse_timestamp(value).timestamp()) - time.time())
+    except (ValueError, TypeError):
+        return None
 
 
 def reply_of(status: int, body: bytes) -> StoreReply:
