@@ -46,6 +46,17 @@ class Prober:
         self._thread.join(10)
 
 
+# The prober calls 20 times a second and a waiting test as often again: over the default call limit of 20 a
+# second, which would answer them with -32029 (an answer, but not the one a test waits for).
+PROBED = {"calls_per_second": 200, "call_burst": 400}
+
+
+@pytest.fixture
+def daemon(home: Home, daemon_factory: Callable[..., Daemon]) -> Daemon:
+    home.write_config(security=PROBED)
+    return daemon_factory()
+
+
 def test_the_crafted_files_fail_at_once_and_the_daemon_keeps_answering(home: Home, daemon: Daemon) -> None:
     files = [write(home.pictures, "iloc-v2.heic", heic_billion_items()),
              write(home.pictures, "extents.heic", heic_empty_extents()),
@@ -87,7 +98,7 @@ def image_server(home: Home) -> Iterator[str]:
 
 def test_the_same_bytes_from_a_url_fail_the_same_way(home: Home, image_server: str,
                                                     daemon_factory: Callable[..., Daemon]) -> None:
-    home.write_config(security={"allow_private_urls": True})
+    home.write_config(security={"allow_private_urls": True, **PROBED})
     d = daemon_factory()
     write(home.pictures, "iloc-v2.heic", heic_billion_items())
     with Prober(d) as prober:
@@ -117,6 +128,7 @@ def test_a_file_over_the_time_budget_fails_and_other_uploads_go_on(home: Home, d
 
 def test_a_daemon_killed_while_it_reads_a_file_starts_at_once_and_fails_that_task(
         home: Home, daemon_factory: Callable[..., Daemon]) -> None:
+    home.write_config(security=PROBED)
     d = daemon_factory()
     slow = write(home.pictures, "slow.gif", gif_tiny_subblocks())
     task = d.rpc("upload_images", {"paths": [str(slow)]})["tasks"][0]
