@@ -10,7 +10,6 @@ thread (``LoopThread``); the tray reaches the application layer only through
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from .api.web import RPC_MAX_BODY, Routes
 from .application import Application
 from .core.config import SettingsBox
 from .core.events import EventBus
+from .core.heap import settle_heap
 from .engine.changes import ChangeLog
 from .engine.cleanup import Cleanup
 from .engine.engine import Engine
@@ -135,19 +135,6 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
         await runner.cleanup()
         home.remove_daemon_info(os.getpid())
         log.info("stopped")
-
-
-GC_THRESHOLDS = (700, 10, 100)  # Python's own: (700, 10, 10)
-
-
-def settle_heap() -> None:
-    """Once started: full garbage collections ten times rarer than Python's default, which suits a short
-    script, not a daemon that keeps ten thousand task records. With the default, seven full collections of the
-    growing heap ran per 10,000 tiny files, up to 0.13 s each with the loop frozen: 15-20% of the daemon's CPU.
-    With these, GC took 0.24 s in all instead of 0.7-0.8 and the longest pause was 33 ms (bench/README.md).
-    The young generations keep Python's thresholds: raising them, or freezing what exists at start, kept more
-    garbage alive (oss2's, among others) for little more speed."""
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def new_loop() -> asyncio.AbstractEventLoop:

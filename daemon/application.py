@@ -22,6 +22,7 @@ from typing import Any
 from . import __version__
 from .core.config import SettingsBox
 from .core.events import Event, EventBus, Handler, TaskFinished
+from .core.heap import give_back
 from .core.limits import Limits
 from .core.tasks import TaskSource, TaskStatus
 from .core.views import Progress, Summary, TaskView, iso, summarize
@@ -55,6 +56,9 @@ class Submitted:
 
     def to_json(self) -> dict[str, Any]:
         return {"batch_id": self.batch_id, "tasks": [t.to_json() for t in self.tasks]}
+
+
+GIVE_BACK_AFTER = 1000  # tasks cleared at once, past which their memory is handed back to the system
 
 
 class Application:
@@ -232,8 +236,12 @@ class Application:
         return self._engine.resume(task_id)
 
     def clear(self) -> int:
-        """Finished tasks leave the list (history keeps their links); their spooled bytes are deleted."""
-        return self._drop_spooled(self._engine.clear())
+        """Finished tasks leave the list (history keeps their links); their spooled bytes are deleted. After a
+        large batch, the memory its tasks held goes back to the system (``core/heap.py``)."""
+        cleared = self._drop_spooled(self._engine.clear())
+        if cleared >= GIVE_BACK_AFTER:
+            give_back()
+        return cleared
 
     # -- reading ---------------------------------------------------------------------------------------------
     def task(self, task_id: str) -> TaskView:
@@ -249,11 +257,11 @@ class Application:
             engine.batch(batch_id)  # NotFound for a batch that is not listed
         summary = engine.index.summary(now, batch_id)
         if since is None or full:
-            return Progress(changes.version, summary, [], full, now, engine.tasks(batch_id))
+            return Progress(changes.version, summary, [], full, now, engine.tasks(batch_id), engine.listed())
         changed = engine.index.changed_since(since)
         if batch_id is not None:
             changed = [t for t in changed if t.batch_id == batch_id]
-        return Progress(changes.version, summary, changes.removed_since(since), False, now, changed)
+        return Progress(changes.version, summary, changes.removed_since(since), False, now, changed, engine.listed())
 
     def batch_summary(self, batch_id: str) -> Summary:
         return summarize(self._engine.tasks(batch_id), self._engine.clock())

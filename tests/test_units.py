@@ -6,15 +6,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import botocore.exceptions as bce
+import orjson
 import pytest
 from conftest import PNG_1PX
 from pixlift.core.config import TransferSettings
 from pixlift.core.keys import render_key, validate_template
 from pixlift.core.limits import TokenBucket, WindowCounter
 from pixlift.core.tasks import SpeedMeter, Task, TaskStatus
-from pixlift.core.views import summarize
+from pixlift.core.views import summarize, task_json
+from pixlift.engine.worker import Batch, Job
 from pixlift.errors import ConfigError, InvalidState
-from pixlift.files.paths import sniff_image
+from pixlift.files.paths import CheckedFile, Identity, sniff_image
 from pixlift.providers.multipart import MultipartState, part_plan
 from pixlift.providers.s3 import S3Provider
 from pixlift.providers.s3_kind import S3Profile
@@ -227,3 +229,27 @@ async def test_in_flight_bytes_wait_for_room_and_a_request_over_the_bound_goes_a
     assert order[-1] == "d" and alone[-1]  # over the bound: it went alone
     gates["d"].set()
     await asyncio.gather(*tasks)
+
+
+def test_a_long_list_keeps_no_json_and_lets_go_of_what_it_kept() -> None:
+    """Each task keeps its JSON for fast whole reads while the list is short; in a list past KEEP_JSON_UP_TO
+    nothing is kept (65 MB for 100,000 tasks), and what a task kept goes when it is read."""
+    task = Task(task_id="t1", batch_id="b", path="/p/a.png", name="a.png", profile="local", bytes_total=10)
+    task.move(TaskStatus.UPLOADING)
+    task.move(TaskStatus.COMPLETED)
+    first = task_json(task, 0.0)
+    assert task.wire is not None and task_json(task, 0.0) is first  # kept, and served from what was kept
+    again = task_json(task, 0.0, keep=False)
+    assert orjson.dumps(again) == orjson.dumps(first) and task.wire is None
+    task_json(task, 0.0, keep=False)
+    assert task.wire is None
+
+
+def test_a_completed_upload_lets_go_of_its_transfer_state() -> None:
+    job = Job(Task(task_id="t", batch_id="b", path="/p/a.png", name="a.png", profile="local", bytes_total=10),
+              CheckedFile("/p/a.png", "/p", "a.png", 10, "image/png", Identity(1, 2, 10, 3)), Batch("b", 5))
+    assert job.state is None  # nothing made before it is needed
+    job.multipart.part_size = 5
+    job.sha256 = "0" * 64
+    job.completed()
+    assert job.state is None and job.sha256 is None

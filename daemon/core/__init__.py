@@ -3,7 +3,8 @@ the retry policy, object-key templates and the per-client rate limits.
 
 Holds: ``config`` (the typed settings, ``SettingsBox``), ``tasks`` (``Task`` and its named states), ``views``
 (a task's JSON, summaries, progress), ``events`` (typed engine events and the bus that carries them), ``retry``
-(backoff with jitter), ``keys`` (``key_template`` placeholders), ``limits`` (calls and files per client).
+(backoff with jitter), ``keys`` (``key_template`` placeholders), ``limits`` (calls and files per client),
+``heap`` (garbage collection and glibc's heaps tuned for a daemon, memory handed back after a large clear).
 May import: errors.
 Used by: every other room and the application layer; nothing here does I/O beyond the clock.
 """

@@ -160,16 +160,23 @@ def trimmed(data: bytes) -> bytes:
     return bytes(memoryview(data))
 
 
-def task_json(task: Task, now: float) -> orjson.Fragment:
+KEEP_JSON_UP_TO = 20_000  # tasks listed, up to which each task keeps its JSON (about 650 bytes a task)
+
+
+def task_json(task: Task, now: float, keep: bool = True) -> orjson.Fragment:
     """A task's JSON, kept with the task until it changes: a bulk read costs what changed, not what exists.
 
-    An uploading task's speed and ETA move with the clock, so it is serialised afresh on every read."""
+    An uploading task's speed and ETA move with the clock, so it is serialised afresh on every read. With
+    ``keep`` false (a list longer than ``KEEP_JSON_UP_TO``, read whole rarely and incrementally as a rule)
+    nothing is kept, and what was kept goes: 100,000 tasks would keep 65 MB of JSON for a read nobody makes."""
     cached = task.wire
     if cached is not None and cached[0] == task.version and task.status is not TaskStatus.UPLOADING:
         fragment: orjson.Fragment = cached[1]
+        if not keep:
+            task.wire = None
         return fragment
     fragment = orjson.Fragment(trimmed(orjson.dumps(TaskView.of(task, now).to_json())))
-    task.wire = (task.version, fragment)
+    task.wire = (task.version, fragment) if keep else None
     return fragment
 
 
@@ -185,12 +192,14 @@ class Progress:
     full: bool
     now: float
     _tasks: list[Task] = field(repr=False)
+    listed: int = 0  # tasks in the live list: past KEEP_JSON_UP_TO, their JSON is not kept
 
     def views(self) -> list[TaskView]:
         return [TaskView.of(t, self.now) for t in self._tasks]
 
     def to_json(self, *, incremental: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"tasks": [task_json(t, self.now) for t in self._tasks],
+        keep = self.listed <= KEEP_JSON_UP_TO
+        out: dict[str, Any] = {"tasks": [task_json(t, self.now, keep) for t in self._tasks],
                                "summary": self.summary.to_json(), "version": self.version}
         if incremental or self.removed:
             out["removed"] = self.removed

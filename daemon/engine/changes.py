@@ -15,7 +15,7 @@ from collections import deque
 from ..journal.journal import Journal
 
 BLOCK = 100_000  # versions reserved per journal write
-KEEP_REMOVED = 100_000  # removed ids remembered for incremental readers
+KEEP_REMOVED = 10_000  # removed ids remembered for incremental readers
 
 
 class ChangeLog:

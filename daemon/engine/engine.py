@@ -72,7 +72,7 @@ class Engine(TaskList):
             task.version = self.changes.version
             self.index.saved(task)
             batch = self._batch(task.batch_id, stored.batch_size)
-            job = Job(task, checked, batch, MultipartState.from_json(stored.multipart),
+            job = Job(task, checked, batch, MultipartState.from_json(stored.multipart) if stored.multipart else None,
                       multipart_journalled=stored.multipart is not None)
             with contextlib.suppress(KeyError, TypeError):
                 job.original = CheckedFile.from_json(stored.original) if stored.original else None
@@ -232,9 +232,10 @@ class Engine(TaskList):
             job = self._jobs.pop(tid)
             self.index.remove(job.task)
             jobs.append(job)
-            job.batch.task_ids.remove(tid)
-            if not job.batch.task_ids:
-                self._batches.pop(job.batch.batch_id, None)
+        for batch in {id(j.batch): j.batch for j in jobs}.values():  # each list rebuilt once, not id by id
+            batch.task_ids = [t for t in batch.task_ids if t in self._jobs]
+            if not batch.task_ids:
+                self._batches.pop(batch.batch_id, None)
         self.journal.remove(gone)
         self.changes.remove(gone)
         return jobs
@@ -375,7 +376,7 @@ class Engine(TaskList):
         task.bytes_uploaded = task.bytes_total
         task.finished_at = finished_at
         task.error = None
-        job.multipart.reset()
+        job.completed()
         self._touch(task)
         self.index.saved(task)
         self._finished(job)

@@ -29,6 +29,10 @@ class TaskList:
         self._batches: dict[str, Batch] = {}
 
     # -- reading -------------------------------------------------------------------------------------------
+    def listed(self) -> int:
+        """How many tasks the live list holds."""
+        return len(self._jobs)
+
     def get(self, task_id: str) -> Task:
         job = self._jobs.get(task_id)
         if job is None:
