@@ -29,6 +29,14 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test,tray]'
 export PATH="$PWD/.venv/bin:$PATH"
+
+# Browser libraries the tests load into Chromium (Uppy's bundles, for tests/test_uppy.py), from npm, not committed.
+BROWSER_LIBS=(uppy5@npm:uppy@5.2.4 uppy6@npm:uppy@6.0.1)
+if [ ! -f .browser-libs/node_modules/uppy5/dist/uppy.min.js ] || [ ! -f .browser-libs/node_modules/uppy6/dist/uppy.min.js ]; then
+  command -v npm >/dev/null || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  mkdir -p .browser-libs
+  npm install --prefix .browser-libs --no-save --no-package-lock --no-audit --no-fund --loglevel=error "${BROWSER_LIBS[@]}"
+fi
 unset AWS_CA_BUNDLE  # rclone (Go) refuses some CA bundles; the tests only talk to loopback
 
 echo "== ruff"; ruff check daemon tests bench
