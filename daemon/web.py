@@ -137,7 +137,6 @@ class Routes:
         return web.Response(status=204, headers=headers)
 
     # -- browser uploads: bytes streamed into the spool, then a task like any other -----------------------
-
     async def browser_upload(self, request: web.Request) -> web.StreamResponse:
         client = self.gate.require(request)
         limit = self.app.config.current.security.max_file_size

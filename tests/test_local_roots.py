@@ -5,7 +5,10 @@ folder, never through a symlink out of it. All against the real daemon."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -70,7 +73,7 @@ def test_the_api_cannot_point_a_local_profile_at_a_folder_the_user_did_not_choos
 
 def test_a_folder_written_in_config_toml_is_taken_as_written(
         home: Home, outside: Path, tmp_path: Path, daemon_factory: Callable[..., Daemon]) -> None:
-    home.write_config({"site": {"provider": "local", "root": str(outside)}}, default="site")
+    home.write_config({"site": {"provider": "local", "root": f"{outside}/"}}, default="site")
     d = daemon_factory()
     assert d.rpc("check_profile", {"profile": "site"})["ok"]
     (home.pictures / "cat.png").write_bytes(PNG)
@@ -79,8 +82,10 @@ def test_a_folder_written_in_config_toml_is_taken_as_written(
     assert done["status"] == "completed" and (outside / done["key"]).read_bytes() == PNG
     assert d.get(done["url"].removeprefix(d.url))[2] == PNG
 
-    # editing another field keeps the user's folder; so does sending it back unchanged (as the settings page does)
+    # editing another field keeps the user's folder; so does sending it back as the settings page shows it
     d.rpc("save_profile", {"name": "site", "profile": {"key_template": "{stem}{ext}"}})
+    shown = next(p for p in d.rpc("list_profiles")["profiles"] if p["name"] == "site")["root"]
+    assert shown == str(outside)
     d.rpc("save_profile", {"name": "site", "profile": {"provider": "local", "root": str(outside),
                                                        "key_template": "img/{stem}{ext}"}})
     assert saved_profiles(home)["site"] == {"provider": "local", "root": str(outside),
@@ -131,3 +136,39 @@ def test_served_folders_give_only_regular_files_under_them(
         assert status == 404, (path, status)
         assert b"root:" not in body and PNG not in body
     assert d.get("/local/site/cat.png")[0] == 200  # the FIFO held nothing up
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_followed(
+        home: Home, daemon_factory: Callable[..., Daemon]) -> None:
+    """A file replaced by a symlink to /etc/passwd between the daemon's check and its open, over and over (as a
+    process sharing the folder could): the daemon serves the picture or 404, never what the symlink points to."""
+    site = home.pictures / "site"
+    site.mkdir()
+    home.write_config({"site": {"provider": "local", "root": str(site)}}, default="site")
+    (site / "cat.png").write_bytes(PNG)
+    (site / ".file").write_bytes(PNG)
+    d = daemon_factory()
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                os.link(site / ".file", site / ".file.new")
+                os.replace(site / ".file.new", site / "cat.png")
+                os.symlink("/etc/passwd", site / ".link")
+                os.replace(site / ".link", site / "cat.png")
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    seen: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            status, _, body = d.get("/local/site/cat.png")
+            assert b"root:" not in body, "the daemon followed the symlink swapped in"
+            assert status in (200, 404) and (status != 200 or body == PNG), status
+            seen[status] = seen.get(status, 0) + 1
+    finally:
+        stop.set()
+        swapper.join(5)
+    assert seen.get(200, 0) > 0 and seen.get(404, 0) > 0, seen  # both states were met, many times

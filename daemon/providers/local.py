@@ -52,9 +52,8 @@ def guard(p: LocalProfile, saved: Mapping[str, Any] | None, table: Mapping[str, 
           home: Path) -> None:
     """A folder set through the API must lie under pixlift's home or inside an allowed root, and must not hold
     pixlift's home (its token would be served); one already in config.toml, unchanged, is the user's choice."""
-    if p.root is None or (saved is not None and saved.get("provider") == "local"
-                          and saved.get("root") == table.get("root")):
-        return
+    if p.root is None or (saved is not None and saved.get("provider") == "local" and _written(saved) == p.root):
+        return  # the folder as config.toml has it (the settings page sends it back expanded: ~ is /home/...)
     real, own = Path(os.path.realpath(p.root)), Path(os.path.realpath(home))
     inside = (real != own and real.is_relative_to(own)) or any(real.is_relative_to(r) for r in security.allowed_roots)
     if inside and not own.is_relative_to(real):
@@ -65,6 +64,11 @@ def guard(p: LocalProfile, saved: Mapping[str, Any] | None, table: Mapping[str, 
         f"pixlift's home ({own}) or inside one of [security] allowed_roots ({roots}), and must not contain "
         f"pixlift's home; {real} does not. Choose a folder there, or write root = \"{p.root}\" under "
         f"[profiles.{p.name}] in config.toml yourself.", data={"param": "profile", "key": "root", "root": str(real)})
+
+
+def _written(table: Mapping[str, Any]) -> Path | None:
+    root = table.get("root")
+    return Path(os.path.expanduser(root.strip())) if isinstance(root, str) and root.strip() else None
 
 
 def summary(p: LocalProfile, files_root: Path) -> str:
