@@ -11,11 +11,13 @@ import hashlib
 import mimetypes
 import os
 import re
+import weakref
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from .application import Application
 from .errors import FileRefused, JournalUnavailable, PixliftError, RateLimited
@@ -91,13 +93,13 @@ class Routes:
         # aiohttp has percent-decoded the path once (%2e%2e is "..", %252e stays "%2e"); what is left is judged
         # as a path: no dot-parts, no NUL, only a regular file under the folder, opened beneath it.
         key = request.match_info["key"]
-        return await _file_response(request, open_served(self.app.home.files, key) if _plain(key) else None, key)
+        return _file_response(open_served(self.app.home.files, key) if _plain(key) else None, key)
 
     async def serve_profile_file(self, request: web.Request) -> web.StreamResponse:
         """A local profile's own folder: its provider opens the file a key names, inside that folder only."""
         key = request.match_info["key"]
         fd = self.app.profiles.served_file(request.match_info["profile"], key) if _plain(key) else None
-        return await _file_response(request, fd, key)
+        return _file_response(fd, key)
 
     # -- the local store's one-time URLs (create_upload_urls) -------------------------------------------------
     async def presigned_upload(self, request: web.Request) -> web.StreamResponse:
@@ -175,20 +177,28 @@ def _plain(key: str) -> bool:
     return len(key) <= 1024 and "\x00" not in key and not any(p.startswith(".") for p in Path(key).parts)
 
 
-async def _file_response(request: web.Request, fd: int | None, key: str) -> web.StreamResponse:
-    """The opened file, sent with aiohttp's FileResponse (ranges, conditional requests, sendfile) through the
-    descriptor's own path, which reopens exactly that file: nothing is looked up by name again."""
+def _file_response(fd: int | None, key: str) -> web.StreamResponse:
     if fd is None:
         raise web.HTTPNotFound(text="No such file.")
-    try:
-        ctype = mimetypes.guess_type(key.rsplit("/", 1)[-1])[0] or "application/octet-stream"
-        resp = web.FileResponse(_FD_DIR / str(fd), headers={
-            "Content-Type": ctype, "Content-Security-Policy": FILE_CSP,
-            "Cache-Control": "public, max-age=31536000, immutable"})
-        await resp.prepare(request)
-        return resp
-    finally:
-        os.close(fd)
+    ctype = mimetypes.guess_type(key.rsplit("/", 1)[-1])[0] or "application/octet-stream"
+    return _OpenFileResponse(fd, headers={"Content-Type": ctype, "Content-Security-Policy": FILE_CSP,
+                                          "Cache-Control": "public, max-age=31536000, immutable"})
+
+
+class _OpenFileResponse(web.FileResponse):
+    """An opened file, sent by aiohttp's FileResponse (ranges, conditional requests, sendfile) through the
+    descriptor's own path, which reopens exactly that file: nothing is looked up by name again. The descriptor
+    is closed once the response is sent, or when the response is dropped unsent."""
+
+    def __init__(self, fd: int, headers: dict[str, str]) -> None:
+        super().__init__(_FD_DIR / str(fd), headers=headers)
+        self._close = weakref.finalize(self, os.close, fd)  # runs once, whichever comes first
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        try:
+            return await super().prepare(request)
+        finally:
+            self._close()
 
 
 def _cors(request: web.Request) -> dict[str, str]:
