@@ -72,6 +72,7 @@ class AppBackend:
     """The app's own server: its page, the Uppy bundle, and the two calls its backend makes to the daemon."""
 
     def __init__(self, daemon: Daemon, bundle: str) -> None:
+        self.daemon = daemon
         page = PAGE.replace("SIGN", SIGN[bundle]).encode()
         dist = LIBS / bundle / "dist"
         self.calls: list[dict[str, Any]] = []
@@ -167,5 +168,6 @@ def test_an_uppy_app_uploads_to_the_local_store_from_chromium(
                   return 'answered'; }
             catch (e) { return 'blocked: ' + e; } }""", daemon_url)
         assert blocked.startswith("blocked"), blocked
+        assert "Traceback" not in app.daemon.log(), app.daemon.log()
     finally:
         context.close()
