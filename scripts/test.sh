@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1  # PyGObject
   shellcheck desktop-file-utils systemd      # the installer scripts and the units they write
   libglib2.0-bin gnome-settings-daemon-common   # gsettings and GNOME's shortcut schema: the installer's hotkey
+  iproute2 util-linux                        # ip and unshare: the SSRF tests' namespaced network (ssrf_world.py)
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -33,6 +34,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 # Browser libraries the tests load into Chromium (Uppy's bundles, for tests/test_uppy.py), from npm, not committed.
 BROWSER_LIBS=(uppy5@npm:uppy@5.2.4 uppy6@npm:uppy@6.0.1)
 if [ ! -f .browser-libs/node_modules/uppy5/dist/uppy.min.js ] || [ ! -f .browser-libs/node_modules/uppy6/dist/uppy.min.js ]; then
+  # npm comes with Node.js; Debian's own npm package only where there is none (it conflicts with other Node builds)
   command -v npm >/dev/null || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
   mkdir -p .browser-libs
   npm install --prefix .browser-libs --no-save --no-package-lock --no-audit --no-fund --loglevel=error "${BROWSER_LIBS[@]}"
