@@ -14,6 +14,7 @@ APT_PACKAGES=(
   libimage-exiftool-perl                     # exiftool: the independent reader that judges metadata removal
   openssh-sftp-server                        # OpenSSH's own sftp-server, a real SFTP server for the tests
   tinyproxy-bin                              # a corporate proxy in front of the S3 test server (test_networks.py)
+  iproute2 util-linux                        # ip and unshare: the SSRF tests' namespaced network (ssrf_world.py)
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -32,6 +33,15 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test,tray]'
 export PATH="$PWD/.venv/bin:$PATH"
+
+# Browser libraries the tests load into Chromium (Uppy's bundles, for tests/test_uppy.py), from npm, not committed.
+BROWSER_LIBS=(uppy5@npm:uppy@5.2.4 uppy6@npm:uppy@6.0.1)
+if [ ! -f .browser-libs/node_modules/uppy5/dist/uppy.min.js ] || [ ! -f .browser-libs/node_modules/uppy6/dist/uppy.min.js ]; then
+  # npm comes with Node.js; Debian's own npm package only where there is none (it conflicts with other Node builds)
+  command -v npm >/dev/null || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  mkdir -p .browser-libs
+  npm install --prefix .browser-libs --no-save --no-package-lock --no-audit --no-fund --loglevel=error "${BROWSER_LIBS[@]}"
+fi
 unset AWS_CA_BUNDLE  # rclone (Go) refuses some CA bundles; the tests only talk to loopback
 
 echo "== ruff"; ruff check daemon tests bench

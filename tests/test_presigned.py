@@ -108,3 +108,56 @@ def test_bytes_put_to_the_local_store_follow_the_image_policy(home: Home, tmp_pa
     assert DATUM.encode() not in sent and len(sent) < len(photo)
     assert not Image.open(io.BytesIO(sent)).getexif().get_ifd(0x8825)
     assert Image.open(io.BytesIO(sent)).getexif().get(0x0112) == 6
+
+
+def send(url: str, method: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, Any, bytes]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return int(resp.status), resp.headers, bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def test_the_one_time_url_answers_cors_for_the_app_that_holds_it_and_nothing_else_does(
+        home: Home, daemon_factory: Callable[..., Daemon]) -> None:
+    """As an S3 presigned URL for a bucket that allows the app: the preflight and the PUT are answered for the
+    asking origin (a public app's page, which browsers mark cross-site, too). No other route gains CORS."""
+    import hashlib
+    home.write_config({"local": {"provider": "local"}}, default="local")
+    d = daemon_factory()
+    app = "https://photos.example"
+    upload = d.rpc("create_upload_urls", {"files": [{"name": "a.png", "size": len(PNG),
+                                                      "content_type": "image/png"}]})["uploads"][0]
+    ask = {"Origin": app, "Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "content-type",
+           "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}
+    status, headers, _ = send(upload["url"], "OPTIONS", {**ask, "Access-Control-Request-Private-Network": "true"})
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == app
+    assert headers["Access-Control-Allow-Methods"] == "PUT"
+    assert headers["Access-Control-Allow-Headers"] == "content-type"
+    assert headers["Access-Control-Allow-Private-Network"] == "true"
+    assert "Access-Control-Allow-Credentials" not in headers  # the URL is the permission, never a cookie
+    for bad in ({**ask, "Access-Control-Request-Method": "DELETE"}, {k: v for k, v in ask.items() if k != "Origin"},
+                {**ask, "Access-Control-Request-Headers": "content-type, x: y"}):
+        status, headers, _ = send(upload["url"], "OPTIONS", bad)
+        assert status in (400, 403) and "Access-Control-Allow-Origin" not in headers, bad
+
+    put_headers = {"Origin": app, "Content-Type": "image/png", "Sec-Fetch-Site": "cross-site"}
+    status, headers, _ = send(upload["url"], "PUT", put_headers, PNG)
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == app and headers["Vary"] == "Origin"
+    assert headers["ETag"] == f'"{hashlib.md5(PNG).hexdigest()}"' and "ETag" in headers["Access-Control-Expose-Headers"]
+    status, headers, body = send(upload["url"], "PUT", put_headers, PNG)  # used: the app can read why
+    assert status == 404 and headers["Access-Control-Allow-Origin"] == app and b"used" in body
+    assert d.rpc("confirm_uploads", {"keys": [upload["key"]]})["results"][0]["status"] == "confirmed"
+
+    # every other route: no CORS for that origin, preflights refused
+    key = d.rpc("get_upload_history")["items"][0]["key"]
+    for path, method in (("/rpc", "OPTIONS"), ("/api/upload", "OPTIONS"), ("/events", "OPTIONS"), ("/", "GET"),
+                         ("/rpc", "POST"), (f"/files/{key}", "GET"), (f"/files/{key}", "OPTIONS"),
+                         ("/static/app.js", "GET"), ("/presigne/x", "OPTIONS")):
+        status, headers, _ = send(d.url + path, method, {**ask, "Authorization": f"Bearer {home.token}",
+                                                         "Content-Type": "application/json"},
+                                  b"{}" if method == "POST" else None)
+        assert "Access-Control-Allow-Origin" not in headers and not any(
+            h.lower().startswith("access-control-") for h in headers), (path, method, status)
+        assert status >= 400 or path.startswith(("/files/", "/static/")), (path, method, status)

@@ -5,7 +5,9 @@ rebinding can make a hostile page look same-origin. So, before any handler runs:
 
 - ``Host`` must be exactly ``127.0.0.1:PORT``, ``localhost:PORT`` or ``[::1]:PORT`` (defeats DNS rebinding);
 - a request carrying a foreign ``Origin`` (or ``null``), or ``Sec-Fetch-Site: cross-site``, is refused (CSRF);
-  there are no CORS headers for anyone, so browsers refuse cross-origin reads too;
+  there are no CORS headers for anyone, so browsers refuse cross-origin reads too. One exception: the local
+  store's one-time upload URLs (``/presigned/<token>``, ``CAPABILITY_PREFIXES``) are their own permission, like
+  an S3 presigned URL, so any page an app hands one to may PUT to it (web.py answers its CORS preflight);
 - API routes need ``Authorization: Bearer <token>`` (compared in constant time) or the UI's session cookie,
   and the cookie counts only on requests whose ``Origin`` is the daemon's own;
 - calls and queued files are rate limited per client (the limits are kept in ``core/limits.py``).
@@ -29,6 +31,7 @@ from aiohttp.typedefs import Middleware
 log = logging.getLogger(__name__)
 COOKIE = "pixlift_session"
 PUBLIC_PREFIXES = ("/files/", "/local/", "/static/")  # pasted links and the UI's own assets: no token needed
+CAPABILITY_PREFIXES = ("/presigned/",)  # the URL is the permission: any origin may use it, with CORS
 
 
 @dataclass
@@ -102,7 +105,7 @@ class Gate:
                 return _refuse(403, "This daemon answers only to 127.0.0.1, localhost and [::1] on its own port.")
             public = request.path.startswith(PUBLIC_PREFIXES)
             origin = request.headers.get("Origin")
-            if not public:
+            if not public and not request.path.startswith(CAPABILITY_PREFIXES):
                 if origin is not None and origin not in self.origins():
                     return _refuse(403, "Requests from other web pages are refused.")
                 if request.headers.get("Sec-Fetch-Site") == "cross-site":

@@ -123,6 +123,28 @@ def open_beneath(root: str, path: str, flags: int = os.O_NONBLOCK) -> int:
         os.close(dir_fd)
 
 
+def open_served(root: str | os.PathLike[str], key: str) -> int | None:
+    """The regular file ``key`` names under ``root`` (a served store's folder), opened read-only beneath the
+    folder's real location as ``open_beneath`` opens it: a symlink that leads out of the folder, or one swapped
+    in after the path was resolved, is never followed. None for anything else (missing, a folder, a FIFO or
+    device, outside the folder, a name the system refuses). The caller closes the descriptor."""
+    try:
+        base = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(base, key))
+        if not real.startswith(_inside(base)):
+            return None
+        fd = open_beneath(base, real)
+    except (OSError, ValueError):  # too long, too deep, a NUL byte, gone: not a file we serve
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
 class PathChecker:
     def __init__(self, security: SecuritySettings) -> None:
         self.security = security

@@ -15,7 +15,6 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, TypeVar
 from urllib.parse import quote
 
@@ -147,8 +146,9 @@ class Provider(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
-    def served_file(self, key: str) -> Path | None:
-        """A stored object the daemon itself serves at its link (the embedded store); None for a remote store."""
+    def served_file(self, key: str) -> int | None:
+        """A stored object the daemon itself serves at its link (the embedded store), opened read-only (the
+        caller closes it); None for a remote store or no such file."""
         return None
 
     async def presign_put(self, key: str, content_type: str, expires_s: int) -> str | None:

@@ -8,12 +8,12 @@ the fields that page shows. ``registry.py`` lists the kinds; nothing else in pix
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from ..core.config import Checker, Keys, ProfileBase, TransferSettings
+from ..core.config import Checker, Keys, ProfileBase, SecuritySettings, TransferSettings
 from .base import Provider
 from .inflight import InFlight
 
@@ -52,6 +52,10 @@ class ProviderKind(Generic[P]):
     build: Callable[[P, BuildContext], Provider]
     summary: Callable[[P, Path], str]  # one line for the settings page: which bucket or folder, which keys
     form: tuple[FormField, ...]
+    # Settings the API may not set although config.toml may (a folder to publish): (the profile, its table as
+    # saved before, its table as the API would save it, the security settings, pixlift's home); raises
+    # InvalidParams saying what is allowed. None: the API may set whatever the file may.
+    api_guard: Callable[[P, Mapping[str, Any] | None, Mapping[str, Any], SecuritySettings, Path], None] | None = None
 
     def default_profile(self, name: str) -> P:
         return self.profile_type(name=name)

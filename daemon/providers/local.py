@@ -1,7 +1,12 @@
 """The embedded default: files under a folder, served read-only by the daemon at ``/files/<key>`` (a profile
 with a folder of its own: ``/local/<profile>/<key>``).
 
-Works with no cloud account. A file is written to a temporary name of its own beside its target, every write
+Works with no cloud account. The daemon serves a profile's folder to anyone who can reach its port, without the
+token, so the API may only point a profile at a folder under pixlift's home or inside ``allowed_roots``
+(``guard``); a ``root`` the user wrote in config.toml is taken as written. Only regular files under the folder
+are served, opened beneath it without following a symlink out of it (``paths.open_served``).
+
+A file is written to a temporary name of its own beside its target, every write
 checked (a short write is written on, a full disk is a ``disk_full`` failure), synced, then read back and
 compared (size and SHA-256) before it is renamed into place: a link never serves half a file, a truncated
 copy is never reported completed, and a cancelled upload leaves nothing.
@@ -15,14 +20,15 @@ import errno
 import hashlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..core.config import Checker, ProfileBase
-from ..errors import PermanentStorageError, SourceError, TransientStorageError
+from ..core.config import Checker, ProfileBase, SecuritySettings
+from ..errors import InvalidParams, PermanentStorageError, SourceError, TransientStorageError
+from ..files.paths import open_served
 from ..files.sources import Source
 from .base import OnBytes, Provider, public_url
 from .kind import BuildContext, FormField, ProviderKind
@@ -42,6 +48,29 @@ def parse(check: Checker, where: str, common: dict[str, Any], t: dict[str, Any])
     return LocalProfile(**common, root=Path(os.path.expanduser(root)) if root else None)
 
 
+def guard(p: LocalProfile, saved: Mapping[str, Any] | None, table: Mapping[str, Any], security: SecuritySettings,
+          home: Path) -> None:
+    """A folder set through the API must lie under pixlift's home or inside an allowed root, and must not hold
+    pixlift's home (its token would be served); one already in config.toml, unchanged, is the user's choice."""
+    if p.root is None or (saved is not None and saved.get("provider") == "local" and _written(saved) == p.root):
+        return  # the folder as config.toml has it (the settings page sends it back expanded: ~ is /home/...)
+    real, own = Path(os.path.realpath(p.root)), Path(os.path.realpath(home))
+    inside = (real != own and real.is_relative_to(own)) or any(real.is_relative_to(r) for r in security.allowed_roots)
+    if inside and not own.is_relative_to(real):
+        return
+    roots = ", ".join(str(r) for r in security.allowed_roots) or "none"
+    raise InvalidParams(
+        f"Not saved: {p.root} is served to every program on this computer, so a folder set here must lie under "
+        f"pixlift's home ({own}) or inside one of [security] allowed_roots ({roots}), and must not contain "
+        f"pixlift's home; {real} does not. Choose a folder there, or write root = \"{p.root}\" under "
+        f"[profiles.{p.name}] in config.toml yourself.", data={"param": "profile", "key": "root", "root": str(real)})
+
+
+def _written(table: Mapping[str, Any]) -> Path | None:
+    root = table.get("root")
+    return Path(os.path.expanduser(root.strip())) if isinstance(root, str) and root.strip() else None
+
+
 def summary(p: LocalProfile, files_root: Path) -> str:
     return f"Folder {p.root or files_root}"
 
@@ -53,7 +82,7 @@ def build(p: LocalProfile, ctx: BuildContext) -> LocalProvider:
 KIND = ProviderKind(
     name="local", label="Local folder", legend="Local", profile_type=LocalProfile, keys={"root": (str, False)},
     parse=parse, build=build, summary=summary,
-    form=(FormField("root", "Folder", placeholder="empty: pixlift's own files folder"),),
+    form=(FormField("root", "Folder", placeholder="empty: pixlift's own files folder"),), api_guard=guard,
 )
 
 
@@ -120,13 +149,9 @@ class LocalProvider(Provider):
             return public_url(f"{self._base_url()}/files", key)
         return public_url(f"{self._base_url()}/local/{quote(self.profile.name, safe='')}", key)
 
-    def served_file(self, key: str) -> Path | None:
-        """The stored file a link of this store names, if it is one the daemon may serve."""
-        try:
-            path = self.target(key)
-        except PermanentStorageError:
-            return None
-        return path if path.is_file() else None
+    def served_file(self, key: str) -> int | None:
+        """The stored file a link of this store names, opened, if it is a regular file under the folder."""
+        return open_served(self.root, key)
 
     async def delete_object(self, key: str) -> None:
         path = self.target(key)  # PermanentStorageError for a key outside the store
@@ -136,11 +161,13 @@ class LocalProvider(Provider):
             raise _os_error(exc, self.root) from exc
 
     async def stored_size(self, key: str) -> int | None:
-        path = self.served_file(key)
-        try:
-            return path.stat().st_size if path is not None else None
-        except OSError:
+        fd = await asyncio.to_thread(self.served_file, key)
+        if fd is None:
             return None
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     async def check(self) -> str:
         try:

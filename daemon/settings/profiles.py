@@ -44,8 +44,9 @@ class Profiles:
             out.append(item)
         return {"default": settings.default_profile, "profiles": out}
 
-    def served_file(self, name: str, key: str) -> Path | None:
-        """A stored file that the daemon serves at a link of this profile (its own folder), if there is one."""
+    def served_file(self, name: str, key: str) -> int | None:
+        """A stored file that the daemon serves at a link of this profile (its own folder), opened; the caller
+        closes it."""
         try:
             return self._providers.get(name).served_file(key)
         except PixliftError:

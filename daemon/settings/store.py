@@ -9,8 +9,11 @@ Every change is a read-modify-write of the whole file under one lock:
 4. write it atomically (temp file + rename, mode 0600; other sections are kept);
 5. swap the new settings into the ``SettingsBox``, so they take effect without a restart.
 
-Saving a profile patches its table (see ``merge_profile``). Secret fields are write-only: a secret left out
-or empty keeps the one already saved, so a client that was never shown it can still edit the rest.
+Saving a profile patches its table (see ``merge_profile``). What config.toml may say, the API may not always
+set: a provider's kind can guard settings (a local profile's folder, which the daemon publishes) that only a
+hand edit may choose; a value already in the file, left as it is, counts as the user's. Secret fields are
+write-only: a secret left out or empty keeps the one already saved, so a client that was never shown it can
+still edit the rest.
 Comments in a hand-written file are not kept: the file is rewritten from its parsed values.
 
 The standard library reads TOML but does not write it; ``dumps`` writes the subset our schema uses (tables,
@@ -29,7 +32,7 @@ from typing import Any
 
 from ..core.config import ProfileBase, Settings, SettingsBox
 from ..errors import ConfigError, InvalidParams
-from ..providers.registry import SECRET_KEYS
+from ..providers.registry import KINDS, SECRET_KEYS
 from .config_file import parse_settings
 from .home import write_private
 
@@ -54,11 +57,17 @@ class SettingsStore:
         """Add the profile ``name``, or replace its fields (keeping saved secrets that ``fields`` leaves out)."""
         check_name(name)
 
+        saved: list[Raw | None] = []
+
         def edit(raw: Raw) -> None:
             profiles = raw["profiles"]
+            saved.append(profiles.get(name))
             profiles[name] = merge_profile(profiles.get(name), fields)
 
-        return await self._change(edit)
+        def guard(raw: Raw, settings: Settings) -> None:
+            self._guard(name, saved[-1], raw["profiles"][name], settings)
+
+        return await self._change(edit, guard)
 
     async def delete_profile(self, name: str) -> Settings:
         def edit(raw: Raw) -> None:
@@ -109,20 +118,32 @@ class SettingsStore:
         """The profile ``fields`` would make, checked like a save, without writing anything."""
         check_name(name)
         raw = self._read()
-        raw["profiles"][name] = merge_profile(raw["profiles"].get(name), fields)
-        return parse_settings(raw, self.path, self.home).profile(name)
+        saved = raw["profiles"].get(name)
+        raw["profiles"][name] = merge_profile(saved, fields)
+        settings = parse_settings(raw, self.path, self.home)
+        self._guard(name, saved, raw["profiles"][name], settings)
+        return settings.profile(name)
+
+    def _guard(self, name: str, saved: Raw | None, table: Raw, settings: Settings) -> None:
+        profile = settings.profile(name)
+        kind = KINDS[profile.provider]
+        if kind.api_guard is not None:
+            kind.api_guard(profile, saved, table, settings.security, self.home)
 
     # -- the machinery -------------------------------------------------------------------------------------
-    async def _change(self, edit: Callable[[Raw], None]) -> Settings:
+    async def _change(self, edit: Callable[[Raw], None],
+                      guard: Callable[[Raw, Settings], None] | None = None) -> Settings:
         async with self._lock:
-            settings = await asyncio.to_thread(self._change_file, edit)
+            settings = await asyncio.to_thread(self._change_file, edit, guard)
             self.box.replace(settings)
             return settings
 
-    def _change_file(self, edit: Callable[[Raw], None]) -> Settings:
+    def _change_file(self, edit: Callable[[Raw], None], guard: Callable[[Raw, Settings], None] | None) -> Settings:
         raw = self._read()
         edit(raw)
         settings = parse_settings(raw, self.path, self.home)
+        if guard is not None:
+            guard(raw, settings)
         write_private(self.path, dumps(raw))
         return settings
 
