@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,3 +64,9 @@ def part_plan(size: int, part_size: int) -> list[tuple[int, int, int]]:
     """(part number, offset, length) for every part; S3 and OSS allow at most 10,000 parts."""
     part_size = max(part_size, -(-size // 10_000))
     return [(i + 1, off, min(part_size, size - off)) for i, off in enumerate(range(0, size, part_size))]
+
+
+def temp_name(key: str) -> str:
+    """Where a store that renames a whole file into place (WebDAV, SFTP) writes it first: hidden, beside the key,
+    unique per upload, and recognisably pixlift's, so nobody loads half an image from the public URL."""
+    return f".{posixpath.basename(key)}.{uuid.uuid4().hex[:12]}.pixlift-part"

@@ -36,7 +36,7 @@ from ..errors import ConfigError, Interrupted, PermanentStorageError, SourceErro
 from ..files.sources import Source
 from .base import OnBytes, Provider, chain, describe, public_url
 from .inflight import InFlight
-from .multipart import MultipartState
+from .multipart import MultipartState, temp_name
 from .sftp_login import host_key_error, login_options
 
 if TYPE_CHECKING:
@@ -53,10 +53,6 @@ CLEANUP_S = 10.0
 REFUSED_OFFSET = (asyncssh.SFTPFailure, asyncssh.SFTPOpUnsupported)  # a server that writes files in order only
 UNREACHABLE = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ConnectionLost,
                asyncssh.DisconnectError, asyncssh.ChannelOpenError, OSError, TimeoutError)
-
-
-def temp_name(key: str) -> str:
-    return f".{posixpath.basename(key)}.{uuid.uuid4().hex[:12]}.pixlift-part"
 
 
 class SftpProvider(Provider):

@@ -30,7 +30,7 @@ from .acked import Body, Ticker
 from .base import OnBytes, Provider, describe, public_url
 from .http1 import Answer, Pool
 from .inflight import InFlight
-from .multipart import MultipartState
+from .multipart import MultipartState, temp_name
 
 if TYPE_CHECKING:
     from .webdav_kind import WebDavProfile
@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 DAV = "{DAV:}"
 CLEANUP_S = 10.0  # a failed upload's temporary file is deleted within this, or left to the clean-up
 OK = frozenset({200, 201, 204})
-
-
-def temp_name(key: str) -> str:
-    return f".{posixpath.basename(key)}.{uuid.uuid4().hex[:12]}.pixlift-part"
 
 
 class WebDavProvider(Provider):
