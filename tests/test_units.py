@@ -253,3 +253,23 @@ def test_a_completed_upload_lets_go_of_its_transfer_state() -> None:
     job.sha256 = "0" * 64
     job.completed()
     assert job.state is None and job.sha256 is None
+
+
+async def test_in_flight_measures_busy_time_only() -> None:
+    """A few small files, a quiet spell, then a large file: the large file's rate is measured from its own
+    parts, not spread over the idle seconds, so it is not held at two parts in flight (35% slower, issue 23)."""
+    from pixlift.providers.inflight import InFlight
+
+    mib = 1024 * 1024
+    now = [0.0]
+    bound = InFlight(lambda: 1024 * mib, lambda: 5 * mib, clock=lambda: now[0])
+    for _ in range(3):  # three screenshots
+        async with bound.hold(100_000):
+            now[0] += 0.01
+    now[0] += 3.0  # a quiet spell: nothing in flight
+    assert bound.limit() == 10 * mib  # two parts, as at start
+    for _ in range(6):  # the recording's first parts, at 100 MiB/s
+        async with bound.hold(5 * mib):
+            now[0] += 0.05
+    # 30 MiB in 0.3 s, counted over at least 0.5 s: 60 MiB/s, so 2 s of it may be in flight
+    assert bound.limit() >= 100 * mib
