@@ -99,15 +99,23 @@ def test_a_key_file_logs_in(home: Home, server: Server, tmp_path: Path, locked: 
     assert PASSPHRASE not in str(d.rpc("list_profiles")) and PASSPHRASE not in d.log()
 
 
-def test_a_wrong_passphrase_is_invalid_credentials(home: Home, server: Server, tmp_path: Path,
-                                                   daemon_factory: Callable[..., Daemon]) -> None:
-    home.write_config({"vps": {**server.profile, "key_file": str(server.locked_key),
-                               "key_passphrase": "not the passphrase"}}, default="vps", transfers=FAST)
+@pytest.mark.parametrize("given", ["not the passphrase", None], ids=["wrong", "missing"])
+def test_a_wrong_or_missing_passphrase_is_invalid_credentials(home: Home, server: Server, tmp_path: Path,
+                                                              given: str | None,
+                                                              daemon_factory: Callable[..., Daemon]) -> None:
+    key: dict[str, str] = {"key_file": str(server.locked_key)}
+    if given is not None:
+        key["key_passphrase"] = given
+    home.write_config({"vps": {**server.profile, **key}}, default="vps", transfers=FAST)
     d = daemon_factory(env=pixlift_env(home, **no_home_keys(tmp_path)))
     task, _, took = upload_one(home, d, "locked.jpg")
     assert task["status"] == "failed" and task["error"]["code"] == "invalid_credentials", task
-    assert "cannot be decrypted" in task["error"]["message"] and "key_passphrase" in task["error"]["message"]
-    assert "not the passphrase" not in str(task) and "not the passphrase" not in d.log()
+    message = task["error"]["message"]
+    if given is None:  # the fix is to give it, not to change the key file
+        assert "protected by a passphrase" in message and "set key_passphrase" in message, message
+    else:
+        assert "cannot be decrypted" in message and "key_passphrase" in message
+        assert given not in str(task) and given not in d.log()
     assert took < 10 and task["attempts"] == 1
     assert files_under(server.root) == {}
 
