@@ -207,7 +207,7 @@ def test_a_file_truncated_while_pixlift_reads_it_fails_and_the_daemon_lives(home
                 truncations += 1
             time.sleep(0.02)
         assert daemon.proc.poll() is None, f"the daemon died ({daemon.proc.returncode}): {daemon.log()[-2000:]}"
-        failed = daemon.wait_task(task["task_id"], timeout=60)
+        failed = daemon.wait_task(task["task_id"], timeout=60, interval=0.25)
     assert failed["status"] == "failed" and failed["error"]["code"] == "file_error", failed
     assert "rewritten.gif changed while pixlift was reading it" in failed["error"]["message"], failed["error"]
     assert prober.calls > 0 and prober.slowest < 1.0
