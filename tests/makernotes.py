@@ -13,7 +13,7 @@ from PIL import Image
 
 # exiftool arguments that write a location into each maker's note
 WRITES: dict[str, list[str]] = {
-    "NIKON CORPORATION": ["-Nikon:Location=Paris", "-Nikon:CountryCode=FRA"],
+    "NIKON CORPORATION": ["-Nikon:Location=Paris", "-Nikon:CountryCode=FRA", "-Nikon:Altitude=35"],
     "Panasonic": ["-Panasonic:City=Paris", "-Panasonic:Country=France", "-Panasonic:State=Ile-de-France",
                   "-Panasonic:Landmark=Trocadero", "-Panasonic:Location=Trocadero", "-Panasonic:City2=Paris"],
     "SAMSUNG": ["-Samsung:LocationName=Paris", "-Samsung:LocalLocationName=Trocadero"],
@@ -37,9 +37,10 @@ def directory(order: str, entries: list[tuple[int, int, int, bytes]], at: int) -
 
 
 NOTES: dict[str, Callable[[int], bytes]] = {  # the note, given where it starts in the EXIF's TIFF structure
-    # type 3: a TIFF structure of its own, offsets from its own header; LocationInfo (0x39) is 79 bytes
+    # type 3: a TIFF structure of its own, offsets from its own header; LocationInfo (0x39) is 79 bytes,
+    # BarometerInfo (0xC3, a Z camera's altitude) 10
     "NIKON CORPORATION": lambda at: b"Nikon\x00\x02\x10\x00\x00MM\x00*\x00\x00\x00\x08" + directory(
-        ">", [(0x01, 7, 4, b"0210"), (0x39, 7, 79, b"0100" + bytes(75))], 8),
+        ">", [(0x01, 7, 4, b"0210"), (0x39, 7, 79, b"0100" + bytes(75)), (0xC3, 7, 10, b"0100" + bytes(6))], 8),
     # "Panasonic\0\0\0", then a directory whose offsets count from the EXIF's header
     "Panasonic": lambda at: b"Panasonic\x00\x00\x00" + directory(
         "<", [(0x01, 3, 1, b"\x02\x00")] + [(t, 7, 64, bytes(64)) for t in (0x67, 0x69, 0x6B, 0x6D, 0x6F, 0x80)],

@@ -26,7 +26,7 @@ from PIL import Image, PngImagePlugin
 pillow_heif = pytest.importorskip("pillow_heif")
 pillow_heif.register_heif_opener()
 
-LOCATION_TAG = re.compile(r"(?i)gps|latitude|longitude|city|state|province|country|location|landmark")
+LOCATION_TAG = re.compile(r"(?i)gps|latitude|longitude|altitude|city|state|province|country|location|landmark")
 PLACES: dict[str, list[str]] = {
     "exif-gps": ["-GPSLatitude=48.8584", "-GPSLatitudeRef=N", "-GPSLongitude=2.2945", "-GPSLongitudeRef=E",
                  "-GPSAltitude=35"],

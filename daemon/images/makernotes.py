@@ -1,10 +1,11 @@
 """Maker notes: the camera makers' private directories inside EXIF, and the places some of them keep.
 
-exiftool (the reference reader) reports a location from the maker notes of photos of three makers, and can
-write it there (which is how the tests put it there):
+exiftool (the reference reader) puts these maker-note tags of photos in its "Location" group, and can write
+them there (which is how the tests put them there):
 
 - Nikon, type 3 notes (``Nikon\\0\\x02``, a TIFF structure of their own, offsets from its own header):
-  ``LocationInfo`` (0x0039), which holds ``CountryCode`` and ``Location``;
+  ``LocationInfo`` (0x0039), which holds ``CountryCode`` and ``Location``, and ``BarometerInfo`` (0x00C3),
+  which holds the ``Altitude`` a Z camera measured;
 - Panasonic (``Panasonic\\0\\0\\0``, then a directory whose offsets count from the EXIF's TIFF header):
   ``Location``, ``Country``, ``State``, ``City``, ``Landmark``, ``City2`` (0x67, 0x69, 0x6B, 0x6D, 0x6F, 0x80);
 - Samsung, type 2 notes (a bare directory, offsets from the EXIF's TIFF header): ``LocalLocationName`` and
@@ -28,7 +29,7 @@ from .metadata_bounds import Unreadable, tick, u16
 if TYPE_CHECKING:  # exif.py calls this module, which reads with its classes
     from .exif import Plan, Tiff
 
-NIKON_LOCATION = frozenset({0x0039})
+NIKON_LOCATION = frozenset({0x0039, 0x00C3})
 PANASONIC_LOCATION = frozenset({0x67, 0x69, 0x6B, 0x6D, 0x6F, 0x80})
 SAMSUNG_LOCATION = frozenset({0x30, 0x31})
 MAKERNOTE_UNREADABLE = ("note:a camera maker note that can hold a location could not be read, so it was removed "
