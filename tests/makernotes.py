@@ -76,3 +76,19 @@ def located_makernotes(folder: Path, image: Image.Image) -> list[Path]:
         subprocess.run(["exiftool", "-q", "-o", str(target), *writes, str(empty)], check=True, timeout=60)
         out.append(target)
     return out
+
+
+def kodak_jpeg(path: Path, image: Image.Image) -> Path:
+    """A JPEG whose IFD0 points at Kodak's own directory (KodakIFD) holding a GPSString, as exiftool reads it
+    (it does not write one: the place is put there by hand)."""
+    order = "<"
+    name = b"EASTMAN KODAK COMPANY\x00"
+    make_at = 8 + 2 + 24 + 4
+    kodak_at = make_at + len(name) + len(name) % 2
+    kodak = directory(order, [(0x0001, 7, 4, b"0100"), (0x0402, 2, 24, b"48.8584N 2.2945E".ljust(24, b"\x00"))],
+                      kodak_at)
+    ifd0 = (struct.pack(order + "H", 2) + struct.pack(order + "HHII", 0x010F, 2, len(name), make_at)
+            + struct.pack(order + "HHII", 0x8290, 4, 1, kodak_at) + struct.pack(order + "I", 0))
+    exif = b"Exif\x00\x00II*\x00" + struct.pack(order + "I", 8) + ifd0 + name + b"\x00" * (len(name) % 2) + kodak
+    image.save(path, "JPEG", quality=90, exif=exif)
+    return path

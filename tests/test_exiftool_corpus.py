@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import Daemon, Home
-from makernotes import KEPT, WRITES, exif_with_note, located_makernotes
+from makernotes import KEPT, WRITES, exif_with_note, kodak_jpeg, located_makernotes
 from PIL import Image, PngImagePlugin
 
 pillow_heif = pytest.importorskip("pillow_heif")
@@ -108,6 +108,7 @@ def specials(folder: Path, work: Path) -> list[Path]:
         path = folder / name
         path.write_bytes(content)
         paths.append(path)
+    paths.append(kodak_jpeg(folder / "kodak-gpsstring.jpg", pixels))
     for note in located_makernotes(work, pixels):  # Nikon, Panasonic, Samsung: JPEG, and copied into TIFF, HEIC
         paths.append(folder / note.name)
         (folder / note.name).write_bytes(note.read_bytes())

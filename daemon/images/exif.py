@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .makernotes import plan_makernote
+from .makernotes import KODAK_IFD_TAG, plan_kodak_ifd, plan_makernote
 from .metadata_bounds import Unreadable, deep, fits, take, tick, u16, u32
 from .metadata_xmp import iptc_has_place, names_a_place, photoshop_has_place
 
@@ -179,6 +179,8 @@ def plan_location(tiff: Tiff, *, file: bool = False) -> Plan:
                 todo.append((tiff.pointer(entry), depth + 1))
             elif tag == MAKERNOTE_TAG and plan_makernote(tiff, plan, kind, count, entry, make):
                 dropped.add(tag)
+            elif tag == KODAK_IFD_TAG:
+                plan_kodak_ifd(tiff, plan, entry)
             elif tag == SUBIFDS_TAG and file:
                 todo += [(p, depth + 1) for p in _longs(tiff, kind, count, entry)]
             elif tag in (XMP_TAG, IPTC_TAG, PHOTOSHOP_TAG):
@@ -214,7 +216,7 @@ def plan_all_in_place(tiff: Tiff, *, file: bool) -> Plan:
                 if tag == SUBIFDS_TAG:
                     todo += [(p, depth + 1) for p in _longs(tiff, kind, count, entry)]
                 continue
-            if tag in POINTERS:
+            if tag in POINTERS or tag == KODAK_IFD_TAG:
                 tiff.blank(plan, tiff.pointer(entry), seen, depth + 1)
             else:
                 _drop_value(plan, tiff, kind, count, entry)

@@ -9,7 +9,9 @@ them there (which is how the tests put them there):
 - Panasonic (``Panasonic\\0\\0\\0``, then a directory whose offsets count from the EXIF's TIFF header):
   ``Location``, ``Country``, ``State``, ``City``, ``Landmark``, ``City2`` (0x67, 0x69, 0x6B, 0x6D, 0x6F, 0x80);
 - Samsung, type 2 notes (a bare directory, offsets from the EXIF's TIFF header): ``LocalLocationName`` and
-  ``LocationName`` (0x30, 0x31).
+  ``LocationName`` (0x30, 0x31);
+- Kodak's own directory, which IFD0's ``KodakIFD`` (0x8290) points at: ``GPSString`` (0x0402). exiftool reads
+  it but does not write it; one that does not parse makes the whole EXIF unreadable (``exif.py``'s rule).
 
 In "location" mode these entries are dropped from their directory (the later entries move up 12 bytes and the
 count goes down, as ``exif.py`` does) and their values zeroed: every other byte of the note stays where it
@@ -32,6 +34,8 @@ if TYPE_CHECKING:  # exif.py calls this module, which reads with its classes
 NIKON_LOCATION = frozenset({0x0039, 0x00C3})
 PANASONIC_LOCATION = frozenset({0x67, 0x69, 0x6B, 0x6D, 0x6F, 0x80})
 SAMSUNG_LOCATION = frozenset({0x30, 0x31})
+KODAK_IFD_TAG = 0x8290
+KODAK_LOCATION = frozenset({0x0402})
 MAKERNOTE_UNREADABLE = ("note:a camera maker note that can hold a location could not be read, so it was removed "
                         "whole")
 
@@ -59,6 +63,11 @@ def plan_makernote(tiff: Tiff, plan: Plan, kind: int, count: int, entry: int, ma
         plan.removed += ["makernote", MAKERNOTE_UNREADABLE]
         return True
     return False
+
+
+def plan_kodak_ifd(tiff: Tiff, plan: Plan, entry: int) -> None:
+    """Kodak's directory (offsets from the EXIF's header): its GPSString entry dropped and zeroed."""
+    _drop(tiff, plan, tiff.pointer(entry), tiff.size, KODAK_LOCATION, 0)
 
 
 def _samsung_type2(head: bytes, order: str) -> bool:
