@@ -13,6 +13,8 @@ APT_PACKAGES=(
   libglib2.0-bin gnome-settings-daemon-common   # gsettings and GNOME's shortcut schema: the installer's hotkey
   libimage-exiftool-perl                     # exiftool: the independent reader that judges metadata removal
   openssh-sftp-server                        # OpenSSH's own sftp-server, a real SFTP server for the tests
+  openssh-client                             # ssh-keygen, ssh-agent, ssh-add: SFTP logins by key and by agent
+  libjxl-tools                               # cjxl/djxl: real JPEG XL codestreams, and their pixels decoded
   tinyproxy-bin                              # a corporate proxy in front of the S3 test server (test_networks.py)
   iproute2 util-linux                        # ip and unshare: the SSRF tests' namespaced network (ssrf_world.py)
 )

@@ -240,10 +240,10 @@ class Daemon:
         return reply["result"]
 
     def wait_task(self, task_id: str, statuses: set[str] | str = frozenset({"completed", "failed", "cancelled"}),
-                  timeout: float = 60) -> dict[str, Any]:
+                  timeout: float = 60, interval: float = 0.05) -> dict[str, Any]:
         want = {statuses} if isinstance(statuses, str) else set(statuses)
         return wait_until(lambda: (t := self.rpc("get_upload_progress", {"task_id": task_id}))["status"] in want
-                          and t, timeout, message=f"task {task_id} to be {want}")
+                          and t, timeout, interval=interval, message=f"task {task_id} to be {want}")
 
     def wait_batch(self, batch_id: str, timeout: float = 120) -> dict[str, Any]:
         def done() -> Any:

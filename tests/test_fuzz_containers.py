@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from makernotes import NOTES, exif_with_note, kodak_jpeg
 from PIL import Image, PngImagePlugin
 from pixlift.images.metadata import strip
 from pixlift.images.metadata_bounds import GaveUp, Unreadable, budget
@@ -53,12 +54,28 @@ FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "imag
 SEEDS = {kind: seed_file(fmt) for kind, fmt in FORMATS.items()}
 
 
+def makernote_seed(make: str) -> bytes:
+    """A JPEG whose EXIF holds a maker's note of the layout that keeps places (tests/makernotes.py)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 16)).save(buf, "JPEG", exif=exif_with_note(make))
+    return buf.getvalue()
+
+
+def kodak_seed() -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        return kodak_jpeg(Path(folder) / "kodak.jpg", Image.new("RGB", (24, 16))).read_bytes()
+
+
+MAKERNOTE_SEEDS = {**{make: makernote_seed(make) for make in NOTES}, "KODAK": kodak_seed()}
+
+
 @st.composite
-def mutated(draw: st.DrawFn, kind: str) -> bytes:
-    data = bytearray(SEEDS[kind])
+def mutated(draw: st.DrawFn, kind: str, seed: bytes | None = None, within: int | None = None) -> bytes:
+    """``kind``'s seed (or ``seed``) mutated; ``within``: mutations start in its first bytes (a note's EXIF)."""
+    data = bytearray(SEEDS[kind] if seed is None else seed)
     for _ in range(draw(st.integers(1, 4))):
         how = draw(st.sampled_from(["flip", "truncate", "splice", "inflate", "zero"]))
-        at = draw(st.integers(0, max(0, len(data) - 1)))
+        at = draw(st.integers(0, max(0, min(len(data), within or len(data)) - 1)))
         if how == "flip":
             data[at] ^= 1 << draw(st.integers(0, 7))
         elif how == "truncate":
@@ -87,5 +104,20 @@ def test_every_parser_answers_mutated_files_within_its_deadline(kind: str) -> No
     def run(data: bytes, mode: str) -> None:
         with tempfile.TemporaryDirectory() as folder, budget(2.0), contextlib.suppress(Unreadable, GaveUp):
             strip(data, kind, mode, Path(folder) / "out")
+
+    run()
+
+
+@pytest.mark.parametrize("make", sorted(MAKERNOTE_SEEDS))
+def test_maker_note_parsing_answers_mutated_files_within_its_deadline(make: str) -> None:
+    seed = MAKERNOTE_SEEDS[make]
+    exif_end = seed.index(b"\xff\xdb")  # mutations land in the EXIF, where the note is
+
+    @settings(max_examples=150, deadline=timedelta(seconds=3), derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(data=mutated("image/jpeg", seed, within=exif_end), mode=st.sampled_from(["location", "all"]))
+    def run(data: bytes, mode: str) -> None:
+        with tempfile.TemporaryDirectory() as folder, budget(2.0), contextlib.suppress(Unreadable, GaveUp):
+            strip(data, "image/jpeg", mode, Path(folder) / "out")
 
     run()

@@ -119,8 +119,8 @@ def test_a_file_over_the_time_budget_fails_and_other_uploads_go_on(home: Home, d
         other = daemon.rpc("upload_images", {"paths": [str(photo)]})["tasks"][0]
         assert daemon.wait_task(other["task_id"], timeout=20)["status"] == "completed"
         assert daemon.rpc("get_upload_progress", {"task_id": slow_task["task_id"]})["status"] == "uploading"
-        failed = daemon.wait_task(slow_task["task_id"], timeout=60)
-    assert failed["status"] == "failed" and failed["error"]["code"] == "file_error"
+        failed = daemon.wait_task(slow_task["task_id"], timeout=60, interval=0.25)  # with the prober: under
+    assert failed["status"] == "failed" and failed["error"]["code"] == "file_error"  # the /rpc rate limit
     assert "gave up reading slow.gif" in failed["error"]["message"] and "10 s" in failed["error"]["message"]
     assert 9 < time.monotonic() - started < 30
     assert prober.slowest < 1.0
@@ -186,3 +186,69 @@ def test_a_count_that_cannot_fit_is_refused_before_any_work(tmp_path: Path) -> N
     with pytest.raises(GaveUp, match="no valid file has"):
         strip(heic_empty_extents(), "image/heic", "location", tmp_path / "out.heic")
     assert time.monotonic() - started < 1
+
+
+
+def test_a_file_truncated_while_pixlift_reads_it_fails_and_the_daemon_lives(home: Home, daemon: Daemon) -> None:
+    """Another process truncates a large image while pixlift reads it (a camera app rewriting it, a sync
+    client): the task fails ``file_error`` saying the file changed, and the daemon keeps answering. (Read
+    through a memory map, the next access past the new end raised SIGBUS and killed the daemon.)"""
+    import os
+
+    big = write(home.pictures, "rewritten.gif", gif_tiny_subblocks(3 * 1024 * 1024))  # seconds to walk
+
+    def holds_it_open() -> bool:
+        fds = Path(f"/proc/{daemon.proc.pid}/fd")
+        for fd in fds.iterdir():
+            try:
+                if os.readlink(fd) == str(big):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    with Prober(daemon) as prober:
+        task = daemon.rpc("upload_images", {"paths": [str(big)]})["tasks"][0]
+        wait_until(lambda: any((home.root / "spool" / "parsing").glob("*")) and holds_it_open(), 20,
+                   interval=0.01, message="pixlift to read the file")
+        time.sleep(0.2)  # well into the parse, which takes seconds
+        truncations = 0
+        while truncations < 50 and daemon.proc.poll() is None:  # rewritten over and over, as a writer does
+            with big.open("r+b") as fh:
+                fh.truncate(4096)
+                truncations += 1
+            time.sleep(0.02)
+        assert daemon.proc.poll() is None, f"the daemon died ({daemon.proc.returncode}): {daemon.log()[-2000:]}"
+        failed = daemon.wait_task(task["task_id"], timeout=60, interval=0.25)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "file_error", failed
+    assert "rewritten.gif changed while pixlift was reading it" in failed["error"]["message"], failed["error"]
+    assert prober.calls > 0 and prober.slowest < 1.0
+    assert daemon.rpc("get_daemon_info")
+    assert not list((home.root / "spool").rglob("rewritten.gif")), "a half-edited copy was left in the spool"
+
+
+def test_file_bytes_reads_as_the_bytes_do(tmp_path: Path) -> None:
+    """What the editors see of a large file (read on demand) is what they would see of its bytes."""
+    import os
+    import random
+
+    from pixlift.images.metadata_bounds import FileBytes
+
+    rng = random.Random(7)
+    data = bytes(rng.choice(b"\x00\xffAB") for _ in range(FileBytes.BLOCK * 3 + 123))
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        view = FileBytes(fd)
+        assert len(view) == len(data) and view[5] == data[5] and view[-1] == data[-1]
+        for _ in range(300):
+            a = rng.randrange(len(data))
+            b = a + rng.choice([0, 1, 2, 7, FileBytes.BLOCK - 1, FileBytes.BLOCK + 5, 3 * FileBytes.BLOCK])
+            assert view[a:b] == data[a:b]
+            sub = data[b:b + rng.choice([1, 2, 5])] or b"\xff"
+            assert view.find(sub, a) == data.find(sub, a)
+            assert view.find(sub, a, b) == data.find(sub, a, b)
+        assert view.find(b"not there") == -1
+    finally:
+        os.close(fd)

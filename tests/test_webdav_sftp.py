@@ -475,3 +475,38 @@ def test_the_settings_page_configures_an_sftp_store_and_uploads_through_it(
         ui.assert_no_console_errors()
     finally:
         stop()
+
+
+@pytest.mark.parametrize("kind", ["sftp-openssh", "webdav"])
+def test_a_task_that_fails_for_good_leaves_no_partial_file(home: Home, tmp_path: Path, kind: str,
+                                                           daemon_factory: Callable[..., Daemon]) -> None:
+    """The server is out past the outage tolerance mid-file: the task fails, and once the server answers
+    again its temporary file is gone (a half image in the user's web folder helps nobody: a retry starts the
+    file again). While the task was waiting, the file was kept, and a retry then uploads it whole."""
+    store, stop = start_store(kind, tmp_path)
+    try:
+        configure(home, store, outage_tolerance_s=3)
+        store.proxy.rate_bps = 2 * MiB
+        d = daemon_factory()
+        f = make_image(home.pictures / "halfway.jpg", 12 * MiB, seed=8)
+        task_id = d.rpc("upload_images", {"paths": [str(f)]})["tasks"][0]["task_id"]
+        wait_until(lambda: progress(d, task_id)["bytes_uploaded"] > 3 * MiB, 30, interval=0.1,
+                   message="3 MiB acknowledged")
+        assert store.temps(), "the file is on its way under a temporary name"
+        store.proxy.refuse = True  # the server is out: no connection gets through
+        store.proxy.cut()
+        failed = d.wait_task(task_id, timeout=60, interval=0.2)
+        assert failed["status"] == "failed" and failed["error"]["code"] == "network_error", failed
+        store.proxy.refuse = False  # it is back
+        store.proxy.rate_bps = 0
+        wait_until(lambda: not store.temps(), 40, interval=0.2, message="the partial file to be removed")
+        assert store.objects() == {}
+        assert progress(d, task_id)["bytes_uploaded"] == 0  # nothing is kept for a retry to go on from
+        again = d.rpc("retry_upload", {"task_id": task_id})
+        assert again["status"] in ("queued", "uploading")
+        done = d.wait_task(task_id, timeout=60)
+        assert done["status"] == "completed", done["error"]
+        assert store.objects()[done["key"]].read_bytes() == f.read_bytes()
+        assert store.temps() == []
+    finally:
+        stop()

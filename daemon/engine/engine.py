@@ -278,6 +278,7 @@ class Engine(TaskList):
         try:
             dedup = self.config.current.images_for(task.profile).dedup
             with self.providers.lease(task.profile) as provider:
+                job.drop_on_fail = not provider.keeps_failed_uploads  # no half file left in a user's folder
                 profile = self.config.current.profile(task.profile)
                 find_copy = copies(self.journal, provider, task) if dedup else None
                 await self._prepare(job, digests_for(job, provider, profile, find_copy))
@@ -338,7 +339,7 @@ class Engine(TaskList):
         self._used -= job.slots
         job.batch.running -= 1
         status = job.task.status
-        if status is TaskStatus.CANCELLED:
+        if status is TaskStatus.CANCELLED or (status is TaskStatus.FAILED and job.drop_on_fail):
             self._abandon(job)  # leave no parts behind (a failed task keeps its parts for a retry)
         elif status is TaskStatus.QUEUED and not self._closing:
             job.batch.queue.appendleft(job.task.task_id)  # resumed (or retried) before it finished unwinding
@@ -358,6 +359,7 @@ class Engine(TaskList):
         if state.started and state.key and state.upload_id:
             self.cleanup.abort(job.task.profile, state.key, state.upload_id)
             state.reset()
+            job.task.bytes_uploaded = 0  # nothing of it is kept now
             self._save_multipart(job)
 
     def _fail(self, job: Job, exc: PixliftError) -> None:
@@ -391,9 +393,8 @@ class Engine(TaskList):
 
     def _finished(self, job: Job) -> None:
         """Tell subscribers a task is done, and its batch when that was the last of it."""
-        task = job.task
+        task, batch = job.task, job.batch
         self.events.publish(TaskFinished(task.task_id, task.batch_id, task.status, partial(self.view, task)))
-        batch = job.batch
         if batch.unfinished == 0:
             self.events.publish(BatchFinished(batch.batch_id, lambda: tuple(
                 self.view(self._jobs[t].task) for t in batch.task_ids if t in self._jobs)))

@@ -34,7 +34,7 @@ from ..files.paths import CheckedFile, Identity
 from ..files.sources import Source
 from ..files.spool import Spool
 from ..images.convert import convert
-from ..images.metadata import EDITED, NOT_EDITED, GaveUp, Unreadable, strip
+from ..images.metadata import EDITED, NOT_EDITED, Changed, GaveUp, Unreadable, strip
 from ..images.metadata_bounds import GATE, ParseMarks, budget
 from ..journal.journal import Journal
 from ..providers.base import Provider
@@ -110,6 +110,9 @@ def _strip(content: int | bytes, checked: CheckedFile, mode: str, out: Path | Ca
             f"{checked.name}: pixlift cannot read its metadata well enough to be sure no "
             f"{'location' if mode == 'location' else 'metadata'} is left ({exc}), so it was not sent. To send "
             f"it as it is, set strip_metadata = \"none\" in {where}.") from exc
+    except Changed as exc:
+        raise SourceError(f"{checked.name} changed while pixlift was reading it ({exc}); nothing was sent. Upload "
+                          "it again once the program writing it is done.") from exc
     except GaveUp as exc:
         where = f" for profile {profile}" if profile else ""
         raise SourceError(f"pixlift gave up reading {checked.name}: {exc}. Nothing was sent; if you trust the "

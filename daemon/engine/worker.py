@@ -55,6 +55,7 @@ class Job:
     sha256: str | None = None  # of the bytes sent, once known: the history keeps it for dedup
     original: CheckedFile | None = None  # the file an edited copy (``checked``) was made from (processing.py)
     multipart_journalled: bool = False  # the journal holds a multipart state for it (to clear when it completes)
+    drop_on_fail: bool = False  # its store shows an unfinished upload as a file (WebDAV, SFTP): removed on failure
 
     @property
     def multipart(self) -> MultipartState:

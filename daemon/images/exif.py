@@ -17,6 +17,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from .makernotes import KODAK_IFD_TAG, plan_kodak_ifd, plan_makernote
 from .metadata_bounds import Unreadable, deep, fits, take, tick, u16, u32
 from .metadata_xmp import iptc_has_place, names_a_place, photoshop_has_place
 
@@ -93,6 +94,10 @@ class Tiff:
     def pointer(self, entry: int) -> int:
         return u32(self.data, entry + 8, self.order)
 
+    def inline(self, kind: int, count: int) -> bool:
+        """The value fits in its entry's four bytes."""
+        return TYPE_SIZES.get(kind, 1) * count <= 4
+
     def value_span(self, kind: int, count: int, entry: int) -> tuple[int, int] | None:
         """Where an entry's value lies outside its entry (None: inside it, or past the end of the bytes)."""
         size = TYPE_SIZES.get(kind, 1) * count
@@ -156,6 +161,7 @@ def plan_location(tiff: Tiff, *, file: bool = False) -> Plan:
     plan = Plan()
     seen: set[int] = set()
     todo = [(ifd, 0) for ifd in tiff.chain()]
+    make = _make(tiff, todo[0][0]) if todo else b""
     while todo:
         ifd, depth = todo.pop()
         deep(depth, "a TIFF directory")
@@ -171,6 +177,10 @@ def plan_location(tiff: Tiff, *, file: bool = False) -> Plan:
                 plan.removed.append("gps")
             elif tag in (EXIF_TAG, INTEROP_TAG):
                 todo.append((tiff.pointer(entry), depth + 1))
+            elif tag == MAKERNOTE_TAG and plan_makernote(tiff, plan, kind, count, entry, make):
+                dropped.add(tag)
+            elif tag == KODAK_IFD_TAG:
+                plan_kodak_ifd(tiff, plan, entry)
             elif tag == SUBIFDS_TAG and file:
                 todo += [(p, depth + 1) for p in _longs(tiff, kind, count, entry)]
             elif tag in (XMP_TAG, IPTC_TAG, PHOTOSHOP_TAG):
@@ -206,7 +216,7 @@ def plan_all_in_place(tiff: Tiff, *, file: bool) -> Plan:
                 if tag == SUBIFDS_TAG:
                     todo += [(p, depth + 1) for p in _longs(tiff, kind, count, entry)]
                 continue
-            if tag in POINTERS:
+            if tag in POINTERS or tag == KODAK_IFD_TAG:
                 tiff.blank(plan, tiff.pointer(entry), seen, depth + 1)
             else:
                 _drop_value(plan, tiff, kind, count, entry)
@@ -226,6 +236,14 @@ def plan_all_in_place(tiff: Tiff, *, file: bool) -> Plan:
             at = chain[0] + 2 + 12 * u16(tiff.data, chain[0], tiff.order)
             plan.zeros.append((at, at + 4))
     return plan
+
+
+def _make(tiff: Tiff, ifd0: int) -> bytes:
+    """The camera's maker (IFD0's Make), which tells some maker notes apart."""
+    for tag, kind, count, entry in tiff.entries(ifd0):
+        if tag == 0x010F and kind == 2:
+            return tiff.value(kind, min(count, 64), entry)
+    return b""
 
 
 def _longs(tiff: Tiff, kind: int, count: int, entry: int) -> list[int]:

@@ -14,20 +14,20 @@ What names a place is decided in one place (``metadata_xmp.py``), and every pars
 ``strip(content, kind, mode, out)`` writes the edited file to ``out`` and returns what it removed (tag
 groups, plus ``note:`` lines for ``processing.note``), or None (writing nothing) when there is nothing to
 remove. A small file comes as the bytes the upload already read; a larger one as its descriptor, read through
-``mmap``, with the image data copied a MiB at a time. Bytes that do not parse raise ``Unreadable`` (the task
-fails ``metadata_unreadable``), a file over the time budget or with an impossible structure ``GaveUp``.
+``FileBytes`` (``os.pread``, never ``mmap``: a mapped file truncated by another process kills the daemon with
+SIGBUS), with the image data copied a MiB at a time; a file that changes meanwhile raises ``Changed``.
+Bytes that do not parse raise ``Unreadable`` (the task fails ``metadata_unreadable``), a file over the time
+budget or with an impossible structure ``GaveUp``.
 Formats pixlift does not edit (BMP, ICO...) are sent as they are, and ``NOT_EDITED`` says so.
 """
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from .metadata_bounds import GaveUp, Unreadable, tick
+from .metadata_bounds import Changed, FileBytes, GaveUp, Unreadable, tick
 from .metadata_heif import Patch, edit, edit_jxl
 from .metadata_jpeg import Piece, edit_jpeg
 from .metadata_png import edit_png
@@ -41,34 +41,37 @@ NOT_EDITED = "pixlift does not edit this format's metadata yet; it was sent as i
 CHUNK = 1024 * 1024
 ZEROS = bytes(CHUNK)
 NotAnImage = Unreadable  # the name callers knew: bytes that do not parse as the format they were sniffed as
-__all__ = ["EDITED", "MODES", "NOT_EDITED", "GaveUp", "NotAnImage", "Unreadable", "strip"]
+__all__ = ["EDITED", "MODES", "NOT_EDITED", "Changed", "GaveUp", "NotAnImage", "Unreadable", "strip"]
 
 
 def strip(content: int | bytes, kind: str, mode: str, out: Path | Callable[[], Path]) -> list[str] | None:
     """Write the file (its bytes, or the open descriptor of it) without the ``mode`` metadata to ``out`` (or
     where ``out()`` says, asked only when there is something to write); what was removed, or None (nothing
-    written) when there is nothing to remove. Raises Unreadable or GaveUp (metadata_bounds.py)."""
+    written) when there is nothing to remove. Raises Unreadable or GaveUp (metadata_bounds.py),
+    or Changed when the file changed while it was read."""
     if mode == "none" or kind not in EDITED:
         return None
-    with _mapped(content) if not isinstance(content, bytes) else contextlib.nullcontext(content) as data:
-        pieces, removed = _edit(data, kind, mode)
-        if not removed:
-            return None
-        with (out if isinstance(out, Path) else out()).open("wb") as dst:
-            for piece in pieces:
-                tick()
-                if isinstance(piece, int):
-                    for at in range(0, piece, CHUNK):
-                        dst.write(ZEROS[:min(CHUNK, piece - at)])
-                elif isinstance(piece, tuple):
-                    for at in range(piece[0], piece[1], CHUNK):  # spans of the source, copied a MiB at a time
-                        dst.write(data[at:min(at + CHUNK, piece[1])])
-                else:
-                    dst.write(piece)
+    data = content if isinstance(content, bytes) else FileBytes(content)
+    pieces, removed = _edit(data, kind, mode)
+    if not removed:
+        return None
+    with (out if isinstance(out, Path) else out()).open("wb") as dst:
+        for piece in pieces:
+            tick()
+            if isinstance(piece, int):
+                for at in range(0, piece, CHUNK):
+                    dst.write(ZEROS[:min(CHUNK, piece - at)])
+            elif isinstance(piece, tuple):
+                for at in range(piece[0], piece[1], CHUNK):  # spans of the source, copied a MiB at a time
+                    dst.write(data[at:min(at + CHUNK, piece[1])])  # type: ignore[arg-type]
+            else:
+                dst.write(piece)
+    if isinstance(data, FileBytes):
+        data.check()  # rewritten in place at the same length meanwhile: the copy would mix two versions
     return sorted(set(removed))
 
 
-def _edit(data: mmap.mmap | bytes, kind: str, mode: str) -> tuple[list[Piece], list[str]]:
+def _edit(data: FileBytes | bytes, kind: str, mode: str) -> tuple[list[Piece], list[str]]:
     editors = {"image/jpeg": edit_jpeg, "image/png": edit_png, "image/webp": edit_webp, "image/gif": edit_gif}
     try:
         if kind in editors:
@@ -103,7 +106,3 @@ def in_place(patches: list[Patch | tuple[int, int]], size: int) -> list[Piece]:
         pieces.append((pos, size))
     return pieces
 
-
-def _mapped(content: int) -> mmap.mmap:
-    """The open file's bytes, mapped (a file already read is used as it is: no context to build for it)."""
-    return mmap.mmap(content, 0, access=mmap.ACCESS_READ)

@@ -11,6 +11,11 @@ parse grows with the file's size, and the budget is the backstop, not the rule.
     ValueError
     └── Unreadable        the bytes do not parse as their format: the task fails ``metadata_unreadable``
     GaveUp                over the budget, or a structure no valid file has: the task fails ``file_error``
+    Changed               the file got shorter (or was rewritten) while it was read: ``file_error``
+
+A file is read through ``FileBytes`` (``os.pread``, a few 64 KiB blocks cached), never through ``mmap``: a
+mapped file that another process truncates raises SIGBUS at the next read past its new end, which kills the
+whole daemon; a read that comes back short is ``Changed``, which fails one task.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +45,10 @@ class Unreadable(ValueError):
 
 class GaveUp(Exception):
     """pixlift stopped reading the file: over its time budget, or a structure that cannot be valid."""
+
+
+class Changed(Exception):
+    """The file is not what it was when it was opened: another process truncated or rewrote it meanwhile."""
 
 
 _local = threading.local()
@@ -95,6 +106,133 @@ def fits(count: int, each: int, available: int, what: str) -> None:
 def deep(depth: int, what: str) -> None:
     if depth > MAX_DEPTH:
         raise GaveUp(f"{what} is nested more than {MAX_DEPTH} levels deep: a structure no valid file has")
+
+
+class FileBytes:
+    """An open file's bytes as the editors read them (``len``, slices, ``find``), read with ``os.pread`` when
+    asked: memory stays at a few blocks however large the file, and a file that changes underneath fails
+    its task (``Changed``) instead of killing the process as a memory map would (SIGBUS)."""
+
+    BLOCK = 64 * 1024
+    KEPT = 8  # blocks cached: the editors read forwards, with short looks back
+
+    def __init__(self, fd: int) -> None:
+        st = os.fstat(fd)
+        self.fd, self.size = fd, st.st_size
+        self._stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        self._base, self._last = 0, b""  # the block read last, and where it starts
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: slice | int) -> bytes | int:
+        if type(key) is slice and key.step is None:  # the common read, inside the last block used: no call
+            start, stop, base = key.start, key.stop, self._base
+            if start is not None and stop is not None and base <= start <= stop <= base + len(self._last):
+                return self._last[start - base:stop - base]
+        if isinstance(key, int):
+            at = key + self.size if key < 0 else key
+            if not 0 <= at < self.size:
+                raise IndexError("index out of range")
+            return self._block(at // self.BLOCK)[at % self.BLOCK]
+        start, stop, step = key.indices(self.size)
+        if step != 1:
+            raise ValueError("FileBytes slices have no step")
+        if stop <= start:
+            return b""
+        if stop - start > self.BLOCK:  # a large span (image data, a big metadata item): read as it is
+            return self._read(start, stop - start)
+        first, last = start // self.BLOCK, (stop - 1) // self.BLOCK
+        base = first * self.BLOCK
+        if first == last:
+            return self._block(first)[start - base:stop - base]
+        return (self._block(first) + self._block(last))[start - base:stop - base]
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """As ``bytes.find``, a block at a time."""
+        end = self.size if end is None else min(end, self.size)
+        pos, n = max(start, 0), len(sub)
+        while pos + n <= end:
+            tick()
+            index = pos // self.BLOCK
+            base = index * self.BLOCK
+            block = self._block(index)
+            stop = min(end, base + len(block))
+            at = block.find(sub, pos - base, stop - base)
+            if at >= 0:
+                return base + at
+            if stop >= end:
+                return -1
+            if n > 1:  # a match across the block's end
+                edge = max(pos, stop - n + 1)
+                at = bytes(self[edge:min(end, stop + n - 1)]).find(sub)  # type: ignore[arg-type]
+                if at >= 0:
+                    return edge + at
+            pos = stop
+        return -1
+
+    def search(self, pattern: re.Pattern[bytes], start: int, width: int) -> int:
+        """Where ``pattern`` (whose matches are ``width`` bytes long) first matches from ``start``, or -1."""
+        pos = max(start, 0)
+        while pos < self.size:
+            tick()
+            index = pos // self.BLOCK
+            base = index * self.BLOCK
+            block = self._block(index)
+            found = pattern.search(block, pos - base)
+            if found:
+                return base + found.start()
+            stop = base + len(block)
+            if stop >= self.size:
+                return -1
+            if width > 1:  # a match across the block's end
+                edge = max(pos, stop - width + 1)
+                found = pattern.search(bytes(self[edge:min(self.size, stop + width - 1)]))  # type: ignore[arg-type]
+                if found:
+                    return edge + found.start()
+            pos = stop
+        return -1
+
+    def check(self) -> None:
+        """Changed if the file is no longer the one that was read (its size, time or inode moved)."""
+        st = os.fstat(self.fd)
+        if (st.st_size, st.st_mtime_ns, st.st_ino) != self._stamp:
+            raise Changed(f"its size was {self.size} bytes and is now {st.st_size}" if st.st_size != self.size
+                          else "it was written to meanwhile")
+
+    def _block(self, index: int) -> bytes:
+        block = self._blocks.get(index)
+        if block is None:
+            at = index * self.BLOCK
+            block = self._read(at, min(self.BLOCK, self.size - at))
+            self._blocks[index] = block
+            if len(self._blocks) > self.KEPT:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(index)
+        self._base, self._last = index * self.BLOCK, block
+        return block
+
+    def _read(self, at: int, n: int) -> bytes:
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            chunk = os.pread(self.fd, n - got, at + got)
+            if not chunk:
+                raise Changed(f"it got shorter than the {self.size} bytes it had when pixlift opened it")
+            parts.append(chunk)
+            got += len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def search(data: object, pattern: re.Pattern[bytes], start: int, width: int) -> int:
+    """Where ``pattern`` (matches ``width`` bytes long) first matches in ``data`` from ``start``, or -1: a
+    whole scan found in C, not byte by byte in Python."""
+    if isinstance(data, FileBytes):
+        return data.search(pattern, start, width)
+    found = pattern.search(data, start)  # type: ignore[call-overload]
+    return -1 if found is None else int(found.start())
 
 
 class ParseGate:

@@ -17,16 +17,15 @@ refused at once instead of being counted through.
 
 from __future__ import annotations
 
-import mmap
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .exif import blank_all_but_orientation, edit_exif
-from .metadata_bounds import GaveUp, Unreadable, fits, take, tick, u32, uint
+from .metadata_bounds import FileBytes, GaveUp, Unreadable, fits, take, tick, u32, uint
 from .metadata_xmp import empty_xmp, inflate, jumbf_has_place, names_a_place
 
-Content = mmap.mmap | bytes  # a file mapped, or a small one already read (metadata.strip)
+Content = FileBytes | bytes  # a file read on demand, or a small one already read (metadata.strip)
 Patch = tuple[int, bytes]  # new bytes at a file offset, the same length as what they replace
 C2PA_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
 MAX_ITEM = 64 * 1024 * 1024  # an Exif or XMP item larger than this is not metadata a camera writes

@@ -14,15 +14,17 @@ where they now lie.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 
 from .exif import Tiff, edit_exif
-from .metadata_bounds import GaveUp, Unreadable, all_zero, take, tick, u16, u32
+from .metadata_bounds import GaveUp, Unreadable, all_zero, search, take, tick, u16, u32
 from .metadata_xmp import jumbf_has_place, names_a_place, photoshop_has_place
 
 Piece = bytes | bytearray | tuple[int, int] | int  # new bytes, a span of the source, or that many zero bytes
 XMP_MAIN, XMP_EXT = b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00"
+SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # the marker that ends a scan's entropy-coded data
 UNREADABLE_EXIF = "note:its EXIF could not be read, so all of it was removed (the orientation too)"
 
 
@@ -98,17 +100,12 @@ def _image(data: object, at: int, mode: str, out: Out, removed: list[str], mpfs:
     jumbf: list[tuple[int, bytes]] = []
     while pos < size:
         tick()
-        if scanning:  # entropy-coded data: 0xFF is followed by 0x00 (stuffing), RSTn or a fill byte
-            mark = data.find(b"\xff", pos)  # type: ignore[attr-defined]
-            if mark < 0 or mark + 1 >= size:
+        if scanning:  # entropy-coded data ends at the first 0xFF not followed by 0x00 (stuffing), RSTn or 0xFF
+            mark = search(data, SCAN_END, pos, 2)
+            if mark < 0:
                 out.add((pos, size))
                 pos = size
                 break
-            following = take(data, mark + 1, 1)[0]
-            if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-                out.add((pos, mark + 1))
-                pos = mark + 1
-                continue
             out.add((pos, mark))
             pos = mark
         byte = take(data, pos, 1)[0]

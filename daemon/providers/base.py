@@ -101,6 +101,10 @@ class Provider(abc.ABC):
 
     kind: str
     digests: ClassVar[frozenset[str]] = frozenset()  # what it needs of a whole file (Source.digest), made early
+    # A failed task keeps its unfinished upload for a retry to go on from: S3's and OSS's parts, which nobody
+    # sees. A store whose unfinished upload is a file in the user's folder (WebDAV's and SFTP's temporary file)
+    # says False: it is removed (through the clean-up) as soon as the task fails for good.
+    keeps_failed_uploads: ClassVar[bool] = True
 
     def part_checksums(self, size: int) -> list[tuple[str, int, int]]:
         """(digest, offset, length) of the parts a file of ``size`` is sent in that go with a checksum."""

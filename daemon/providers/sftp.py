@@ -57,6 +57,7 @@ UNREACHABLE = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.
 
 class SftpProvider(Provider):
     kind = "sftp"
+    keeps_failed_uploads = False  # a half file in the user's folder: gone when the task fails (base.py)
 
     def __init__(self, profile: SftpProfile, transfers: TransferSettings, in_flight: InFlight | None = None) -> None:
         self.profile = profile

@@ -60,7 +60,14 @@ def _key(p: SftpProfile) -> asyncssh.SSHKey:
     except asyncssh.KeyEncryptionError as exc:
         raise PermanentStorageError(f"The key {path} of profile {p.name!r} cannot be decrypted ({describe(exc)}). "
                                     "Check key_passphrase.", code="invalid_credentials") from exc
-    except (OSError, asyncssh.KeyImportError, ValueError) as exc:
+    except asyncssh.KeyImportError as exc:
+        if p.key_passphrase is None and "passphrase" in str(exc).lower():  # asyncssh's words for an encrypted key
+            raise PermanentStorageError(f"The key {path} of profile {p.name!r} is protected by a passphrase: set "
+                                        "key_passphrase in the profile (or leave key_file out and let the SSH "
+                                        "agent hold the key).", code="invalid_credentials") from exc
+        raise PermanentStorageError(f"The key {path} of profile {p.name!r} cannot be used ({describe(exc)}). "
+                                    "Check key_file.", code="invalid_credentials") from exc
+    except (OSError, ValueError) as exc:
         raise PermanentStorageError(f"The key {path} of profile {p.name!r} cannot be used ({describe(exc)}). "
                                     "Check key_file.", code="invalid_credentials") from exc
 

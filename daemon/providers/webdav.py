@@ -43,6 +43,7 @@ OK = frozenset({200, 201, 204})
 
 class WebDavProvider(Provider):
     kind = "webdav"
+    keeps_failed_uploads = False  # a half file in the user's folder: gone when the task fails (base.py)
 
     def __init__(self, profile: WebDavProfile, transfers: TransferSettings, in_flight: InFlight | None = None) -> None:
         self.profile = profile
