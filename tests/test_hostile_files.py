@@ -46,6 +46,11 @@ class Prober:
         self._thread.join(10)
 
 
+def parsing(home: Home) -> set[str]:
+    """The tasks the daemon marks as being parsed (ParseMarks' slot files: one per parse thread, the id inside)."""
+    return {p.read_text().strip() for p in (home.root / "spool" / "parsing").glob("*")} - {""}
+
+
 # The prober calls 20 times a second and a waiting test as often again: over the default call limit of 20 a
 # second, which would answer them with -32029 (an answer, but not the one a test waits for).
 PROBED = {"calls_per_second": 200, "call_burst": 400}
@@ -114,7 +119,7 @@ def test_a_file_over_the_time_budget_fails_and_other_uploads_go_on(home: Home, d
     started = time.monotonic()
     with Prober(daemon) as prober:
         slow_task = daemon.rpc("upload_images", {"paths": [str(slow)]})["tasks"][0]
-        wait_until(lambda: any((home.root / "spool" / "parsing").glob("*")), 20, message="the parse to start")
+        wait_until(lambda: parsing(home), 20, message="the parse to start")
         photo = make_image(home.pictures / "meanwhile.jpg", 50_000, seed=5)
         other = daemon.rpc("upload_images", {"paths": [str(photo)]})["tasks"][0]
         assert daemon.wait_task(other["task_id"], timeout=20)["status"] == "completed"
@@ -132,7 +137,7 @@ def test_a_daemon_killed_while_it_reads_a_file_starts_at_once_and_fails_that_tas
     d = daemon_factory()
     slow = write(home.pictures, "slow.gif", gif_tiny_subblocks())
     task = d.rpc("upload_images", {"paths": [str(slow)]})["tasks"][0]
-    wait_until(lambda: any((home.root / "spool" / "parsing").glob("*")), 20, message="the parse to start")
+    wait_until(lambda: parsing(home), 20, message="the parse to start")
     time.sleep(1.5)  # the task's uploading state is journalled (passing states wait a second)
     d.proc.send_signal(signal.SIGKILL)
     d.proc.wait(10)
@@ -143,7 +148,7 @@ def test_a_daemon_killed_while_it_reads_a_file_starts_at_once_and_fails_that_tas
         got = again.rpc("get_upload_progress", {"task_id": task["task_id"]})
         assert got["status"] == "failed" and got["error"]["code"] == "file_error", got
         assert "stopped while it was reading slow.gif" in got["error"]["message"]
-        assert not any((home.root / "spool" / "parsing").glob("*"))
+        assert not parsing(home)
         photo = make_image(home.pictures / "after.jpg", 20_000, seed=6)
         after = again.rpc("upload_images", {"paths": [str(photo)]})["tasks"][0]
         assert again.wait_task(after["task_id"], timeout=20)["status"] == "completed"
@@ -209,7 +214,7 @@ def test_a_file_truncated_while_pixlift_reads_it_fails_and_the_daemon_lives(home
 
     with Prober(daemon) as prober:
         task = daemon.rpc("upload_images", {"paths": [str(big)]})["tasks"][0]
-        wait_until(lambda: any((home.root / "spool" / "parsing").glob("*")) and holds_it_open(), 20,
+        wait_until(lambda: parsing(home) and holds_it_open(), 20,
                    interval=0.01, message="pixlift to read the file")
         time.sleep(0.2)  # well into the parse, which takes seconds
         truncations = 0

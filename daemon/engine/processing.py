@@ -216,11 +216,11 @@ async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: It
         prepared = await asyncio.to_thread(marks.around(task.task_id, work) if marks else work)
     elif once:
         work2 = partial(_open_and_prepare, job.checked, images, spool, digests, profile)
-        opened, prepared = await GATE.run(marks.around(task.task_id, work2) if marks else work2, _close)
+        opened, prepared = await GATE.run(marks.around(task.task_id, work2, late=True) if marks else work2, _close)
         job.source = opened
     else:
         work3 = partial(prepare, job.checked, images, spool, None, profile)
-        prepared = await GATE.run(marks.around(task.task_id, work3) if marks else work3)
+        prepared = await GATE.run(marks.around(task.task_id, work3, late=True) if marks else work3)
     if prepared is None:
         return False
     task.processing = prepared.processing
