@@ -18,13 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
+import pillow_heif
 from conftest import Daemon, Home
 from makernotes import KEPT, WRITES, exif_with_note, kodak_jpeg, located_makernotes
 from PIL import Image, PngImagePlugin
 
-pillow_heif = pytest.importorskip("pillow_heif")
-pillow_heif.register_heif_opener()
+pillow_heif.register_heif_opener()  # a test dependency (pyproject): HEIC and AVIF bases
 
 LOCATION_TAG = re.compile(r"(?i)gps|latitude|longitude|altitude|city|state|province|country|location|landmark")
 PLACES: dict[str, list[str]] = {

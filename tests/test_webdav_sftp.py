@@ -83,8 +83,7 @@ def start_store(kind: str, tmp: Path, *, cache: bool = False) -> tuple[DavStore,
             stops.append(server.stop)
         else:
             program = sftp_server_path()
-            if program is None:
-                pytest.skip("OpenSSH's sftp-server is not installed (Debian: openssh-sftp-server)")
+            assert program is not None, "OpenSSH's sftp-server is not installed (scripts/test.sh installs it)"
             ssh = OpenSshSftp(root, key, program).start()
             port, resumes, folder, served = ssh.port, True, str(root / "www" / "img"), root / "www" / "img"
             restart = _restart(ssh)
@@ -365,11 +364,11 @@ def test_an_unknown_or_changed_host_key_writes_nothing_and_says_how_to_add_it(
         stop()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="runs the servers as another user, which needs root")
 def test_a_folder_the_login_may_not_write_is_access_denied(home: Home, tmp_path: Path,
                                                           daemon_factory: Callable[..., Daemon]) -> None:
     """The servers run as ``nobody`` over folders that belong to root: the file system refuses them, as it
     would a NAS user without write access."""
+    assert os.geteuid() == 0, "this test runs the servers as another user, which needs root (as CI runs)"
     shared = Path(tempfile.mkdtemp(prefix="pixlift-ro-"))  # outside pytest's folder, which only root may enter
     try:
         for sub in ("dav/photos", "sftp/img", "cache"):
