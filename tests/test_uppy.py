@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 from conftest import REPO_ROOT, Daemon, Home
-from playwright.sync_api import Browser, sync_playwright
-from test_ui import CHROMIUM, CHROMIUM_ARGS, png
+from playwright.sync_api import Browser
+from test_ui import browser, png  # noqa: F401 - headless Chromium, launched as the UI's tests launch it
 
 LIBS = REPO_ROOT / ".browser-libs" / "node_modules"
 
@@ -111,15 +111,6 @@ class AppBackend:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed: apt-get install -y chromium"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def app_for(daemon_factory: Callable[..., Daemon], home: Home) -> Iterator[Callable[[str], AppBackend]]:
     home.write_config({"local": {"provider": "local"}}, default="local")
@@ -138,7 +129,7 @@ def app_for(daemon_factory: Callable[..., Daemon], home: Home) -> Iterator[Calla
 
 @pytest.mark.parametrize("bundle", ["uppy5", "uppy6"])
 def test_an_uppy_app_uploads_to_the_local_store_from_chromium(
-        bundle: str, app_for: Callable[[str], AppBackend], browser: Browser, home: Home, tmp_path: Path) -> None:
+        bundle: str, app_for: Callable[[str], AppBackend], browser: Browser, home: Home, tmp_path: Path) -> None:  # noqa: F811
     app = app_for(bundle)
     photo = png(tmp_path / "holiday.png", size=(320, 200), color=(200, 120, 40))
     context = browser.new_context()

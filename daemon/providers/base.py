@@ -192,7 +192,7 @@ class ObjectStore(Provider):
         self.profile_name, self.where, self.bucket = profile_name, where, bucket
         self.ticker = Ticker()
         # Shared by every provider of the daemon (the pool passes one); a provider built alone bounds itself.
-        self.in_flight = in_flight or InFlight(lambda: transfers.max_bytes_in_flight, lambda: transfers.part_size)
+        self.in_flight = in_flight or InFlight.of(transfers)
 
     # -- one call path, one translation --------------------------------------------------------------------------
     async def guarded(self, call: Awaitable[T]) -> T:

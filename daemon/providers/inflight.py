@@ -20,6 +20,10 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..core.config import TransferSettings
 
 TARGET_S = 2.0
 WINDOW_S = 10.0
@@ -39,6 +43,11 @@ class InFlight:
         self._changed: asyncio.Condition | None = None
         self._waiting = 0  # holds waiting for room
         self._idle_since = 0.0  # when the last bytes in flight came back (nothing has been in flight since)
+
+    @classmethod
+    def of(cls, transfers: TransferSettings) -> InFlight:
+        """A provider's own bound, when the pool gives it none: the settings' maximum and part size."""
+        return cls(lambda: transfers.max_bytes_in_flight, lambda: transfers.part_size)
 
     def limit(self) -> int:
         maximum = max(1, self._maximum())

@@ -63,7 +63,7 @@ class SftpProvider(Provider):
         self.profile = profile
         self.transfers = transfers
         self.where = f"{profile.host}:{profile.port}"
-        self.in_flight = in_flight or InFlight(lambda: transfers.max_bytes_in_flight, lambda: transfers.part_size)
+        self.in_flight = in_flight or InFlight.of(transfers)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._lock = asyncio.Lock()

@@ -59,7 +59,7 @@ class WebDavProvider(Provider):
         self._pool = Pool(self.base, limit=max(transfers.slots, 8), connect_timeout_s=transfers.connect_timeout_s,
                           read_timeout_s=transfers.read_timeout_s)
         self.ticker = Ticker()
-        self.in_flight = in_flight or InFlight(lambda: transfers.max_bytes_in_flight, lambda: transfers.part_size)
+        self.in_flight = in_flight or InFlight.of(transfers)
         self._folders: set[str] = set()  # folders under the root known to exist
 
     def _path(self, key: str) -> str:
