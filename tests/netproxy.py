@@ -4,7 +4,8 @@
 ``rate_bps`` caps client-to-server bytes per second per connection (0 = unlimited); ``cut()`` drops every open
 connection; ``refuse = True`` makes new connections fail at once (a dead server); ``flip_after = N`` flips one
 bit of the client-to-server byte N bytes further on (once), as a faulty link or NIC would; ``capture = True``
-keeps every client-to-server byte, and ``requests()`` reads the HTTP requests out of them.
+keeps every client-to-server byte, and ``requests()`` reads the HTTP requests out of them; ``add_header``
+(bytes) is added to every ``200 OK`` answer, as a store saying more than it did would.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Proxy:
         self.port = 0
         self.bytes_up = 0
         self.capture = False
+        self.add_header: bytes | None = None
         self.up = bytearray()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -80,6 +82,8 @@ class Proxy:
                     self.flipped += 1
                 else:
                     self.flip_after -= len(data)
+            if not throttle and self.add_header:
+                data = data.replace(b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\n" + self.add_header + b"\r\n")
             dst.write(data)
             await dst.drain()
             if throttle:

@@ -114,14 +114,18 @@ async def test_puts_and_parts_go_the_lean_way_and_the_store_accepts_them(store: 
     assert len(sent) == 4  # one PUT, three parts
     assert all(agent.startswith("pixlift/") and "Botocore" not in agent for agent, _ in sent), sent
     assert sum("partNumber=" in target for _, target in sent) == 3
+    # the PUT carries Content-MD5 (a damaged object is never stored); the parts do not: their ETags are checked
+    md5s = {target.partition("?")[2][:12]: "content-md5" in h for m, target, h in store.proxy.requests() if m == "PUT"}
+    assert md5s == {"": True, "partNumber=1": False, "partNumber=2": False, "partNumber=3": False}, md5s
     # the link is signed with the cached key, and fetches the object (through the proxy, as a user's browser)
     with urllib.request.urlopen(link, timeout=10) as resp:
         assert hashlib.sha256(resp.read()).digest() == hashlib.sha256(small.read_bytes()).digest()
 
 
 async def test_a_flipped_byte_in_a_part_is_refused_and_the_part_sent_again(store: Store, tmp_path: Path) -> None:
-    """rclone checks Content-MD5 (and then forgets the whole multipart upload: pixlift starts the file again, as
-    its worker does); moto does not check it for parts, so the lean path compares the part's ETag itself."""
+    """A part goes without Content-MD5: the lean path compares the part's ETag (the MD5 of what the store got)
+    with the MD5 it took while the part went, and sends the part again. moto takes the new part; rclone will not
+    replace a part it holds, so that upload is aborted and the file starts again, as its worker does."""
     large = make_image(tmp_path / "large.jpg", 11 * MiB, seed=3)
     provider = store.provider()
     provider.transfers = TransferSettings(part_concurrency=1, attempts=3, backoff_base_s=0.05)
@@ -141,6 +145,24 @@ async def test_a_flipped_byte_in_a_part_is_refused_and_the_part_sent_again(store
     parts = [t for _, t in store.data_requests() if "partNumber=" in t]
     assert sum("partNumber=2&" in t for t in parts) >= 2, parts  # part 2 went again
     assert all(agent.startswith("pixlift/") for agent, _ in store.data_requests())
+
+
+async def test_a_part_whose_etag_shows_nothing_goes_again_with_content_md5(store: Store, tmp_path: Path) -> None:
+    """An ETag that is not an MD5 (SSE-KMS, said here by the proxy) cannot show over plain http that a part arrived
+    intact: that part goes again with Content-MD5, and every part after it; progress stays exact."""
+    large = make_image(tmp_path / "hidden.jpg", 16 * MiB, seed=5)  # parts of 5, 5, 5 and 1 MiB
+    provider = store.provider()
+    provider.transfers = TransferSettings(part_concurrency=1, attempts=3, backoff_base_s=0.05)
+    store.proxy.add_header = b"x-amz-server-side-encryption: aws:kms"
+    try:
+        assert await upload(provider, large, "hidden.jpg") == large.stat().st_size
+    finally:
+        await provider.close()
+    assert store.get("wire", "hidden.jpg") == large.read_bytes()
+    parts = [(target.partition("?")[2][:12], "content-md5" in h) for m, target, h in store.proxy.requests()
+             if m == "PUT" and "partNumber=" in target]
+    assert parts == [("partNumber=1", False), ("partNumber=1", True), ("partNumber=2", True),
+                     ("partNumber=3", True), ("partNumber=4", True)], parts
 
 
 async def test_refusals_on_the_lean_path_say_what_to_fix(s3_server: S3Server, tmp_path: Path) -> None:

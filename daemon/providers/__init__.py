@@ -3,7 +3,8 @@ and listed in ``registry``: a new store is a module, its kind, and one line ther
 
 Holds: ``base`` (the interface, retries, outage waiting), ``kind`` (a provider described as data: fields,
 checks), ``registry`` (the kinds and the pool of live providers), the stores (``local``; ``s3`` with
-``s3_kind``, ``s3_wire`` for its lean PUT path and ``s3_body`` for the bodies it sends; ``oss`` with
+``s3_kind``, ``s3_wire`` for its lean PUT path, ``s3_body`` for the bodies it sends and ``s3_errors`` for what its
+refusals mean; ``oss`` with
 ``oss_kind``; ``webdav`` with ``webdav_kind``; ``sftp`` with ``sftp_kind`` and ``sftp_login`` for host keys
 and logins), and the plumbing they share: ``network`` (proxies, TLS trust and regions as botocore decides
 them), ``dial`` (connecting: happy eyeballs, proxies), ``http1`` (pooled keep-alive connections), ``acked`` (a

@@ -147,6 +147,7 @@ class S3Wire:
     def __init__(self, endpoint: Endpoint, credentials: Callable[[], Awaitable[Any]], *, connections: int,
                  connect_timeout_s: float, read_timeout_s: float, tls: Any = True, proxy: Proxy | None = None) -> None:
         self.endpoint = endpoint
+        self.etag_checks = True  # a part's ETag shows what the store received (an MD5): no Content-MD5 needed
         self._credentials = credentials
         self._pool = Pool(endpoint.base, limit=connections, connect_timeout_s=connect_timeout_s,
                           read_timeout_s=read_timeout_s, tls=tls, proxy=proxy)
@@ -160,20 +161,28 @@ class S3Wire:
             raise NoCredentialsError()
         return await creds.get_frozen_credentials()
 
-    async def put(self, key: str, body: Body, headers: dict[str, str], query: str = "") -> str:
+    async def put(self, key: str, body: Body, headers: dict[str, str], query: str = "",
+                  md5: Awaitable[str] | None = None) -> str:
         """PUT ``body`` to ``key``; the ETag. Raises StoreRefused, Redirected, ConnectionError or TimeoutError.
 
         A store that does not check Content-MD5 (moto does not, for parts) still says what it received: its
         ETag is the MD5 of the bytes, unless it encrypted them with a key of its own (SSE-KMS, SSE-C). An ETag
-        that is an MD5 and not the one sent is refused here as the store would have refused it (BadDigest)."""
+        that is an MD5 and not the one sent is refused here as the store would have refused it (BadDigest).
+        ``md5``: the body's MD5 (base64), still being computed while the body goes, for a request that carries
+        no Content-MD5 (a part: the ETag is checked against it once the store answers)."""
         e = self.endpoint
         target = e.path + object_path(key) + (f"?{query}" if query else "")
         signed = signed_put(e, await self.frozen(), key, query, headers)
         answer = await self._pool.request("PUT", target, {"Host": e.host, **signed}, body)
         if answer.status == 200:
             etag = answer.headers.get("etag", "")
-            md5 = headers.get("Content-MD5")
-            if md5 and not _md5_hidden(answer.headers) and _received_other(etag, md5):
+            sent = headers.get("Content-MD5")
+            if sent is None and md5 is not None:
+                sent = await md5
+                if not e.base.startswith("https:") and (_md5_hidden(answer.headers) or not _is_md5(etag)):
+                    self.etag_checks = False  # nothing showed the bytes arrived intact: from now on, Content-MD5
+                    raise StoreRefused(StoreReply("PixliftUnchecked", 400, "the ETag is not an MD5"))
+            if sent and not _md5_hidden(answer.headers) and _received_other(etag, sent):
                 raise StoreRefused(StoreReply("BadDigest", 400, "the ETag is not the MD5 of what was sent"))
             return etag
         raise refusal(answer, e.region)
@@ -228,12 +237,14 @@ def _md5_hidden(headers: Any) -> bool:
             or "x-amz-server-side-encryption-customer-algorithm" in headers)
 
 
+def _is_md5(etag: str) -> bool:
+    tag = etag.strip('"').lower()
+    return len(tag) == 32 and all(c in "0123456789abcdef" for c in tag)
+
+
 def _received_other(etag: str, md5_b64: str) -> bool:
     """An ETag that is a plain MD5 (32 hex digits) and not the MD5 of the bytes sent."""
-    tag = etag.strip('"').lower()
-    if len(tag) != 32 or any(c not in "0123456789abcdef" for c in tag):
-        return False
-    return tag != base64.b64decode(md5_b64).hex()
+    return _is_md5(etag) and etag.strip('"').lower() != base64.b64decode(md5_b64).hex()
 
 
 def refusal(answer: Answer, region: str) -> Exception:
