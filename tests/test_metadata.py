@@ -173,6 +173,32 @@ def test_a_phone_photo_arrives_without_its_location(home: Home, profile: dict[st
     assert not any((home.root / "spool").glob("*/*")), "the edited copies are removed once uploaded"
 
 
+def test_a_large_photo_is_named_by_the_bytes_sent(home: Home, profile: dict[str, Any],
+                                                  daemon_factory: Callable[..., Daemon]) -> None:
+    """A photo over 1 MiB is hashed (for its {hash8} and dedup) while a parse thread reads its metadata: the key
+    names the bytes sent, the edited copy's when the location was removed, the file's own when nothing was."""
+    home.write_config({"cloud": profile}, default="cloud")
+    d = daemon_factory()
+    pixels = Image.frombytes("RGB", (2600, 2000), hashlib.shake_256(b"large").digest(2600 * 2000 * 3))
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)}
+    located, plain = home.pictures / "large-located.jpg", home.pictures / "large-plain.jpg"
+    pixels.save(located, "JPEG", quality=95, exif=exif)
+    pixels.save(plain, "JPEG", quality=96)
+    assert min(located.stat().st_size, plain.stat().st_size) > 5 * 1024 * 1024  # S3 sends them in parts
+    done = d.wait_batch(d.rpc("upload_images", {"paths": [str(located), str(plain)]})["batch_id"], timeout=120)
+    sent = []
+    for task in done["tasks"]:
+        assert task["status"] == "completed", task["error"]
+        with urllib.request.urlopen(task["url"], timeout=30) as resp:
+            sent.append(resp.read())
+        assert hashlib.sha256(sent[-1]).hexdigest()[:8] in task["key"]
+        assert task["bytes_uploaded"] == task["bytes_total"] == len(sent[-1])
+    assert "gps" in done["tasks"][0]["processing"]["stripped"] and metadata_of(sent[0])["gps"] == {}
+    assert sent[0] != located.read_bytes()
+    assert done["tasks"][1]["processing"] is None and sent[1] == plain.read_bytes()
+
+
 def test_bytes_that_only_start_like_a_jpeg_fail_closed_and_go_as_they_are_only_when_asked(
         home: Home, daemon_factory: Callable[..., Daemon]) -> None:
     """Stripping fails closed: a file whose container does not parse is not sent with whatever it may hold;

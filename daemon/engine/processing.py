@@ -220,7 +220,8 @@ async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: It
         job.source = opened
     else:
         work3 = partial(prepare, job.checked, images, spool, None, profile)
-        prepared = await GATE.run(marks.around(task.task_id, work3, late=True) if marks else work3)
+        parse = GATE.run(marks.around(task.task_id, work3, late=True) if marks else work3)
+        prepared = await (hashed_beside(parse, job) if "sha256" in digests else parse)
     if prepared is None:
         return False
     task.processing = prepared.processing
@@ -233,6 +234,35 @@ async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: It
         job.checked = prepared.checked
         task.bytes_total = prepared.checked.size
     return True
+
+
+async def hashed_beside(parse: Awaitable[Prepared | None], job: Job) -> Prepared | None:
+    """A large file's SHA-256 (for its key and dedup) taken on a worker thread while a parse thread reads its
+    metadata: the two reads of the file run at once, on both cores, instead of one after the other. The opened,
+    hashed file is the job's source, unless an edited copy replaces it (its hash is then taken of the copy)."""
+    hashing = asyncio.ensure_future(off_loop(partial(_open_hashed, job.checked), Source.close))
+    hashing.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failure is read, whoever wins
+    try:
+        prepared = await parse
+    except BaseException:
+        hashing.cancel()  # off_loop closes the file once its thread is done
+        raise
+    try:
+        job.source = await hashing
+    except SourceError:
+        if prepared is None or prepared.checked is job.checked:
+            raise
+    return prepared
+
+
+def _open_hashed(checked: CheckedFile) -> Source:
+    source = Source.open(checked, small=0)
+    try:
+        source.sha256()
+    except BaseException:
+        source.close()
+        raise
+    return source
 
 
 def unsurvived(name: str) -> SourceError:

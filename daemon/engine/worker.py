@@ -180,23 +180,27 @@ async def off_loop(fn: Callable[[], T], close: Callable[[T], None]) -> T:
         raise
 
 
-PART_HASHERS = 2  # threads taking a large file's part checksums beside its SHA-256 (the pool serves others too)
-
-
 async def hash_large(source: Source, provider: Provider) -> str:
-    """The SHA-256 of a file too large to hash on the loop, read on a worker thread. Meanwhile ``PART_HASHERS``
-    more threads take the checksums its parts will be sent with: the cores hash at once while no byte can go
-    yet (the key waits for the hash), and the parts then go without stopping to hash each. A few threads, not
-    one per part: the other uploads' hops to the same pool must not queue behind thousands of parts."""
+    """The SHA-256 of a file too large to hash on the loop, read on a worker thread; no byte can go before it
+    (the key waits for it). Meanwhile one more thread takes the checksums of the first parts, in order, until
+    the hash is known: the second core works while the store waits, and the parts after those are hashed while
+    they are on the wire (s3.py), not before the first one goes."""
     parts = provider.part_checksums(source.size)
+    done = False
 
-    def take(share: list[tuple[str, int, int]]) -> None:
-        for name, offset, length in share:
+    def ahead() -> None:
+        for name, offset, length in parts:
+            if done or source.stop.is_set():
+                return
             source.digest(name, offset, length)
 
-    shares = [parts[i::PART_HASHERS] for i in range(PART_HASHERS) if parts[i::PART_HASHERS]]
-    await asyncio.gather(asyncio.to_thread(source.sha256), *(asyncio.to_thread(take, share) for share in shares))
-    return source.sha256()  # known now: no read
+    ahead_of = asyncio.ensure_future(asyncio.to_thread(ahead)) if parts else None
+    try:
+        return await asyncio.to_thread(source.sha256)
+    finally:
+        done = True
+        if ahead_of is not None:
+            await asyncio.shield(ahead_of)  # the source is closed once the attempt ends: not under a reader
 
 
 async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: OnBytes,
