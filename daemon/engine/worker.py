@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -180,27 +181,36 @@ async def off_loop(fn: Callable[[], T], close: Callable[[T], None]) -> T:
         raise
 
 
-async def hash_large(source: Source, provider: Provider) -> str:
-    """The SHA-256 of a file too large to hash on the loop, read on a worker thread; no byte can go before it
-    (the key waits for it). Meanwhile one more thread takes the checksums of the first parts, in order, until
-    the hash is known: the second core works while the store waits, and the parts after those are hashed while
-    they are on the wire (s3.py), not before the first one goes."""
-    parts = provider.part_checksums(source.size)
+def sha256_ahead(source: Source, parts: list[tuple[str, int, int]]) -> str:
+    """Blocking: the content's SHA-256. No byte can go before it (the key waits for it), so meanwhile one more
+    thread takes the checksums of the first ``parts`` (Provider.part_checksums), in order, until it is known:
+    the second core works while the store waits, and the parts after those are hashed while they are on the
+    wire (s3.py), not all before the first one goes."""
     done = False
 
     def ahead() -> None:
-        for name, offset, length in parts:
-            if done or source.stop.is_set():
-                return
-            source.digest(name, offset, length)
+        try:
+            for name, offset, length in parts:
+                if done or source.stop.is_set():
+                    return
+                source.digest(name, offset, length)
+        except Exception:  # the part is read again when it is sent, and fails there if it must
+            pass
 
-    ahead_of = asyncio.ensure_future(asyncio.to_thread(ahead)) if parts else None
+    helper = threading.Thread(target=ahead, name="pixlift-parts-ahead", daemon=True) if parts else None
+    if helper is not None:
+        helper.start()
     try:
-        return await asyncio.to_thread(source.sha256)
+        return source.sha256()
     finally:
         done = True
-        if ahead_of is not None:
-            await asyncio.shield(ahead_of)  # the source is closed once the attempt ends: not under a reader
+        if helper is not None:
+            helper.join()  # the source is closed once the attempt ends: not under a reader
+
+
+async def hash_large(source: Source, provider: Provider) -> str:
+    """The SHA-256 of a file too large to hash on the loop (``sha256_ahead``), on a worker thread."""
+    return await asyncio.to_thread(sha256_ahead, source, provider.part_checksums(source.size))
 
 
 async def send(job: Job, provider: Provider, profile: ProfileBase, *, on_bytes: OnBytes,
