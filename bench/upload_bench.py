@@ -490,6 +490,12 @@ class Pixlift:
         self.warmup_file = data / WARMUP_DIR / WARMUP_NAME
         self.warmup_file.parent.mkdir(parents=True, exist_ok=True)
         write_jpeg_like(self.warmup_file, 1024, 0, random.Random(0))
+        rng = random.Random(1)  # --warmup-images: photos sent just before the timed run (a big file after small)
+        self.warmup_images = []
+        for i in range(args.warmup_images):
+            path = self.warmup_file.with_name(f"_warmup_image_{i}.jpg")
+            write_jpeg_like(path, rng.randint(100 * KiB, 300 * KiB), 10_000_000 + i, rng)
+            self.warmup_images.append(path)
 
     def _start(self) -> None:
         env = clean_env(PIXLIFT_HOME=str(self.home), PYTHONUNBUFFERED="1", **botocore_env(self.args))
@@ -531,19 +537,19 @@ class Pixlift:
         self.used = True
         if self.args.pixlift_cold:
             return
-        batch_id = self.rpc("upload_images_batch", {"paths": [str(self.warmup_file)],
-                                                    "profile": self.profiles[prefix]})["batch_id"]
+        paths = [str(self.warmup_file), *map(str, self.warmup_images)]
+        batch_id = self.rpc("upload_images_batch", {"paths": paths, "profile": self.profiles[prefix]})["batch_id"]
 
         def done() -> bool:
             s = self.rpc("get_all_upload_progress", {"batch_id": batch_id})["summary"]
-            return bool(s["completed"] + s["failed"] == 1)
+            return bool(s["completed"] + s["failed"] == len(paths))
 
         wait_until(done, 60, "the warm-up upload", interval=0.02)
-        task = self.rpc("get_all_upload_progress", {"batch_id": batch_id})["tasks"][0]
+        for task in self.rpc("get_all_upload_progress", {"batch_id": batch_id})["tasks"]:
+            if task["status"] != "completed":
+                raise RuntimeError(f"the warm-up upload through {self.profiles[prefix]} ended {task['status']}: "
+                                   f"{task.get('error')}")
         self.rpc("clear_upload_progress")
-        if task["status"] != "completed":
-            raise RuntimeError(f"the warm-up upload through {self.profiles[prefix]} ended {task['status']}: "
-                               f"{task.get('error')}")
 
     def rpc(self, method: str, params: dict[str, Any] | None = None) -> Any:
         self.ids += 1
@@ -1165,6 +1171,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--pixlift-restart", choices=("run", "never"), default="run",
                    help="run: restart the daemon before each pixlift run (but the first), so that its peak RSS is "
                         "that of one run with one profile; never: one daemon for the whole benchmark")
+    p.add_argument("--warmup-images", type=int, default=0, metavar="N",
+                   help="pixlift's untimed warm-up also sends N photos of 100-300 KiB, right before the timed run "
+                        "(a big file right after small ones: --sets gb --warmup-images 3)")
     p.add_argument("--pixlift-cold", action="store_true",
                    help="no untimed warm-up upload per profile: each pixlift run then includes building its client")
     p.add_argument("--botocore-crt", action="store_true",
