@@ -38,7 +38,8 @@ class Source:
     """An opened file that is still the one that was checked. Readers share its descriptor via pread.
 
     A small file (up to ``small`` bytes) is read whole when it is opened, with the digests its upload needs,
-    in the one worker-thread call that opens it: sending it then needs no thread, and hashing it no second read.
+    in the one worker-thread call that opens it, and closed at once (``fd`` is then -1): sending it then needs
+    no thread, hashing it no second read, and the event loop no system call to close it.
     """
 
     def __init__(self, fd: int, size: int, name: str, content_type: str, data: bytes | None = None) -> None:
@@ -70,14 +71,15 @@ class Source:
                 source.data = b"".join(source.chunks(0, checked.size))
                 for name in digests:
                     source.digest(name)
-            except BaseException:
-                source.close()
-                raise
+            finally:
+                source.close()  # all of it is in memory: closed here, on this thread, not later on the loop
         return source
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def chunks(self, offset: int, length: int, size: int = 1024 * 1024) -> Iterator[bytes | memoryview]:
         """``[offset, offset+length)`` of the content, in pieces; SourceError if the file got shorter."""

@@ -72,6 +72,11 @@ def send_buffer(sock: Any) -> int:
         return 0
 
 
+def guess_for(sock: Any) -> int:
+    """What a socket is taken to hold when it cannot say (its send buffer); 0 when it can say."""
+    return send_buffer(sock) if sock is not None and held_by_socket(sock) is None else 0
+
+
 class Body(SliceReader):
     """A part (or a whole object) being sent, which reports its bytes once the store has acknowledged them.
 
@@ -109,11 +114,12 @@ class Body(SliceReader):
     def _sent_so_far(self) -> int:
         return min(self._sent, self.tell())  # a rewind counts at once
 
-    def on_wire(self, sock: Any, buffered: Callable[[], int] | None = None) -> None:
-        """The connection now carrying this body: its socket and, if it has one, its user-space buffer."""
+    def on_wire(self, sock: Any, buffered: Callable[[], int] | None = None, guess: int | None = None) -> None:
+        """The connection now carrying this body: its socket and, if it has one, its user-space buffer.
+        ``guess``: ``guess_for(sock)``, when the connection knows it already (one system call less a request)."""
         if sock is self._sock:
             return
-        self._guess = send_buffer(sock) if sock is not None and held_by_socket(sock) is None else 0
+        self._guess = guess_for(sock) if guess is None else guess
         self._sock, self._buffered = sock, buffered
 
     def acknowledged(self) -> int:

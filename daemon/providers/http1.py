@@ -31,6 +31,7 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -39,7 +40,7 @@ import httptools
 
 from .. import __version__
 from ..errors import Interrupted
-from .acked import Body, held_by_transport
+from .acked import Body, guess_for, held_by_transport
 from .dial import Proxy, ProxyRefused, open_socket, tunnel
 
 KEEPALIVE_S = 15.0  # aiohttp's default: below what stores allow an idle connection
@@ -89,10 +90,14 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._lost: BaseException | None = None
         self._bodyless = False  # the answer to a HEAD: it ends with its headers, whatever they announce
+        self._sock: Any = None  # the transport's socket, its buffer, and (``_guess``) what it holds when it cannot say
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
+        self._sock = transport.get_extra_info("socket")
+        self._held: Callable[[], int] = functools.partial(held_by_transport, transport)
+        self._guess: int = guess_for(self._sock)  # asked once per connection, not per request
 
     def data_received(self, data: bytes) -> None:
         if self._parser is None:  # between requests (a store's "408" before it hangs up): not for reuse
@@ -177,7 +182,7 @@ class Connection(asyncio.Protocol):
             return True
         written = 0
         body.counts_writes(lambda: written)
-        body.on_wire(transport.get_extra_info("socket"), functools.partial(held_by_transport, transport))
+        body.on_wire(self._sock, self._held, self._guess)
         body.seek(0)
         view = body.view()
         if view is not None:  # a small file, in memory: the head and the bytes in one write

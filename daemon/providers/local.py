@@ -110,7 +110,7 @@ class LocalProvider(Provider):
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
 
         def copy_chunk(fd: int, pos: int, digest: Any) -> int:
-            data = os.pread(source.fd, CHUNK, pos)
+            data = source.data[pos:pos + CHUNK] if source.data is not None else os.pread(source.fd, CHUNK, pos)
             view = memoryview(data)
             while view:  # os.write may write less than asked (a filling disk): write on until all is down
                 view = view[os.write(fd, view):]
