@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 FAKE_PUT = '''import asyncio
 import pixlift.providers.s3_wire as wire
 
-async def put(self, key, body, headers, query=""):
+async def put(self, key, body, headers, query="", md5=None):
     await asyncio.sleep(0)
     return '"00000000000000000000000000000000"'
 
