@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, Home, make_image, start_daemon, wait_until
 from crafted import gif_tiny_subblocks, heic_billion_items, heic_empty_extents, tiff_shared_gps_value, write
-from pixlift.images.gate import ParseGate
-from pixlift.images.metadata_bounds import GaveUp, tick
+from pixlift.images.metadata_bounds import GaveUp, ParseGate, tick
 
 
 class Prober:
@@ -180,36 +179,6 @@ async def test_the_parse_gate_caps_parses_and_gives_up_at_its_budget() -> None:
     assert all(isinstance(r, GaveUp) for r in results)
     assert most == 2
     assert 0.8 < time.monotonic() - started < 3  # three rounds of two, each stopped at its budget
-    gate.close()
-
-
-async def test_a_parse_whose_caller_was_stopped_is_not_started_and_a_started_one_is_closed() -> None:
-    """A cancelled upload does not open and read its file when its parse had not started, and what a started
-    parse returns for it (an opened file) is closed."""
-    gate = ParseGate(parallel=1, seconds=5)
-    release = threading.Event()
-    ran: list[str] = []
-    closed: list[str] = []
-
-    def first() -> str:
-        release.wait(5)
-        ran.append("first")
-        return "first"
-
-    def second() -> str:
-        ran.append("second")
-        return "second"
-
-    started = asyncio.ensure_future(gate.run(first, closed.append))
-    queued = asyncio.ensure_future(gate.run(second, closed.append))
-    await asyncio.sleep(0.05)
-    started.cancel()
-    queued.cancel()
-    await asyncio.sleep(0.05)  # the callers have seen their cancellation
-    release.set()
-    await asyncio.sleep(0.3)
-    assert ran == ["first"] and closed == ["first"]
-    assert await gate.run(lambda: "later") == "later"  # the thread goes on with what comes next
     gate.close()
 
 

@@ -34,9 +34,8 @@ from ..files.paths import CheckedFile, Identity
 from ..files.sources import Source
 from ..files.spool import Spool
 from ..images.convert import convert
-from ..images.gate import GATE
 from ..images.metadata import EDITED, NOT_EDITED, Changed, GaveUp, Unreadable, strip
-from ..images.metadata_bounds import ParseMarks, budget
+from ..images.metadata_bounds import GATE, ParseMarks, budget
 from ..journal.journal import Journal
 from ..providers.base import Provider
 from .worker import INLINE_READ, Job, off_loop

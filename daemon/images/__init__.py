@@ -6,8 +6,8 @@ Holds: ``metadata`` (the policy: what goes for "location" and "all", and the for
 one editor per container (``metadata_jpeg``, ``metadata_png``, ``metadata_webp``, ``metadata_tiff``,
 ``metadata_heif``), ``exif`` (TIFF/EXIF directories, in every container), ``makernotes`` (the places in
 camera makers' notes), ``metadata_xmp`` (what names a place in XMP, IPTC, Photoshop resources and C2PA),
-``metadata_bounds`` (bounded reads, the time budget and the restart marks), ``gate`` (the parse threads),
-``convert`` (Pillow re-encoding).
+``metadata_bounds`` (bounded reads, the time budget, the parse gate and the restart marks), ``convert``
+(Pillow re-encoding).
 May import: errors.
 Used by: engine (a job's processing) and settings (the choices a profile may name).
 """

@@ -20,6 +20,7 @@ whole daemon; a read that comes back short is ``Changed``, which fails one task.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -28,6 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -245,6 +247,35 @@ def search(data: object, pattern: re.Pattern[bytes], start: int, width: int) -> 
     return -1 if found is None else int(found.start())
 
 
+class ParseGate:
+    """Threads of its own for parsing, ``parallel`` at most: a hostile file holds one of them for at most
+    its budget, and uploads that need no parsing never wait for them."""
+
+    def __init__(self, parallel: int = MAX_PARSES, seconds: float = BUDGET_S) -> None:
+        self.parallel = parallel
+        self.seconds = seconds
+        self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="pixlift-parse")
+
+    async def run(self, fn: Callable[[], T], close: Callable[[T], None] | None = None) -> T:
+        """``fn()`` on a parse thread, within the budget. If the caller is stopped meanwhile, what ``fn``
+        returns is closed when it comes (an opened file would otherwise stay open)."""
+        future = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, fn)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if close is not None:
+                future.add_done_callback(lambda f: None if f.cancelled() or f.exception() else close(f.result()))
+            raise
+
+    def _timed(self, fn: Callable[[], T]) -> T:
+        with budget(self.seconds):
+            return fn()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+GATE = ParseGate()  # one per process: every way in shares the same threads and the same cap
 
 
 def all_zero(data: object, start: int, stop: int) -> bool:

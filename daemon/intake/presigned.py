@@ -33,7 +33,7 @@ from ..errors import FileRefused, InvalidParams, NotFound, PixliftError
 from ..files.paths import IMAGE_FORMATS
 from ..files.sources import Source
 from ..files.spool import Spool
-from ..images.gate import GATE
+from ..images.metadata_bounds import GATE
 from ..journal.journal import Journal
 from ..providers.multipart import MultipartState
 from ..providers.registry import ProviderPool
