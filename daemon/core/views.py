@@ -31,9 +31,11 @@ def iso(ts: float | None) -> str | None:
     return f"{_second(whole)}.{micros // 1000:03d}Z"
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=64)
 def _second(whole: int) -> str:
-    """A batch's tasks are made, started and finished within a few seconds: each second is formatted once."""
+    """A batch's tasks are made, started and finished within a few seconds: each second is formatted once. The
+    last 64 only: tasks are read about in the order of their times, and the entries of a long run's every
+    second, each made between that second's tasks, would outlive them and keep their heap pages."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
