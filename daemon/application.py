@@ -25,7 +25,7 @@ from .core.events import Event, EventBus, Handler, TaskFinished
 from .core.heap import give_back
 from .core.limits import Limits
 from .core.tasks import TaskSource, TaskStatus
-from .core.views import Progress, Summary, TaskView, iso, summarize
+from .core.views import JsonArray, Progress, Summary, TaskView, iso, summarize
 from .engine.engine import Engine
 from .engine.worker import Job
 from .errors import (
@@ -54,8 +54,10 @@ class Submitted:
     batch_id: str
     tasks: list[TaskView]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "tasks": [t.to_json() for t in self.tasks]}
+    def to_json(self, *, lazy: bool = False) -> dict[str, Any]:
+        """``lazy``: the tasks serialised as the reply is sent (``JsonArray``), not as 10,000 dicts at once."""
+        return {"batch_id": self.batch_id,
+                "tasks": JsonArray(self.tasks, TaskView.to_json) if lazy else [t.to_json() for t in self.tasks]}
 
 
 GIVE_BACK_AFTER = 1000  # tasks cleared at once, past which their memory is handed back to the system

@@ -300,3 +300,30 @@ def test_a_stale_daemon_json_never_hands_the_token_to_whoever_took_the_port(home
     assert "stale" in out.stderr and "pixlift serve" in out.stderr
     assert not received or home.token.encode() not in received[0]
     assert received == []
+
+
+def test_a_long_list_of_tasks_comes_in_parts_and_whole_the_same(home: Home, daemon: Daemon) -> None:
+    """A reply with more than 1,000 tasks (a call of many paths, a read of the whole list) is sent in parts as it
+    is serialised (chunked), so its JSON is never whole in the daemon's memory; it reads the same as the reply
+    made whole (inside a JSON-RPC batch) and as a short one."""
+    files = [make_image(home.pictures / f"many{i:04d}.png", 300 + i % 50, seed=i) for i in range(1_100)]
+    payload = {"jsonrpc": "2.0", "id": 7, "method": "upload_images_batch",
+               "params": {"paths": [str(f) for f in files], "batch_size": 50}}
+    status, headers, body = daemon.post("/rpc", json.dumps(payload).encode())
+    assert status == 200 and headers.get("Transfer-Encoding") == "chunked"
+    started = json.loads(body)
+    assert started["id"] == 7 and started["jsonrpc"] == "2.0"
+    assert [t["name"] for t in started["result"]["tasks"]] == [f.name for f in files]
+    assert all(set(t) >= TASK_FIELDS for t in started["result"]["tasks"])
+    daemon.wait_batch(started["result"]["batch_id"])
+    read = {"jsonrpc": "2.0", "id": 8, "method": "get_all_upload_progress", "params": {"since": 0}}
+    status, headers, body = daemon.post("/rpc", json.dumps(read).encode())
+    assert status == 200 and headers.get("Transfer-Encoding") == "chunked"
+    streamed = json.loads(body)["result"]
+    _, whole = daemon.call_raw([read])  # a batch's replies are made whole
+    assert streamed == whole[0]["result"]
+    assert len(streamed["tasks"]) == 1_100 and streamed["removed"] == []
+    assert {t["status"] for t in streamed["tasks"]} == {"completed"}
+    assert streamed["summary"]["completed"] == 1_100
+    one = daemon.rpc("get_all_upload_progress", {"since": streamed["version"] - 1})  # a short read: as before
+    assert len(one["tasks"]) == 1 and one["tasks"][0] == streamed["tasks"][-1]

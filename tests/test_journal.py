@@ -128,3 +128,26 @@ def test_the_log_is_copied_into_the_database_while_the_daemon_runs(tmp_path: Pat
         assert len(stored(path)) == 2000
     finally:
         journal.close()
+
+
+def test_the_writer_lets_go_of_what_it_committed() -> None:
+    """A commit's changes are let go once written, not held while the writer waits for the next one: after a
+    clear of 100,000 tasks, their ids (in the commit's DELETE) stayed in memory until the next write."""
+    import weakref
+
+    from pixlift.journal.commits import GroupCommit
+
+    class Change:
+        pass
+
+    written: list[int] = []
+    commits: GroupCommit[Change] = GroupCommit(lambda batch: written.append(len(batch)), name="test-writer")
+    try:
+        change = Change()
+        gone = weakref.ref(change)
+        commits.put(change)
+        del change
+        assert commits.drain(5) and written == [1]
+        assert gone() is None
+    finally:
+        commits.close()

@@ -69,10 +69,18 @@ class Routes:
         # Bytes, not text: JSON is UTF-8 whatever charset the header claims, and a body that is not is a
         # JSON-RPC parse error, not a server error. The app's client_max_size caps chunked bodies too.
         body = await request.read()
-        out = await self.dispatcher.dispatch(body, Call(self.app, client.id))
+        out = await self.dispatcher.dispatch_streamed(body, Call(self.app, client.id))
         if not out:
             return web.Response(status=204)
-        return web.Response(text=out, content_type="application/json")
+        if isinstance(out, str):
+            return web.Response(text=out, content_type="application/json")
+        resp = web.StreamResponse()  # a long list of tasks, serialised as it goes (chunked)
+        resp.content_type, resp.charset = "application/json", "utf-8"
+        await resp.prepare(request)
+        for chunk in out.chunks():
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
 
     # -- the UI ------------------------------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.StreamResponse:

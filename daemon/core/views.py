@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import orjson
 
@@ -31,9 +31,11 @@ def iso(ts: float | None) -> str | None:
     return f"{_second(whole)}.{micros // 1000:03d}Z"
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=64)
 def _second(whole: int) -> str:
-    """A batch's tasks are made, started and finished within a few seconds: each second is formatted once."""
+    """A batch's tasks are made, started and finished within a few seconds: each second is formatted once. The
+    last 64 only: tasks are read about in the order of their times, and the entries of a long run's every
+    second, each made between that second's tasks, would outlive them and keep their heap pages."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
@@ -160,6 +162,38 @@ def trimmed(data: bytes) -> bytes:
     return bytes(memoryview(data))
 
 
+T = TypeVar("T")
+
+
+class JsonArray(Generic[T]):
+    """A long list of tasks in a reply, serialised a slice at a time as it is sent (``chunks``) rather than
+    built whole: a read of 100,000 tasks is 90 MB of JSON, which made whole (a fragment per task, the reply,
+    its text) took 130 MB at once beside the tasks themselves. ``fragment`` makes it whole, for a reply that
+    cannot be sent in parts (over the WebSocket, in a batch)."""
+
+    __slots__ = ("_items", "_render")
+    SLICE = 256  # items serialised at once
+
+    def __init__(self, items: Sequence[T], render: Callable[[T], Any]) -> None:
+        self._items = items
+        self._render = render  # an item -> what orjson serialises (a dict, a Fragment)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def chunks(self) -> Iterator[bytes | memoryview]:
+        items, step = self._items, self.SLICE
+        yield b"["
+        for i in range(0, len(items), step):
+            if i:
+                yield b","
+            yield memoryview(orjson.dumps([self._render(x) for x in items[i:i + step]]))[1:-1]
+        yield b"]"
+
+    def fragment(self) -> orjson.Fragment:
+        return orjson.Fragment(b"".join(self.chunks()))
+
+
 KEEP_JSON_UP_TO = 20_000  # tasks listed, up to which each task keeps its JSON (about 650 bytes a task)
 
 
@@ -197,10 +231,14 @@ class Progress:
     def views(self) -> list[TaskView]:
         return [TaskView.of(t, self.now) for t in self._tasks]
 
-    def to_json(self, *, incremental: bool = False) -> dict[str, Any]:
+    def to_json(self, *, incremental: bool = False, lazy: bool = False) -> dict[str, Any]:
+        """``lazy``: the tasks as a ``JsonArray``, serialised when the reply is sent (``api/rpc``). Each is then
+        as it is when its slice goes: never older than ``version``, and one that changed meanwhile shows again
+        in the next read ``since`` it, as any change after ``version`` does."""
         keep = self.listed <= KEEP_JSON_UP_TO
-        out: dict[str, Any] = {"tasks": [task_json(t, self.now, keep) for t in self._tasks],
-                               "summary": self.summary.to_json(), "version": self.version}
+        tasks: Any = (JsonArray(self._tasks, functools.partial(task_json, now=self.now, keep=keep)) if lazy
+                      else [task_json(t, self.now, keep) for t in self._tasks])
+        out: dict[str, Any] = {"tasks": tasks, "summary": self.summary.to_json(), "version": self.version}
         if incremental or self.removed:
             out["removed"] = self.removed
         if self.full:

@@ -16,6 +16,7 @@ from ..journal.journal import Journal
 
 BLOCK = 100_000  # versions reserved per journal write
 KEEP_REMOVED = 10_000  # removed ids remembered for incremental readers
+SEP = "\n"  # between the ids of one removal (an id is hex, or a name a test gave)
 
 
 class ChangeLog:
@@ -23,7 +24,11 @@ class ChangeLog:
         self._journal = journal
         self._keep = keep_removed
         self.version = self.floor = self._ceiling = journal.reserved_version()
-        self._removed: deque[tuple[int, str]] = deque()
+        # The removed ids of each removal, as (version of the first, how many, the ids joined by SEP): one
+        # string, not 10,000 strings made with their tasks, which would pin the heap pages around them once
+        # the rest of their tasks is freed. Their versions follow each other (one ``bump`` per id).
+        self._removed: deque[tuple[int, int, str]] = deque()
+        self._remembered = 0
 
     def bump(self) -> int:
         self.version += 1
@@ -33,20 +38,32 @@ class ChangeLog:
         return self.version
 
     def remove(self, task_ids: list[str]) -> None:
-        for task_id in task_ids:
-            self._removed.append((self.bump(), task_id))
-        while len(self._removed) > self._keep:
-            self.floor = self._removed.popleft()[0]
+        if not task_ids:
+            return
+        first = self.bump()
+        for _ in task_ids[1:]:
+            self.bump()
+        self._removed.append((first, len(task_ids), SEP.join(task_ids)))
+        self._remembered += len(task_ids)
+        while self._remembered > self._keep:
+            first, count, joined = self._removed[0]
+            drop = min(count, self._remembered - self._keep)
+            self.floor = first + drop - 1
+            self._remembered -= drop
+            if drop == count:
+                self._removed.popleft()
+            else:
+                self._removed[0] = (first + drop, count - drop, SEP.join(joined.split(SEP)[drop:]))
 
     def answers(self, since: int) -> bool:
         """Whether changes after ``since`` are all still known (else the reader needs a full read)."""
         return self.floor <= since <= self.version
 
     def removed_since(self, since: int) -> list[str]:
-        out = []
-        for version, task_id in reversed(self._removed):
-            if version <= since:
+        parts: list[list[str]] = []
+        for first, count, joined in reversed(self._removed):
+            if first + count - 1 <= since:
                 break
-            out.append(task_id)
-        out.reverse()
-        return out
+            ids = joined.split(SEP)
+            parts.append(ids[since - first + 1:] if first <= since else ids)
+        return [task_id for ids in reversed(parts) for task_id in ids]

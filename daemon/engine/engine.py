@@ -226,16 +226,9 @@ class Engine(TaskList):
                              and (j.task.finished_at or 0) < finished_before])
 
     def _forget(self, gone: list[str]) -> list[Job]:
-        jobs = []
         for tid in gone:
             self._abandon(self._jobs[tid])  # a failed task's kept parts: nobody will retry it now
-            job = self._jobs.pop(tid)
-            self.index.remove(job.task)
-            jobs.append(job)
-        for batch in {id(j.batch): j.batch for j in jobs}.values():  # each list rebuilt once, not id by id
-            batch.task_ids = [t for t in batch.task_ids if t in self._jobs]
-            if not batch.task_ids:
-                self._batches.pop(batch.batch_id, None)
+        jobs = self._drop(gone)
         self.journal.remove(gone)
         self.changes.remove(gone)
         return jobs

@@ -77,6 +77,13 @@ class LiveIndex:
             self._batch_unfinished.pop(task.batch_id, None)
             self._batch_finished.pop(task.batch_id, None)
 
+    def rebuild(self) -> None:
+        """Every table made anew at the size of what it holds (after many tasks left: a dict never shrinks)."""
+        self._by_change = OrderedDict(self._by_change)
+        self._unfinished = dict(self._unfinished)
+        self._counted = dict(self._counted)
+        self._batch_unfinished = {b: dict(live) for b, live in self._batch_unfinished.items()}
+
     @property
     def unfinished(self) -> int:
         return len(self._unfinished)

@@ -40,6 +40,7 @@ class Checkpointer:
         self._thread.join(30)
 
     def _run(self) -> None:
+        cursor = self._db.cursor()  # one for every checkpoint: see the journal's own
         try:
             while True:
                 self._written.wait()
@@ -47,7 +48,7 @@ class Checkpointer:
                     return
                 self._written.clear()
                 try:
-                    self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:  # a full or read-only disk: the log grows, and the next one tries again
                     log.debug("WAL checkpoint failed: %s", exc)
                 if self._closing.wait(CHECKPOINT_S):

@@ -108,6 +108,7 @@ class GroupCommit(Generic[W]):
                 self._commit(batch)
             except Exception:  # a bug; the changes stay in memory, and the writer must go on
                 log.exception("the journal writer failed to commit %d changes", len(batch))
+            del batch  # not kept while the writer waits: a clear's 100,000 ids would stay alive until the next write
             with self._cv:
                 self._done = upto
                 self._cv.notify_all()

@@ -42,6 +42,7 @@ class Digests:
 
 class HistoryRecords:
     _reads: sqlite3.Connection
+    _read_cur: sqlite3.Cursor  # the only one, used under _read_lock (journal.py says why)
     _read_lock: threading.Lock
     _digests: Digests
 
@@ -49,7 +50,7 @@ class HistoryRecords:
         """At start: the filter learns every object the history holds."""
         self._digests = Digests()
         with self._read_lock:
-            for profile, sha256 in self._reads.execute("SELECT profile, sha256 FROM history WHERE sha256 IS NOT "
+            for profile, sha256 in self._read_cur.execute("SELECT profile, sha256 FROM history WHERE sha256 IS NOT "
                                                        "NULL AND deleted_at IS NULL"):
                 self._digests.add(profile, sha256)
 
@@ -67,37 +68,37 @@ class HistoryRecords:
             clauses.append("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL")
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self._read_lock:
-            self._reads.execute("BEGIN")  # the count and the page from one snapshot
+            self._read_cur.execute("BEGIN")  # the count and the page from one snapshot
             try:
-                total = int(self._reads.execute(f"SELECT COUNT(*) FROM history {where}", args).fetchone()[0])
-                rows = self._reads.execute(f"SELECT {COLUMNS} FROM history {where} ORDER BY uploaded_at DESC, "
+                total = int(self._read_cur.execute(f"SELECT COUNT(*) FROM history {where}", args).fetchone()[0])
+                rows = self._read_cur.execute(f"SELECT {COLUMNS} FROM history {where} ORDER BY uploaded_at DESC, "
                                            "id DESC LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
             finally:
-                self._reads.execute("COMMIT")
+                self._read_cur.execute("COMMIT")
         return [_item(r) for r in rows], total
 
     def history_item(self, history_id: int) -> dict[str, Any] | None:
         with self._read_lock:
-            row = self._reads.execute(f"SELECT {COLUMNS} FROM history WHERE id=?", (history_id,)).fetchone()
+            row = self._read_cur.execute(f"SELECT {COLUMNS} FROM history WHERE id=?", (history_id,)).fetchone()
         return _item(row) if row else None
 
     def history_of(self, profile: str, key: str) -> dict[str, Any] | None:
         """The newest entry for an object (a deduplicated task has none of its own: its object's)."""
         with self._read_lock:
-            row = self._reads.execute(f"SELECT {COLUMNS} FROM history WHERE profile=? AND key=? ORDER BY id DESC"
+            row = self._read_cur.execute(f"SELECT {COLUMNS} FROM history WHERE profile=? AND key=? ORDER BY id DESC"
                                       " LIMIT 1", (profile, key)).fetchone()
         return _item(row) if row else None
 
     def history_of_task(self, task_id: str) -> dict[str, Any] | None:
         with self._read_lock:
-            row = self._reads.execute(f"SELECT {COLUMNS} FROM history WHERE task_id=? ORDER BY id DESC LIMIT 1",
+            row = self._read_cur.execute(f"SELECT {COLUMNS} FROM history WHERE task_id=? ORDER BY id DESC LIMIT 1",
                                       (task_id,)).fetchone()
         return _item(row) if row else None
 
     def history_by_url(self, url: str) -> dict[str, Any] | None:
         """The newest entry whose link is ``url`` (as it was last handed out)."""
         with self._read_lock:
-            row = self._reads.execute(f"SELECT {COLUMNS} FROM history WHERE url=? ORDER BY id DESC LIMIT 1",
+            row = self._read_cur.execute(f"SELECT {COLUMNS} FROM history WHERE url=? ORDER BY id DESC LIMIT 1",
                                       (url,)).fetchone()
         return _item(row) if row else None
 
@@ -106,7 +107,7 @@ class HistoryRecords:
         if not self._digests.may_hold(profile, sha256):
             return None
         with self._read_lock:
-            row = self._reads.execute("SELECT key, size FROM history WHERE profile=? AND sha256=? AND deleted_at IS "
+            row = self._read_cur.execute("SELECT key, size FROM history WHERE profile=? AND sha256=? AND deleted_at IS "
                                       "NULL ORDER BY id DESC LIMIT 1", (profile, sha256)).fetchone()
         return (str(row[0]), int(row[1])) if row else None
 

@@ -106,24 +106,28 @@ class Journal(HistoryRecords):
         if not path.exists():  # created private, so SQLite's side files (-wal, -shm) start private too
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints.py runs them, off the commit path
+        # One cursor per connection: Connection.execute makes a cursor each time, and the connection keeps a weak
+        # reference to each of its last 200, made among the tasks' objects, which then kept their heap pages.
+        self._cur = self._db.cursor()
+        self._cur.execute("PRAGMA journal_mode=WAL")
+        self._cur.execute("PRAGMA synchronous=NORMAL")
+        self._cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints.py runs them, off the commit path
         self._db.executescript(SCHEMA)
         for table, columns in ADDED.items():  # a journal from before they existed
-            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            have = {row[1] for row in self._cur.execute(f"PRAGMA table_info({table})")}
             for column, kind in columns.items():
                 if column not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self._db.execute("CREATE INDEX IF NOT EXISTS history_sha ON history(profile, sha256)")
+                    self._cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        self._cur.execute("CREATE INDEX IF NOT EXISTS history_sha ON history(profile, sha256)")
         path.chmod(0o600)
-        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
+        row = self._cur.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
         self._seq = int(row[0])
         self._complained = -3600.0
         self._unwritten: dict[Any, tuple[str, Any, bool]] = {}
         self._lock = threading.Lock()  # the connection and the unwritten changes: the writer thread and the loop
         self._reads = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # history.py
-        self._reads.execute("PRAGMA query_only=1")
+        self._read_cur = self._reads.cursor()
+        self._read_cur.execute("PRAGMA query_only=1")
         self._read_lock = threading.Lock()
         self._load_digests()
         self._passing: dict[Any, tuple[float, Change]] = {}  # key -> (when it is due, the change)
@@ -136,13 +140,13 @@ class Journal(HistoryRecords):
         """One transaction, committed at the end or rolled back on any error. The connection is in autocommit
         mode (``isolation_level=None``), where ``with connection:`` begins nothing: every statement would be a
         transaction of its own, with its own locks and WAL frames, and a batch would not be all or none."""
-        self._db.execute("BEGIN")
+        self._cur.execute("BEGIN")
         try:
             yield
-            self._db.execute("COMMIT")
+            self._cur.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:  # a full disk may already have rolled it back
-                self._db.execute("ROLLBACK")
+                self._cur.execute("ROLLBACK")
             raise
 
     def close(self) -> None:
@@ -161,7 +165,7 @@ class Journal(HistoryRecords):
     # -- the change counter's ceiling (see engine/changes.py) ---------------------------------------------------------
     def reserved_version(self) -> int:
         with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+            row = self._cur.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
         return int(row[0]) if row else 0
 
     def reserve_version(self, ceiling: int) -> None:
@@ -183,7 +187,7 @@ class Journal(HistoryRecords):
                 if self._unwritten and not self._replay():  # what the disk refused before comes first
                     raise sqlite3.OperationalError("database or disk is full")
                 with self._transaction():
-                    self._db.executemany(
+                    self._cur.executemany(
                         "INSERT INTO tasks (task_id, seq, batch_id, batch_size, path, name, profile, status,"
                         " bytes_total, created_at, source, checked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             except sqlite3.Error as exc:
@@ -228,7 +232,7 @@ class Journal(HistoryRecords):
             try:
                 with self._transaction():
                     for sql, args, many in newest.values():
-                        (self._db.executemany if many else self._db.execute)(sql, args)
+                        (self._cur.executemany if many else self._cur.execute)(sql, args)
             except sqlite3.Error as exc:
                 self._keep_all(newest)
                 self._complain(exc)
@@ -254,9 +258,9 @@ class Journal(HistoryRecords):
     def _execute(self, sql: str, args: Any, many: bool) -> None:
         if many:
             with self._transaction():
-                self._db.executemany(sql, args)
+                self._cur.executemany(sql, args)
         else:
-            self._db.execute(sql, args)
+            self._cur.execute(sql, args)
 
     def _keep(self, sql: str, args: Any, many: bool, key: tuple[str, ...] | None) -> None:
         slot: Any = key if key is not None else object()
@@ -268,7 +272,7 @@ class Journal(HistoryRecords):
         try:
             with self._transaction():
                 for sql, args, many in self._unwritten.values():
-                    (self._db.executemany if many else self._db.execute)(sql, args)
+                    (self._cur.executemany if many else self._cur.execute)(sql, args)
         except sqlite3.Error as exc:
             self._complain(exc)
             return False
@@ -347,7 +351,7 @@ class Journal(HistoryRecords):
     def load(self) -> list[StoredTask]:
         out = []
         with self._lock:
-            rows = self._db.execute(
+            rows = self._cur.execute(
                 "SELECT task_id, batch_id, batch_size, path, name, profile, status, bytes_total, bytes_uploaded,"
                 " attempts, url, key, error, created_at, started_at, finished_at, source, checked, multipart,"
                 " processing, original, deduplicated, url_expires FROM tasks ORDER BY seq").fetchall()
@@ -373,7 +377,7 @@ class Journal(HistoryRecords):
 
     def pending_aborts(self) -> list[tuple[str, str, str]]:
         with self._lock:
-            rows = self._db.execute("SELECT upload_id, profile, key FROM aborts").fetchall()
+            rows = self._cur.execute("SELECT upload_id, profile, key FROM aborts").fetchall()
         return [(str(p), str(k), str(u)) for u, p, k in rows]
 
 

@@ -108,10 +108,19 @@ class Home:
 
     # -- token ---------------------------------------------------------------------------------------
     def read_token(self) -> str | None:
+        """Read on every request (so a new token counts at once), by the descriptor: ``Path.read_text`` left a few
+        objects alive per read, which then kept the heap pages of the tasks made around them."""
         try:
-            return self.token_file.read_text(encoding="utf-8").strip() or None
+            fd = os.open(self.token_file, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
+        try:
+            chunks = []
+            while chunk := os.read(fd, 4096):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode("utf-8").strip() or None
 
     def ensure_token(self) -> str:
         token = self.read_token()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from jsonrpcserver import Error, Result, Success, async_dispatch
 
 from ... import __version__
 from ...application import Application
+from ...core.views import JsonArray
 from ...errors import INTERNAL_ERROR, InvalidParams, PixliftError
 from ...files.paths import MAX_PATH_LEN
 
@@ -218,6 +219,14 @@ class Dispatcher:
                          for name, m in REGISTRY.items()}
 
     async def dispatch(self, body: str | bytes, ctx: Call) -> str:
+        return await self._dispatch(body, ctx, dumps)  # type: ignore[return-value]
+
+    async def dispatch_streamed(self, body: str | bytes, ctx: Call) -> str | Streamed:
+        """As ``dispatch``, but a reply with a long list of tasks comes as a ``Streamed``, to send in parts."""
+        return await self._dispatch(body, ctx, _streamed_or_dumps)
+
+    async def _dispatch(self, body: str | bytes, ctx: Call, serializer: Callable[[Any], str | Streamed]) \
+            -> str | Streamed:
         try:
             doc = strict_json(body)
         except RecursionError:  # the C decoder gives up near 1,000 levels: say so instead of "Parse error"
@@ -230,7 +239,28 @@ class Dispatcher:
         if _deeper_than(doc, MAX_DEPTH):
             return _invalid_request(f"the JSON is nested more than {MAX_DEPTH} levels deep.", "depth", MAX_DEPTH)
         return await async_dispatch(body, methods=self._methods, context=ctx,  # type: ignore[no-any-return]
-                                    deserializer=lambda _: doc, serializer=dumps)
+                                    deserializer=lambda _: doc, validator=valid_request,
+                                    serializer=serializer)  # type: ignore[arg-type]
+
+
+_REQUEST_KEYS = frozenset({"jsonrpc", "method", "id", "params"})
+
+
+def _a_call(doc: Any) -> bool:
+    if not isinstance(doc, dict) or not doc.keys() <= _REQUEST_KEYS or doc.get("jsonrpc") != "2.0":
+        return False
+    ident = doc.get("id")
+    return (isinstance(doc.get("method"), str) and isinstance(doc.get("params", []), (list, dict))
+            and (ident is None or (isinstance(ident, (str, int, float)) and not isinstance(ident, bool))))
+
+
+def valid_request(doc: Any) -> Any:
+    """jsonrpcserver's request schema (a call, or a non-empty list of calls: "jsonrpc" "2.0", a string "method",
+    an id that is a string, a number or null, params that are a list or an object, no other key), checked by
+    hand: its jsonschema validator cost more than the call, and left objects behind on every request."""
+    if not (_a_call(doc) or (isinstance(doc, list) and doc and all(_a_call(d) for d in doc))):
+        raise ValueError("not a JSON-RPC request")
+    return doc
 
 
 class NotJson(ValueError):
@@ -261,7 +291,12 @@ def strict_json(body: str | bytes) -> Any:
             body = body.decode("utf-8")
         except UnicodeDecodeError:
             raise NotJson("the body is not UTF-8 text; JSON-RPC bodies must be UTF-8 JSON.") from None
-    return json.loads(body, parse_constant=_no_constant, parse_float=_finite, parse_int=_bounded_int)
+    return _DECODER.decode(body)
+
+
+# One decoder for every request: ``json.loads`` with hooks made a decoder and its scanner per call, and a few of
+# their objects outlived each, between the tasks' own, keeping heap pages of cleared tasks.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite, parse_int=_bounded_int)
 
 
 def _parse_error(message: str) -> str:
@@ -269,13 +304,58 @@ def _parse_error(message: str) -> str:
                        "id": None})
 
 
+def _whole(value: Any) -> Any:
+    if isinstance(value, JsonArray):
+        return value.fragment()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def dumps(doc: Any) -> str:
     """JSON for a reply: orjson (fast, and it embeds the tasks' cached JSON as is); the standard library for
     what orjson refuses (an id beyond 64 bits), with the cached fragments spelled out."""
     try:
-        return orjson.dumps(doc).decode()
+        return orjson.dumps(doc, default=_whole).decode()
     except TypeError:
-        return json.dumps(doc, default=lambda o: json.loads(orjson.dumps(o)))
+        return json.dumps(doc, default=lambda o: json.loads(orjson.dumps(o, default=_whole)))
+
+
+STREAM_OVER = 1000  # tasks in a reply past which it is sent in parts (``Streamed``)
+
+
+class Streamed:
+    """A reply with a long list of tasks (a read of the whole list, a call of 10,000 paths), sent in parts: the
+    reply around the list, then the list a slice at a time (``JsonArray``), so its JSON is never whole in memory.
+    """
+
+    __slots__ = ("_head", "_tail", "_tasks")
+    _HOLE = b'"tasks":[]'
+
+    def __init__(self, head: bytes, tasks: JsonArray[Any], tail: bytes) -> None:
+        self._head, self._tasks, self._tail = head, tasks, tail
+
+    @classmethod
+    def of(cls, doc: Any) -> Streamed | None:
+        """A reply whose result's ``tasks`` is a long ``JsonArray``, as parts; None for any other reply."""
+        result = doc.get("result") if isinstance(doc, dict) else None
+        tasks = result.get("tasks") if isinstance(result, dict) else None
+        if not isinstance(doc, dict) or not isinstance(result, dict) or not isinstance(tasks, JsonArray) \
+                or len(tasks) <= STREAM_OVER:
+            return None
+        try:  # the reply with an empty list: in its JSON, the first '"tasks":[]' is that list's (none is in a string)
+            shell = orjson.dumps({**doc, "result": {**result, "tasks": orjson.Fragment(b"[]")}})
+        except TypeError:
+            return None  # an id beyond 64 bits: ``dumps`` spells it out
+        at = shell.index(cls._HOLE) + len(cls._HOLE) - 2
+        return cls(shell[:at], tasks, shell[at + 2:])
+
+    def chunks(self) -> Iterator[bytes | memoryview]:
+        yield self._head
+        yield from self._tasks.chunks()
+        yield self._tail
+
+
+def _streamed_or_dumps(doc: Any) -> str | Streamed:
+    return Streamed.of(doc) or dumps(doc)
 
 
 def _deeper_than(doc: Any, limit: int) -> bool:

@@ -16,7 +16,7 @@ OPT_TASK_ID = Param("task_id", "string", "a task id; every task when omitted", r
      '{"batch_id", "tasks": [Task]}', PATHS, PROFILE)
 async def upload_images(call: Call, p: dict[str, Any]) -> Any:
     # The profile is judged first, so a bad profile name is a config error even when a path is also bad.
-    return (await call.app.submit_paths(call.client, p["paths"], profile=p["profile"])).to_json()
+    return (await call.app.submit_paths(call.client, p["paths"], profile=p["profile"])).to_json(lazy=True)
 
 
 @rpc("upload_images_batch", "Like upload_images, with at most batch_size files of this batch in flight at once.",
@@ -25,7 +25,7 @@ async def upload_images(call: Call, p: dict[str, Any]) -> Any:
            maximum=100), PROFILE)
 async def upload_images_batch(call: Call, p: dict[str, Any]) -> Any:
     return (await call.app.submit_paths(call.client, p["paths"], profile=p["profile"],
-                                        batch_size=p["batch_size"])).to_json()
+                                        batch_size=p["batch_size"])).to_json(lazy=True)
 
 
 @rpc("upload_urls", "Fetch images from http(s) URLs and upload them as one batch; loopback and private "
@@ -35,7 +35,7 @@ async def upload_images_batch(call: Call, p: dict[str, Any]) -> Any:
            maximum=100))
 async def upload_urls(call: Call, p: dict[str, Any]) -> Any:
     return (await call.app.submit_urls(call.client, p["urls"], profile=p["profile"],
-                                       batch_size=p["batch_size"])).to_json()
+                                       batch_size=p["batch_size"])).to_json(lazy=True)
 
 
 @rpc("create_upload_urls", "Signed URLs an app PUTs files to itself (S3, OSS; the local store: the daemon's own "
@@ -67,7 +67,7 @@ async def get_upload_progress(call: Call, p: dict[str, Any]) -> Any:
            minimum=0, maximum=2**62))
 async def get_all_upload_progress(call: Call, p: dict[str, Any]) -> Any:
     await call.app.fresh_links()
-    return call.app.progress(p["batch_id"], p["since"]).to_json(incremental=p["since"] is not None)
+    return call.app.progress(p["batch_id"], p["since"]).to_json(incremental=p["since"] is not None, lazy=True)
 
 
 @rpc("cancel_upload", "Cancel a queued, uploading or paused task; a started multipart upload is aborted.", "Task",
