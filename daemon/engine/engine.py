@@ -29,7 +29,7 @@ from ..files.paths import CheckedFile, PathChecker
 from ..files.spool import Spool
 from ..images.metadata_bounds import ParseMarks
 from ..journal.journal import Journal
-from ..providers.multipart import MultipartState
+from ..providers import MultipartState, Provider
 from ..providers.registry import ProviderPool
 from ..settings.links import Links
 from .changes import ChangeLog
@@ -274,7 +274,7 @@ class Engine(TaskList):
                 job.drop_on_fail = not provider.keeps_failed_uploads  # no half file left in a user's folder
                 profile = self.config.current.profile(task.profile)
                 find_copy = copies(self.journal, provider, task) if dedup else None
-                await self._prepare(job, digests_for(job, provider, profile, find_copy))
+                await self._prepare(job, digests_for(job, provider, profile, find_copy), provider)
                 await attempts(job, provider, profile, backoff, outage_tolerance_s=transfers.outage_tolerance_s,
                                on_bytes=partial(self._on_bytes, task), save=partial(self._save, task, passing=True),
                                save_multipart=partial(self._save_multipart, job), find_copy=find_copy)
@@ -305,11 +305,11 @@ class Engine(TaskList):
         self._touch(task)
         self.journal.update(task)
 
-    async def _prepare(self, job: Job, digests: frozenset[str]) -> None:
+    async def _prepare(self, job: Job, digests: frozenset[str], provider: Provider) -> None:
         """Once per task, before it is named: its metadata removed into an edited copy (processing.py)."""
         before = job.checked
         if await prepare_job(job, self.config.current.images_for(job.task.profile), self.spool, digests,
-                             self.marks):
+                             self.marks, provider.part_checksums(job.checked.size)):
             if job.checked is not before:  # an edited copy goes; a note alone is saved with the task's state
                 self.journal.update_prepared(job.task, job.checked.to_json(),
                                              job.original.to_json() if job.original else None)

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -38,7 +39,7 @@ from ..images.metadata import EDITED, NOT_EDITED, Changed, GaveUp, Unreadable, s
 from ..images.metadata_bounds import GATE, ParseMarks, budget
 from ..journal.journal import Journal
 from ..providers.base import Provider
-from .worker import INLINE_READ, Job, off_loop
+from .worker import INLINE_READ, Job, off_loop, sha256_ahead
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +190,14 @@ def parses(checked: CheckedFile, images: ImageSettings) -> bool:
 
 
 async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: Iterable[str] = (),
-                      marks: ParseMarks | None = None) -> bool:
+                      marks: ParseMarks | None = None, parts: list[tuple[str, int, int]] | None = None) -> bool:
     """Prepare a task's file once (not again on a retry or after a restart); True when the task changed.
 
     A small file is opened and read once, here, for both (with the ``digests`` its upload needs): the upload
     sends these bytes unless an edited copy replaces them. A file whose metadata is to be read goes to a
     parse thread (``metadata_bounds.GATE``), marked in ``marks`` while it is read; one that needs no parsing
-    is opened on the loop up to ``INLINE_READ``, and on a worker thread above it."""
+    is opened on the loop up to ``INLINE_READ``, and on a worker thread above it. ``parts``: the checksums its
+    provider sends a large file's parts with (Provider.part_checksums), taken ahead while it is hashed."""
     task = job.task
     if task.key is not None or job.original is not None or task.processing is not None:
         return False
@@ -221,7 +223,7 @@ async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: It
     else:
         work3 = partial(prepare, job.checked, images, spool, None, profile)
         parse = GATE.run(marks.around(task.task_id, work3, late=True) if marks else work3)
-        prepared = await (hashed_beside(parse, job) if "sha256" in digests else parse)
+        prepared = await (hashed_beside(parse, job, parts or []) if "sha256" in digests else parse)
     if prepared is None:
         return False
     task.processing = prepared.processing
@@ -236,19 +238,24 @@ async def prepare_job(job: Job, images: ImageSettings, spool: Spool, digests: It
     return True
 
 
-async def hashed_beside(parse: Awaitable[Prepared | None], job: Job) -> Prepared | None:
+async def hashed_beside(parse: Awaitable[Prepared | None], job: Job,
+                        parts: list[tuple[str, int, int]]) -> Prepared | None:
     """A large file's SHA-256 (for its key and dedup) taken on a worker thread while a parse thread reads its
-    metadata: the two reads of the file run at once, on both cores, instead of one after the other. The opened,
-    hashed file is the job's source, unless an edited copy replaces it (its hash is then taken of the copy).
-    No part checksums are taken ahead here (``worker.sha256_ahead``): a third busy thread on two cores slowed
-    the hash every upload waits for by half (1.24 -> 1.98 s for 1 GiB, measured beside a scan)."""
-    hashing = asyncio.ensure_future(off_loop(partial(_open_hashed, job.checked), Source.close))
+    metadata: the two reads of the file run at once, on both cores, instead of one after the other. Once the
+    parse is done and the file goes as it is, the first ``parts``' checksums are taken on the core it leaves
+    until the hash is known (``worker.sha256_ahead``); not before: a third busy thread on two cores slowed the
+    hash every upload waits for by half (1.24 -> 1.98 s for 1 GiB, measured beside a scan). The opened, hashed
+    file is the job's source, unless an edited copy replaces it (its hashes are then taken of the copy)."""
+    parsed = threading.Event()
+    hashing = asyncio.ensure_future(off_loop(partial(_open_hashed, job.checked, parts, parsed), Source.close))
     hashing.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failure is read, whoever wins
     try:
         prepared = await parse
     except BaseException:
         hashing.cancel()  # off_loop closes the file once its thread is done
         raise
+    if prepared is None or prepared.checked is job.checked:
+        parsed.set()
     try:
         job.source = await hashing
     except SourceError:
@@ -257,10 +264,10 @@ async def hashed_beside(parse: Awaitable[Prepared | None], job: Job) -> Prepared
     return prepared
 
 
-def _open_hashed(checked: CheckedFile) -> Source:
+def _open_hashed(checked: CheckedFile, parts: list[tuple[str, int, int]], parsed: threading.Event) -> Source:
     source = Source.open(checked, small=0)
     try:
-        source.sha256()
+        sha256_ahead(source, parts, parsed)
     except BaseException:
         source.close()
         raise

@@ -181,14 +181,17 @@ async def off_loop(fn: Callable[[], T], close: Callable[[T], None]) -> T:
         raise
 
 
-def sha256_ahead(source: Source, parts: list[tuple[str, int, int]]) -> str:
+def sha256_ahead(source: Source, parts: list[tuple[str, int, int]], start: threading.Event | None = None) -> str:
     """Blocking: the content's SHA-256. No byte can go before it (the key waits for it), so meanwhile one more
     thread takes the checksums of the first ``parts`` (Provider.part_checksums), in order, until it is known:
     the second core works while the store waits, and the parts after those are hashed while they are on the
-    wire (s3.py), not all before the first one goes."""
+    wire (s3.py), not all before the first one goes. With ``start``, that thread waits for it first (the
+    second core is busy until then: a third busy thread would slow the hash everyone waits for)."""
     done = False
 
     def ahead() -> None:
+        if start is not None:
+            start.wait()
         try:
             for name, offset, length in parts:
                 if done or source.stop.is_set():
@@ -205,6 +208,8 @@ def sha256_ahead(source: Source, parts: list[tuple[str, int, int]]) -> str:
     finally:
         done = True
         if helper is not None:
+            if start is not None:
+                start.set()  # a helper still waiting for it ends at once
             helper.join()  # the source is closed once the attempt ends: not under a reader
 
 
