@@ -131,6 +131,14 @@ def progress(d: Daemon, task_id: str) -> dict[str, Any]:
     return dict(d.rpc("get_upload_progress", {"task_id": task_id}))
 
 
+def uploading(d: Daemon, f: Path, past_mib: int, interval: float = 0.05) -> str:
+    """Upload ``f``; its task id, once the store has acknowledged more than ``past_mib`` MiB of it."""
+    task_id: str = d.rpc("upload_images", {"paths": [str(f)]})["tasks"][0]["task_id"]
+    wait_until(lambda: progress(d, task_id)["bytes_uploaded"] > past_mib * MiB, 30, interval=interval,
+               message=f"{past_mib} MiB acknowledged")
+    return task_id
+
+
 # -- the faces, the links, history, dedup, delete ----------------------------------------------------------------
 def test_both_kinds_are_offered_with_their_fields(daemon: Daemon) -> None:
     kinds = {k["provider"]: k for k in daemon.rpc("list_provider_kinds")["kinds"]}
@@ -253,8 +261,7 @@ def test_pause_and_resume(home: Home, dav: DavStore, daemon_factory: Callable[..
     dav.proxy.rate_bps = 4 * MiB
     d = daemon_factory()
     f = make_image(home.pictures / "big.jpg", 16 * MiB + 3, seed=3)
-    task_id = d.rpc("upload_images", {"paths": [str(f)]})["tasks"][0]["task_id"]
-    wait_until(lambda: progress(d, task_id)["bytes_uploaded"] > 6 * MiB, 30, message="6 MiB acknowledged")
+    task_id = uploading(d, f, 6)
     assert d.rpc("pause_upload", {"task_id": task_id}) == {"paused": 1}
     paused = progress(d, task_id)
     kept = paused["bytes_uploaded"]
@@ -287,9 +294,7 @@ def test_a_server_restarted_mid_file_and_a_cut_link_are_waited_out(home: Home, d
     dav.proxy.rate_bps = 4 * MiB
     d = daemon_factory()
     f = make_image(home.pictures / "restart.jpg", 14 * MiB, seed=5)
-    task_id = d.rpc("upload_images", {"paths": [str(f)]})["tasks"][0]["task_id"]
-    wait_until(lambda: progress(d, task_id)["bytes_uploaded"] > 3 * MiB, 30, interval=0.1,
-               message="3 MiB acknowledged")
+    task_id = uploading(d, f, 3, interval=0.1)
     dav.restart()  # the server goes down mid-file and comes back on the same port
     dav.proxy.cut()
     wait_until(lambda: (t := progress(d, task_id))["bytes_uploaded"] > 8 * MiB or t["status"] != "uploading", 60,
@@ -308,8 +313,7 @@ def test_cancel_mid_file_leaves_nothing(home: Home, dav: DavStore, daemon_factor
     dav.proxy.rate_bps = 3 * MiB
     d = daemon_factory()
     f = make_image(home.pictures / "oops.jpg", 12 * MiB, seed=6)
-    task_id = d.rpc("upload_images", {"paths": [str(f)]})["tasks"][0]["task_id"]
-    wait_until(lambda: progress(d, task_id)["bytes_uploaded"] > 2 * MiB, 30, message="2 MiB acknowledged")
+    task_id = uploading(d, f, 2)
     assert d.rpc("cancel_upload", {"task_id": task_id})["status"] == "cancelled"
     wait_until(lambda: files_under(dav.root) == {}, 30, interval=0.2, message="the temporary file to go")
     time.sleep(1.5)
@@ -488,9 +492,7 @@ def test_a_task_that_fails_for_good_leaves_no_partial_file(home: Home, tmp_path:
         store.proxy.rate_bps = 2 * MiB
         d = daemon_factory()
         f = make_image(home.pictures / "halfway.jpg", 12 * MiB, seed=8)
-        task_id = d.rpc("upload_images", {"paths": [str(f)]})["tasks"][0]["task_id"]
-        wait_until(lambda: progress(d, task_id)["bytes_uploaded"] > 3 * MiB, 30, interval=0.1,
-                   message="3 MiB acknowledged")
+        task_id = uploading(d, f, 3, interval=0.1)
         assert store.temps(), "the file is on its way under a temporary name"
         store.proxy.refuse = True  # the server is out: no connection gets through
         store.proxy.cut()
