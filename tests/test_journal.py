@@ -151,3 +151,31 @@ def test_the_writer_lets_go_of_what_it_committed() -> None:
         assert gone() is None
     finally:
         commits.close()
+
+
+def test_the_writer_lets_go_of_the_calls_it_answered() -> None:
+    """Once a ``durable`` call is answered, the writer keeps nothing of it (its future, its loop) while it waits
+    for the next change: what it kept was made in the middle of a batch and held that batch's memory after a
+    clear (bench/README.md, "Memory through a large batch")."""
+    import asyncio
+    import gc
+    import weakref
+
+    from pixlift.journal.commits import GroupCommit
+
+    commits: GroupCommit[object] = GroupCommit(lambda batch: None, name="test-writer")
+    seen: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def put_and_wait() -> None:
+        seen.append(weakref.ref(asyncio.get_running_loop()))
+        commits.put(object())
+        await commits.durable()
+
+    try:
+        asyncio.run(put_and_wait())
+        assert commits.drain(5)
+        time.sleep(0.2)  # the writer is back to waiting for changes
+        gc.collect()
+        assert seen[0]() is None, "the writer still holds the loop whose call it answered"
+    finally:
+        commits.close()

@@ -109,21 +109,27 @@ class GroupCommit(Generic[W]):
             except Exception:  # a bug; the changes stay in memory, and the writer must go on
                 log.exception("the journal writer failed to commit %d changes", len(batch))
             del batch  # not kept while the writer waits: a clear's 100,000 ids would stay alive until the next write
-            with self._cv:
-                self._done = upto
-                self._cv.notify_all()
-                ready: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-                for target, loop, future in self._waiters:
-                    if target <= upto:
-                        ready.setdefault(loop, []).append(future)
-                self._waiters = [w for w in self._waiters if w[0] > upto]
-            for loop, futures in ready.items():  # one wake-up of each loop, however many wait on it
-                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-                    loop.call_soon_threadsafe(_resolve, futures)
+            self._wake_waiters(upto)
             if not self._closing:
                 # While changes keep coming, the writer wakes itself once a window and takes what queued
                 # meanwhile: the loop then never has to wake it (a thread switch, which costs more than a change).
                 time.sleep(WINDOW_S)
+
+    def _wake_waiters(self, upto: int) -> None:
+        """Resolve the ``durable`` calls that ``upto`` covers. A method of its own so that nothing of theirs
+        (the futures, their loops) stays referenced by the writer while it waits: made mid-batch and kept,
+        they would keep a batch's freed memory from going back to the system."""
+        with self._cv:
+            self._done = upto
+            self._cv.notify_all()
+            ready: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for target, loop, future in self._waiters:
+                if target <= upto:
+                    ready.setdefault(loop, []).append(future)
+            self._waiters = [w for w in self._waiters if w[0] > upto]
+        for loop, futures in ready.items():  # one wake-up of each loop, however many wait on it
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, futures)
 
 
 def _resolve(futures: list[asyncio.Future[None]]) -> None:
