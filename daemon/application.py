@@ -25,7 +25,7 @@ from .core.events import Event, EventBus, Handler, TaskFinished
 from .core.heap import give_back
 from .core.limits import Limits
 from .core.tasks import TaskSource, TaskStatus
-from .core.views import JsonArray, Progress, Summary, TaskView, iso, summarize
+from .core.views import JsonArray, Progress, Summary, TaskView, forget_seconds, iso, summarize
 from .engine.engine import Engine
 from .engine.worker import Job
 from .errors import (
@@ -108,10 +108,16 @@ class Application:
         return self._drop_spooled(self._engine.expire(self._engine.clock() - keep_s))
 
     def _drop_spooled(self, gone: list[Job]) -> int:
-        for job in gone:
-            if self._spool.owns(job.checked):
-                self._spool.drop(job.checked)
-        return len(gone)
+        """Forgotten tasks' spooled bytes are deleted. After many, once their records are gone too, the tables
+        that held them are made anew and their memory goes back to the system (``core/heap.py``)."""
+        self._spool.drop_owned(job.checked for job in gone)
+        count = len(gone)
+        gone.clear()
+        if count >= GIVE_BACK_AFTER:
+            self._engine.compact()
+            forget_seconds()
+            give_back()
+        return count
 
     # -- submitting ------------------------------------------------------------------------------------------
     def charge_call(self, client: str) -> None:
@@ -238,12 +244,8 @@ class Application:
         return self._engine.resume(task_id)
 
     def clear(self) -> int:
-        """Finished tasks leave the list (history keeps their links); their spooled bytes are deleted. After a
-        large batch, the memory its tasks held goes back to the system (``core/heap.py``)."""
-        cleared = self._drop_spooled(self._engine.clear())
-        if cleared >= GIVE_BACK_AFTER:
-            give_back()
-        return cleared
+        """Finished tasks leave the list (history keeps their links); their spooled bytes are deleted."""
+        return self._drop_spooled(self._engine.clear())
 
     # -- reading ---------------------------------------------------------------------------------------------
     def task(self, task_id: str) -> TaskView:

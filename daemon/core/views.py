@@ -34,9 +34,14 @@ def iso(ts: float | None) -> str | None:
 @functools.lru_cache(maxsize=64)
 def _second(whole: int) -> str:
     """A batch's tasks are made, started and finished within a few seconds: each second is formatted once. The
-    last 64 only: tasks are read about in the order of their times, and the entries of a long run's every
-    second, each made between that second's tasks, would outlive them and keep their heap pages."""
+    last 64 only: tasks are read about in the order of their times. Each entry is made between that second's
+    tasks and would keep their heap pages after they are cleared: ``forget_seconds``."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
+def forget_seconds() -> None:
+    """After a clear: the cached seconds, made among the cleared tasks, would keep their memory."""
+    _second.cache_clear()
 
 
 def percent(done: int, total: int, complete: bool = False) -> float:

@@ -238,21 +238,26 @@ class Engine(TaskList):
         while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            transfers = self.config.current.transfers
-            budget = transfers.slots
-            for batch in list(self._batches.values()):
-                while self._used < budget and batch.running < batch.batch_size and batch.queue:
-                    job = self._jobs.get(batch.queue[0])
-                    if job is None or job.task.status is not TaskStatus.QUEUED or job.worker is not None:
-                        batch.queue.popleft()
-                        continue
-                    slots = min(budget, transfers.slots_of(job.task.bytes_total))
-                    if self._used + slots > budget:
-                        break
+            self._start_queued()
+
+    def _start_queued(self) -> None:
+        """Queued tasks start while there are slots. Apart from ``_dispatch`` so that the last job and batch
+        looked at are not kept while it waits: they would outlive a clear and keep its memory."""
+        transfers = self.config.current.transfers
+        budget = transfers.slots
+        for batch in list(self._batches.values()):
+            while self._used < budget and batch.running < batch.batch_size and batch.queue:
+                job = self._jobs.get(batch.queue[0])
+                if job is None or job.task.status is not TaskStatus.QUEUED or job.worker is not None:
                     batch.queue.popleft()
-                    self._start(job, slots)
-                if self._used >= budget:
+                    continue
+                slots = min(budget, transfers.slots_of(job.task.bytes_total))
+                if self._used + slots > budget:
                     break
+                batch.queue.popleft()
+                self._start(job, slots)
+            if self._used >= budget:
+                break
 
     def _start(self, job: Job, slots: int) -> None:
         self._move(job, TaskStatus.UPLOADING)

@@ -18,8 +18,6 @@ from .changes import ChangeLog
 from .index import LiveIndex
 from .worker import Batch, Job
 
-REBUILD_AFTER = 1000  # tasks forgotten at once, past which the tables are made anew (``_drop``)
-
 
 class TaskList:
     def __init__(self, *, journal: Journal, changes: ChangeLog, clock: Callable[[], float] = time.time) -> None:
@@ -84,9 +82,15 @@ class TaskList:
         self.get(task_id)
         return self._jobs[task_id]
 
+    def compact(self) -> None:
+        """The tables made anew at their size, after many tasks left (a dict never shrinks: those of 100,000
+        tasks kept 20 MB once cleared). Called once the forgotten tasks are freed: tables made while they
+        still lived would sit among their memory and keep it from going back to the system."""
+        self._jobs = dict(self._jobs)
+        self.index.rebuild()
+
     def _drop(self, gone: list[str]) -> list[Job]:
-        """Tasks leave the list, its indexes and their batches. After many, the tables are made anew at their
-        new size: a dict never shrinks, and those of 100,000 tasks kept 20 MB once cleared."""
+        """Tasks leave the list, its indexes and their batches (``compact`` after many)."""
         jobs = [self._jobs.pop(tid) for tid in gone]
         for job in jobs:
             self.index.remove(job.task)
@@ -94,9 +98,6 @@ class TaskList:
             batch.task_ids = [t for t in batch.task_ids if t in self._jobs]
             if not batch.task_ids:
                 self._batches.pop(batch.batch_id, None)
-        if len(gone) >= REBUILD_AFTER:
-            self._jobs = dict(self._jobs)
-            self.index.rebuild()
         return jobs
 
     def _touch(self, task: Task) -> None:

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from ..core.config import SecuritySettings
@@ -109,6 +109,12 @@ class Spool:
             raise
         return CheckedFile(path=str(path), root=str(folder), name=name, size=size, content_type=kind,
                            identity=Identity.of(st))
+
+    def drop_owned(self, files: Iterable[CheckedFile]) -> None:
+        """Remove the spooled ones among forgotten tasks' files; a user's own files are left alone."""
+        for checked in files:
+            if self.owns(checked):
+                self.drop(checked)
 
     def drop(self, checked: CheckedFile) -> None:
         """Remove a spooled file's folder (never anything outside the spool)."""
