@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -27,10 +28,12 @@ from .application import Application
 from .core.config import SettingsBox
 from .core.events import EventBus
 from .core.heap import settle_heap
+from .core.threads import default_size, started
 from .engine.changes import ChangeLog
 from .engine.cleanup import Cleanup
 from .engine.engine import Engine
 from .files.spool import Spool
+from .images.metadata_bounds import GATE as PARSES
 from .intake.presigned import Presigned
 from .journal.journal import Journal
 from .providers.registry import ProviderPool
@@ -110,6 +113,10 @@ def create_app(home: Home, box: SettingsBox, runtime: Runtime) -> web.Applicatio
 async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
                 on_ready: Callable[[web.Application], None] | None = None) -> None:
     """Serve until ``runtime.stopping`` is set; then stop taking work, persist, and remove daemon.json."""
+    size = default_size()  # asyncio's own pool for blocking calls and the parse threads, started (core/threads.py)
+    asyncio.get_running_loop().set_default_executor(
+        started(ThreadPoolExecutor(size, thread_name_prefix="pixlift-io"), size))
+    started(PARSES.pool, PARSES.parallel)
     app = create_app(home, box, runtime)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

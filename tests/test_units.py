@@ -273,3 +273,19 @@ async def test_in_flight_measures_busy_time_only() -> None:
             now[0] += 0.05
     # 30 MiB in 0.3 s, counted over at least 0.5 s: 60 MiB/s, so 2 s of it may be in flight
     assert bound.limit() >= 100 * mib
+
+
+def test_a_started_pool_runs_all_its_threads_before_any_work() -> None:
+    """The daemon's pools start every thread at start (core/threads.py), not as the first batch's work comes."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pixlift.core.threads import started
+
+    pool = started(ThreadPoolExecutor(3, thread_name_prefix="units-started"), 3)
+    try:
+        names = [t.name for t in threading.enumerate() if t.name.startswith("units-started")]
+        assert len(names) == 3, names
+        assert pool.submit(lambda: 7).result(5) == 7  # and it still does work
+    finally:
+        pool.shutdown()

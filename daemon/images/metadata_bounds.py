@@ -256,6 +256,11 @@ class ParseGate:
         self.seconds = seconds
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="pixlift-parse")
 
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The parse threads (the daemon starts them all when it starts: ``core/threads.py``)."""
+        return self._pool
+
     async def run(self, fn: Callable[[], T], close: Callable[[T], None] | None = None) -> T:
         """``fn()`` on a parse thread, within the budget. If the caller is stopped meanwhile, what ``fn``
         returns is closed when it comes (an opened file would otherwise stay open)."""
