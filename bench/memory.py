@@ -11,6 +11,7 @@ the daemon's whole process tree is sampled every 0.1 s. When every task has fini
 
     python bench/memory.py --count 10000          # issue goal: peak <= 150 MB, cleared < 100 MB
     python bench/memory.py --count 100000         # issue goal: peak <= 250 MB, cleared < 120 MB
+    python bench/memory.py --count 30000 --probe heap.txt   # and what keeps the memory after clearing
 
 This is a benchmark, not a test: it prints figures and never fails on them.
 """
@@ -21,16 +22,18 @@ import argparse
 import json
 import os
 import random
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import zlib
 from pathlib import Path
 from typing import Any
+
+from pixlift.client import Client
 
 MB = 1e6
 
@@ -87,13 +90,16 @@ def rss_parts(pid: int) -> dict[str, float]:
 
 
 class Daemon:
-    def __init__(self, home: Path, data: Path) -> None:
+    def __init__(self, home: Path, data: Path, probe: str | None = None) -> None:
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text("\n".join([
             "[security]", f"allowed_roots = {json.dumps([str(data)])}", "files_per_minute = 10000000",
             "calls_per_second = 1000", "call_burst = 1000", "max_queued_files = 1000000", ""]))
         env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
         env["PIXLIFT_HOME"] = str(home)
+        if probe:  # heapprobe/sitecustomize.py: what keeps the memory once the list is cleared
+            env["PYTHONPATH"] = str(Path(__file__).parent / "heapprobe")
+            env["PIXLIFT_HEAP_PROBE"] = probe
         self.log = (home / "serve.out").open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "pixlift", "serve", "--no-tray", "--port", "0"],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -112,14 +118,7 @@ class Daemon:
         self.token = (home / "token").read_text().strip()
 
     def rpc(self, method: str, **params: Any) -> Any:
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-        req = urllib.request.Request(f"{self.url}/rpc", data=body, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            out = json.loads(resp.read())
-        if "error" in out:
-            raise RuntimeError(out["error"])
-        return out["result"]
+        return Client(self.url, self.token, timeout=120).call(method, **params)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -134,7 +133,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         paths = make_files(data, args.count, args.min_kib, args.max_kib)
         print(f"made {len(paths)} files in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-        d = Daemon(Path(tmp) / "home", data)
+        d = Daemon(Path(tmp) / "home", data, args.probe)
+        if args.probe:
+            Path(args.probe).unlink(missing_ok=True)
+            d.proc.send_signal(signal.SIGUSR1)  # the objects of the daemon at rest
+            time.sleep(2)
         samples: list[int] = []
         stop = threading.Event()
 
@@ -167,6 +170,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(args.settle)
             after = tree_rss(d.proc.pid)
             parts = rss_parts(d.proc.pid)
+            if args.probe:
+                d.proc.send_signal(signal.SIGUSR2)
+                deadline = time.monotonic() + 900
+                while not Path(args.probe).exists() and time.monotonic() < deadline:
+                    time.sleep(1)
+                print(f"heap report: {args.probe}", file=sys.stderr)
             stop.set()
             sampler.join()
             result = {"count": len(paths), "seconds": round(took, 1), "files_per_s": round(len(paths) / took, 1),
@@ -187,6 +196,8 @@ def main() -> int:
     p.add_argument("--max-kib", type=int, default=20)
     p.add_argument("--call-size", type=int, default=10000, help="paths per upload_images_batch call")
     p.add_argument("--settle", type=float, default=5.0, help="seconds to wait after clearing before reading RSS")
+    p.add_argument("--probe", metavar="FILE", help="write what keeps the memory after clearing to FILE "
+                   "(bench/heapprobe/sitecustomize.py; slow: minutes at 100,000 files)")
     run(p.parse_args())
     return 0
 
