@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from jpegs import jpeg_bytes  # noqa: E402
 from ossserver import run_in_thread  # noqa: E402
+from pixlift.client import Client  # noqa: E402
 from slowlink import SlowLink  # noqa: E402
 
 AK, SK = "pixlift-bench-key", "pixlift-bench-secret-0123456789"
@@ -107,15 +107,7 @@ class Daemon:
         self.token = (home / "token").read_text().strip()
 
     def rpc(self, method: str, params: dict[str, Any]) -> Any:
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/rpc", data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            reply = json.loads(resp.read())
-        if "error" in reply:
-            raise RuntimeError(reply["error"])
-        return reply["result"]
+        return Client(f"http://127.0.0.1:{self.port}", self.token).call(method, **params)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
