@@ -957,6 +957,7 @@ def measure(args: argparse.Namespace, tool: str, fs: FileSet, prefix: str, serve
                 raise RuntimeError("the pixlift daemon is not running")
             pix.fresh()
             pix.warm_up(prefix)  # through the run's own profile: S3, or OSS for pixlift-oss
+        os.sync()  # the last run's files (and their removal) reach the disk now, not while this run is timed
         waited, busy_before = wait_quiet(args.quiet_wait, args.quiet_cores) if args.quiet_wait > 0 \
             else (0.0, float("nan"))
         scpu0 = proc_cpu_seconds(target.proc.pid)
