@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.payload import Payload
 
 from . import __version__
 from .api.gate import Gate
@@ -133,6 +134,7 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
     home.write_daemon_info(port=runtime.port, pid=os.getpid(), version=__version__)
     log.info("pixlift %s listening on %s (home %s)", __version__, runtime.base_url, home.root)
     settle_heap()
+    _fill_reply_caches()
     if on_ready is not None:
         on_ready(app)
     try:
@@ -142,6 +144,13 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
         await runner.cleanup()
         home.remove_daemon_info(os.getpid())
         log.info("stopped")
+
+
+def _fill_reply_caches() -> None:
+    """aiohttp asks of every reply whether its body is a ``Payload``, an ABC with a dozen subclasses: the first
+    answer fills each one's cache. Asked now, those caches are made with the daemon's other lasting objects,
+    not among the first batch's tasks, whose memory they would keep after a clear (``core/threads.py``)."""
+    isinstance(b"", Payload)
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
