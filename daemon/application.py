@@ -105,11 +105,11 @@ class Application:
             await asyncio.sleep(min(30.0, max(0.5, keep / 10)) if keep > 0 else 30.0)
 
     def expire(self, keep_s: float) -> int:
-        return self._drop_spooled(self._engine.expire(self._engine.clock() - keep_s))
+        return self._let_go(self._engine.expire(self._engine.clock() - keep_s))
 
-    def _drop_spooled(self, gone: list[Job]) -> int:
-        """Forgotten tasks' spooled bytes are deleted. After many, once their records are gone too, the tables
-        that held them are made anew and their memory goes back to the system (``core/heap.py``)."""
+    def _let_go(self, gone: list[Job]) -> int:
+        """After tasks leave the list: their spooled bytes deleted; after many, once freed, the tables remade and
+        the memory handed back to the system (``core/heap.py``). Returns how many left."""
         self._spool.drop_owned(job.checked for job in gone)
         count = len(gone)
         gone.clear()
@@ -245,7 +245,7 @@ class Application:
 
     def clear(self) -> int:
         """Finished tasks leave the list (history keeps their links); their spooled bytes are deleted."""
-        return self._drop_spooled(self._engine.clear())
+        return self._let_go(self._engine.clear())
 
     # -- reading ---------------------------------------------------------------------------------------------
     def task(self, task_id: str) -> TaskView:
