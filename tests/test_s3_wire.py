@@ -23,7 +23,7 @@ from conftest import AK, SK, S3Server, free_port, make_image, wait_until
 from netproxy import Proxy
 from pixlift.core.config import TransferSettings
 from pixlift.errors import PermanentStorageError, TransferError
-from pixlift.files.paths import CheckedFile, Identity
+from pixlift.files.paths import CheckedFile, identity_of
 from pixlift.files.sources import Source
 from pixlift.providers.multipart import MultipartState
 from pixlift.providers.s3 import S3Provider
@@ -82,7 +82,7 @@ def store(request: pytest.FixtureRequest, s3_server: S3Server) -> Iterator[Store
 def opened(path: Path, **kw: Any) -> Source:
     st = os.stat(path)
     checked = CheckedFile(path=str(path), root=str(path.parent), name=path.name, size=st.st_size,
-                          content_type="image/jpeg", identity=Identity.of(st))
+                          content_type="image/jpeg", identity=identity_of(st))
     return Source.open(checked, **kw)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from ..core.config import SMALL_FILE, ImageSettings
 from ..core.tasks import Task
 from ..errors import MetadataUnreadable, SourceError, TransferError
-from ..files.paths import CheckedFile, Identity
+from ..files.paths import CheckedFile, identity_of
 from ..files.sources import Source
 from ..files.spool import Spool
 from ..images.convert import convert
@@ -95,7 +95,7 @@ def prepare(checked: CheckedFile, images: ImageSettings, spool: Spool, source: S
     out = folder / checked.name
     st = os.stat(out)
     edited = CheckedFile(path=str(out), root=str(folder), name=checked.name, size=st.st_size,
-                         content_type=checked.content_type, identity=Identity.of(st))
+                         content_type=checked.content_type, identity=identity_of(st))
     groups, notes = _split(removed)
     return Prepared(edited, _info(groups, checked.size, st.st_size, notes))
 
@@ -140,7 +140,7 @@ def _convert(checked: CheckedFile, images: ImageSettings, spool: Spool, profile:
         if images.strip_metadata != "none":
             again = out.with_name("stripped-" + out.name)
             converted = CheckedFile(path=str(out), root=str(folder), name=out.name, size=out.stat().st_size,
-                                    content_type=mime, identity=Identity.of(out.stat()))
+                                    content_type=mime, identity=identity_of(out.stat()))
             with budget():
                 more = _strip(out.read_bytes(), converted, images.strip_metadata, again, profile)
             if more:
@@ -153,7 +153,7 @@ def _convert(checked: CheckedFile, images: ImageSettings, spool: Spool, profile:
         source.close()
     st = os.stat(out)
     edited = CheckedFile(path=str(out), root=str(folder), name=out.name, size=st.st_size, content_type=mime,
-                         identity=Identity.of(st))
+                         identity=identity_of(st))
     info = _info(removed, checked.size, st.st_size, None)
     info["converted_to"] = images.convert_to or None
     return Prepared(edited, info)

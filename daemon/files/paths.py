@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NewType
 
 from ..core.config import SecuritySettings
 from ..errors import PathRefused
@@ -58,16 +59,24 @@ def sniff_image(head: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
+_IDENTITY = struct.Struct("<QQQq")
+Identity = NewType("Identity", bytes)
+"""A file's device, inode, size and mtime, packed in one immutable ``bytes`` that compares and hashes by value. A
+record of four fields took a record and three integers of its own (about 160 bytes a queued file, 16 MB for
+100,000 queued files); this is one object of 72 bytes that the garbage collector need not visit."""
 
-    @classmethod
-    def of(cls, st: os.stat_result) -> Identity:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+def identity(dev: int, ino: int, size: int, mtime_ns: int) -> Identity:
+    return Identity(_IDENTITY.pack(dev, ino, size, mtime_ns))
+
+
+def identity_of(st: os.stat_result) -> Identity:
+    return Identity(_IDENTITY.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+
+
+def identity_fields(ident: Identity) -> dict[str, int]:
+    dev, ino, size, mtime_ns = _IDENTITY.unpack(ident)
+    return {"dev": dev, "ino": ino, "size": size, "mtime_ns": mtime_ns}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +91,14 @@ class CheckedFile:
     identity: Identity
 
     def to_json(self) -> dict[str, Any]:
-        i = self.identity  # by hand: dataclasses.asdict deep-copies field by field, once per queued file
-        return {"path": self.path, "root": self.root, "name": self.name, "size": self.size,
-                "content_type": self.content_type,
-                "identity": {"dev": i.dev, "ino": i.ino, "size": i.size, "mtime_ns": i.mtime_ns}}
+        return {"path": self.path, "root": self.root, "name": self.name, "size": self.size,  # by hand: asdict
+                "content_type": self.content_type, "identity": identity_fields(self.identity)}  # deep-copies
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> CheckedFile:
         """Raises KeyError or TypeError for a record that is not one."""
         return cls(path=raw["path"], root=raw["root"], name=raw["name"], size=int(raw["size"]),
-                   content_type=raw["content_type"], identity=Identity(**raw["identity"]))
+                   content_type=raw["content_type"], identity=identity(**raw["identity"]))
 
 
 def open_dir_beneath(root: str, path: str) -> int:
@@ -243,7 +250,7 @@ class PathChecker:
                             "(set [security] images_only = false to allow any file)")
                 kind = "application/octet-stream"
             return CheckedFile(path=real, root=root, name=os.path.basename(real), size=st.st_size,
-                               content_type=kind, identity=Identity.of(st))
+                               content_type=kind, identity=identity_of(st))
         finally:
             os.close(fd)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 
 from ..core.config import SMALL_FILE
 from ..errors import Interrupted, SourceError
-from .paths import CheckedFile, Identity, open_beneath
+from .paths import CheckedFile, identity_of, open_beneath
 
 
 class StopFlag:
@@ -61,7 +61,7 @@ class Source:
         except OSError as exc:
             raise SourceError(f"{checked.path} cannot be opened now ({exc.strerror or exc}).") from exc
         st = os.fstat(fd)
-        if Identity.of(st) != checked.identity or not stat.S_ISREG(st.st_mode):
+        if identity_of(st) != checked.identity or not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise SourceError(f"{checked.path} changed after it was queued; nothing was sent. "
                               "Upload it again to send the new version.")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.config import SecuritySettings
 from ..errors import FileRefused, JournalUnavailable
-from .paths import IMAGE_FORMATS, CheckedFile, Identity, sniff_image
+from .paths import IMAGE_FORMATS, CheckedFile, identity_of, sniff_image
 
 _SAFE_NAME = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
 
@@ -81,7 +81,7 @@ class Spool:
             shutil.rmtree(folder, ignore_errors=True)
             raise self._unavailable(exc) from exc
         return CheckedFile(path=str(path), root=str(folder), name=name, size=len(data), content_type=kind,
-                           identity=Identity.of(path.stat()))
+                           identity=identity_of(path.stat()))
 
     async def keep_stream(self, name: str, chunks: AsyncIterator[bytes], security: SecuritySettings) -> CheckedFile:
         """A body streamed in (a browser upload), checked as it arrives; nothing is left behind on a refusal."""
@@ -108,7 +108,7 @@ class Spool:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return CheckedFile(path=str(path), root=str(folder), name=name, size=size, content_type=kind,
-                           identity=Identity.of(st))
+                           identity=identity_of(st))
 
     def drop_owned(self, files: Iterable[CheckedFile]) -> None:
         """Remove the spooled ones among forgotten tasks' files; a user's own files are left alone."""
