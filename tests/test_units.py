@@ -16,7 +16,7 @@ from pixlift.core.tasks import SpeedMeter, Task, TaskStatus
 from pixlift.core.views import summarize, task_json
 from pixlift.engine.worker import Batch, Job
 from pixlift.errors import ConfigError, InvalidState
-from pixlift.files.paths import CheckedFile, Identity, sniff_image
+from pixlift.files.paths import CheckedFile, identity, sniff_image
 from pixlift.providers.multipart import MultipartState, part_plan
 from pixlift.providers.s3 import S3Provider
 from pixlift.providers.s3_kind import S3Profile
@@ -247,7 +247,7 @@ def test_a_long_list_keeps_no_json_and_lets_go_of_what_it_kept() -> None:
 
 def test_a_completed_upload_lets_go_of_its_transfer_state() -> None:
     job = Job(Task(task_id="t", batch_id="b", path="/p/a.png", name="a.png", profile="local", bytes_total=10),
-              CheckedFile("/p/a.png", "/p", "a.png", 10, "image/png", Identity(1, 2, 10, 3)), Batch("b", 5))
+              CheckedFile("/p/a.png", "/p", "a.png", 10, "image/png", identity(1, 2, 10, 3)), Batch("b", 5))
     assert job.state is None  # nothing made before it is needed
     job.multipart.part_size = 5
     job.sha256 = "0" * 64
@@ -289,3 +289,38 @@ def test_a_started_pool_runs_all_its_threads_before_any_work() -> None:
         assert pool.submit(lambda: 7).result(5) == 7  # and it still does work
     finally:
         pool.shutdown()
+
+
+def test_the_index_keeps_little_for_a_completed_task() -> None:
+    """100,000 completed tasks are what the index holds after a large batch: no node, no tuple of its own for
+    each (an OrderedDict's node and a counted tuple took about 130 bytes a task), only the tables' entries."""
+    import tracemalloc
+
+    from pixlift.engine.index import LiveIndex
+
+    index = LiveIndex()
+    tasks = [Task(task_id=f"t{i:05d}", batch_id="b", path="/p", name="n", profile="local", bytes_total=1000 + i)
+             for i in range(20_000)]
+    for t in tasks:
+        t.move(TaskStatus.UPLOADING)
+        t.move(TaskStatus.COMPLETED)
+        t.bytes_uploaded = t.bytes_total
+    tracemalloc.start()
+    try:
+        for version, t in enumerate(tasks, 1):
+            t.version = version
+            index.touch(t)
+            index.saved(t)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held / len(tasks) < 110, f"{held / len(tasks):.0f} bytes a completed task"
+    assert index.summary(0.0).completed == len(tasks)
+    assert index.summary(0.0).bytes_uploaded == sum(t.bytes_total for t in tasks)
+    assert [t.task_id for t in index.changed_since(len(tasks) - 3)] == [t.task_id for t in tasks[-3:]]
+    index.touch(tasks[0])  # changed again: now the newest
+    tasks[0].version = len(tasks) + 1
+    assert [t.task_id for t in index.changed_since(len(tasks))] == [tasks[0].task_id]
+    for t in tasks:
+        index.remove(t)
+    assert index.summary(0.0).total == 0 and index.summary(0.0).bytes_total == 0

@@ -10,7 +10,6 @@ The engine tells the index about every change (``touch``) and every saved state 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from ..core.tasks import Task, TaskStatus
@@ -31,19 +30,27 @@ class _Totals:
             self.bytes_uploaded += sign * done
 
 
+_COMPLETED = TaskStatus.COMPLETED
+
+
 class LiveIndex:
     def __init__(self) -> None:
-        self._by_change: OrderedDict[str, Task] = OrderedDict()
+        # A plain dict, kept in order of change by taking a task out and putting it back at the end: an
+        # OrderedDict keeps a node of its own for every entry (about 60 bytes a task, 6 MB for 100,000).
+        self._by_change: dict[str, Task] = {}
         self._unfinished: dict[str, Task] = {}
         self._finished = _Totals()
-        self._counted: dict[str, tuple[TaskStatus, int, int]] = {}  # what each finished task adds to the totals
+        # What each finished task adds to the totals. A completed task never changes again, so one with all its
+        # bytes is counted as its status alone, its bytes read back from it: no tuple of its own (64 bytes).
+        self._counted: dict[str, tuple[TaskStatus, int, int] | TaskStatus] = {}
         self._batch_unfinished: dict[str, dict[str, Task]] = {}
         self._batch_finished: dict[str, _Totals] = {}
 
     def touch(self, task: Task) -> None:
         """The task just took a new version."""
-        self._by_change[task.task_id] = task
-        self._by_change.move_to_end(task.task_id)
+        by_change = self._by_change
+        by_change.pop(task.task_id, None)
+        by_change[task.task_id] = task
 
     def saved(self, task: Task) -> None:
         """The task's state is settled (after a transition): count it where it now belongs."""
@@ -52,7 +59,8 @@ class LiveIndex:
             self._unfinished.pop(task.task_id, None)
             self._batch_unfinished.get(task.batch_id, {}).pop(task.task_id, None)
             part = (task.status, task.bytes_total, task.bytes_uploaded)
-            self._counted[task.task_id] = part
+            whole = task.status is _COMPLETED and task.bytes_uploaded == task.bytes_total
+            self._counted[task.task_id] = _COMPLETED if whole else part
             self._finished.add(part, +1)
             self._batch_finished.setdefault(task.batch_id, _Totals()).add(part, +1)
         else:
@@ -61,7 +69,9 @@ class LiveIndex:
 
     def _uncount(self, task: Task) -> None:
         old = self._counted.pop(task.task_id, None)
-        if old is not None:
+        if old is _COMPLETED:
+            old = (_COMPLETED, task.bytes_total, task.bytes_total)
+        if isinstance(old, tuple):
             self._finished.add(old, -1)
             self._batch_finished[task.batch_id].add(old, -1)
 
@@ -79,7 +89,7 @@ class LiveIndex:
 
     def rebuild(self) -> None:
         """Every table made anew at the size of what it holds (after many tasks left: a dict never shrinks)."""
-        self._by_change = OrderedDict(self._by_change)
+        self._by_change = dict(self._by_change)
         self._unfinished = dict(self._unfinished)
         self._counted = dict(self._counted)
         self._batch_unfinished = {b: dict(live) for b, live in self._batch_unfinished.items()}
