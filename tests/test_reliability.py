@@ -317,3 +317,33 @@ def test_changes_the_full_disk_refused_reach_the_journal_once_it_has_room(tmp_pa
     finally:
         d.proc.kill()
         d.proc.wait(10)
+
+
+def test_a_task_whose_stored_file_no_file_could_be_is_left_out_and_the_daemon_starts(home: Home) -> None:
+    """A journal row damaged on disk or edited by hand (here: an inode no file has) must not keep the daemon
+    from starting: that task is left out of the list, every other one is listed as before."""
+    import contextlib
+    import sqlite3
+
+    daemon = start_daemon(home)
+    try:
+        photos = [make_image(home.pictures / f"kept{i}.jpg", 30_000, seed=i) for i in range(2)]
+        batch = daemon.rpc("upload_images_batch", {"paths": [str(p) for p in photos]})
+        tasks = daemon.wait_batch(batch["batch_id"])["tasks"]
+        assert [t["status"] for t in tasks] == ["completed"] * 2
+    finally:
+        daemon.stop()
+    damaged, kept = tasks[0]["task_id"], tasks[1]["task_id"]
+    with contextlib.closing(sqlite3.connect(home.root / "journal.sqlite3")) as db:
+        (raw,) = db.execute("SELECT checked FROM tasks WHERE task_id = ?", (damaged,)).fetchone()
+        checked = json.loads(raw)
+        checked["identity"]["ino"] = -1
+        db.execute("UPDATE tasks SET checked = ? WHERE task_id = ?", (json.dumps(checked), damaged))
+        db.commit()
+    daemon = start_daemon(home)
+    try:
+        listed = daemon.rpc("get_all_upload_progress")["tasks"]
+        assert [t["task_id"] for t in listed] == [kept]
+        assert listed[0]["status"] == "completed" and listed[0]["url"] == tasks[1]["url"]
+    finally:
+        daemon.stop()

@@ -67,7 +67,11 @@ record of four fields took a record and three integers of its own (about 160 byt
 
 
 def identity(dev: int, ino: int, size: int, mtime_ns: int) -> Identity:
-    return Identity(_IDENTITY.pack(dev, ino, size, mtime_ns))
+    """TypeError for values no file has (a damaged journal record), as ``CheckedFile.from_json`` promises."""
+    try:
+        return Identity(_IDENTITY.pack(dev, ino, size, mtime_ns))
+    except struct.error as exc:
+        raise TypeError(f"not a file's identity: {exc}") from None
 
 
 def identity_of(st: os.stat_result) -> Identity:
