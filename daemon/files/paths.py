@@ -75,7 +75,7 @@ def identity(dev: int, ino: int, size: int, mtime_ns: int) -> Identity:
 
 
 def identity_of(st: os.stat_result) -> Identity:
-    return Identity(_IDENTITY.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return identity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def identity_fields(ident: Identity) -> dict[str, int]:
