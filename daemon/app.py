@@ -117,7 +117,7 @@ async def serve(home: Home, box: SettingsBox, port: int, runtime: Runtime,
     size = default_size()  # asyncio's own pool for blocking calls and the parse threads, started (core/threads.py)
     asyncio.get_running_loop().set_default_executor(
         started(ThreadPoolExecutor(size, thread_name_prefix="pixlift-io"), size))
-    started(PARSES.pool, PARSES.parallel)
+    PARSES.start()
     app = create_app(home, box, runtime)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

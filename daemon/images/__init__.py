@@ -8,6 +8,6 @@ one editor per container (``metadata_jpeg``, ``metadata_png``, ``metadata_webp``
 camera makers' notes), ``metadata_xmp`` (what names a place in XMP, IPTC, Photoshop resources and C2PA),
 ``metadata_bounds`` (bounded reads, the time budget, the parse gate and the restart marks), ``convert``
 (Pillow re-encoding).
-May import: errors.
+May import: errors, core.
 Used by: engine (a job's processing) and settings (the choices a profile may name).
 """

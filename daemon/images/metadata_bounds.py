@@ -20,7 +20,6 @@ whole daemon; a read that comes back short is ``Changed``, which fails one task.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -29,9 +28,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from ..core.threads import Workers
 
 T = TypeVar("T")
 BUDGET_S = 10.0
@@ -249,35 +250,30 @@ def search(data: object, pattern: re.Pattern[bytes], start: int, width: int) -> 
 
 class ParseGate:
     """Threads of its own for parsing, ``parallel`` at most: a hostile file holds one of them for at most
-    its budget, and uploads that need no parsing never wait for them."""
+    its budget, and uploads that need no parsing never wait for them. Results reach the loop in batches
+    (``core.threads.Workers``): a hop through an executor cost more than reading a small photo's metadata."""
 
     def __init__(self, parallel: int = MAX_PARSES, seconds: float = BUDGET_S) -> None:
         self.parallel = parallel
         self.seconds = seconds
-        self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="pixlift-parse")
+        self._threads: Workers[Any] = Workers(parallel, "pixlift-parse")
 
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        """The parse threads (the daemon starts them all when it starts: ``core/threads.py``)."""
-        return self._pool
+    def start(self) -> None:
+        """Start the parse threads (the daemon starts them all when it starts: ``core/threads.py``)."""
+        self._threads.start()
 
     async def run(self, fn: Callable[[], T], close: Callable[[T], None] | None = None) -> T:
         """``fn()`` on a parse thread, within the budget. If the caller is stopped meanwhile, what ``fn``
         returns is closed when it comes (an opened file would otherwise stay open)."""
-        future = asyncio.get_running_loop().run_in_executor(self._pool, self._timed, fn)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if close is not None:
-                future.add_done_callback(lambda f: None if f.cancelled() or f.exception() else close(f.result()))
-            raise
+        result: T = await self._threads.run(partial(self._timed, fn), close)
+        return result
 
     def _timed(self, fn: Callable[[], T]) -> T:
         with budget(self.seconds):
             return fn()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._threads.close()
 
 
 GATE = ParseGate()  # one per process: every way in shares the same threads and the same cap
