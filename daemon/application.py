@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
@@ -25,7 +24,7 @@ from .core.events import Event, EventBus, Handler, TaskFinished
 from .core.heap import give_back
 from .core.limits import Limits
 from .core.tasks import TaskSource, TaskStatus
-from .core.views import JsonArray, Progress, Summary, TaskView, forget_seconds, iso, summarize
+from .core.views import Progress, Submitted, Summary, TaskView, forget_seconds, iso, summarize
 from .engine.engine import Engine
 from .engine.worker import Job
 from .errors import (
@@ -47,18 +46,6 @@ from .settings.home import Home
 from .settings.integrations import Integrations
 from .settings.links import due, lifetime_of
 from .settings.profiles import Profiles
-
-
-@dataclass(frozen=True)
-class Submitted:
-    batch_id: str
-    tasks: list[TaskView]
-
-    def to_json(self, *, lazy: bool = False) -> dict[str, Any]:
-        """``lazy``: the tasks serialised as the reply is sent (``JsonArray``), not as 10,000 dicts at once."""
-        return {"batch_id": self.batch_id,
-                "tasks": JsonArray(self.tasks, TaskView.to_json) if lazy else [t.to_json() for t in self.tasks]}
-
 
 GIVE_BACK_AFTER = 1000  # tasks cleared at once, past which their memory is handed back to the system
 
@@ -142,7 +129,7 @@ class Application:
         checked = await asyncio.to_thread(self.path_checker().check_all, paths)
         size = batch_size if batch_size is not None else self.config.current.transfers.slots
         batch_id, tasks = self._engine.submit(checked, profile=chosen, batch_size=size, source=TaskSource.PATH)
-        return Submitted(batch_id, [self._engine.view(t) for t in tasks])
+        return Submitted(batch_id, tasks, self._engine.clock)
 
     async def submit_bytes(self, client: str, name: str, data: bytes, *, profile: str | None = None,
                            source: TaskSource = TaskSource.CLIPBOARD) -> TaskView:
@@ -172,7 +159,7 @@ class Application:
         size = batch_size if batch_size is not None else self.config.current.transfers.slots
         batch_id, tasks = self._engine.submit([f.checked for f in fetched], profile=chosen, batch_size=size,
                                               source=TaskSource.URL)
-        return Submitted(batch_id, [self._engine.view(t) for t in tasks])
+        return Submitted(batch_id, tasks, self._engine.clock)
 
     def _queue_spooled(self, checked: CheckedFile, profile: str, source: TaskSource, *, batch_id: str | None,
                        batch_size: int) -> Submitted:
@@ -182,7 +169,7 @@ class Application:
         except BaseException:
             self._spool.drop(checked)
             raise
-        return Submitted(batch, [self._engine.view(t) for t in tasks])
+        return Submitted(batch, tasks, self._engine.clock)
 
     async def settled(self, task_ids: list[str], timeout: float) -> list[TaskView | None]:
         """The tasks once each has finished (completed, failed or cancelled), or as they are after ``timeout``;

@@ -13,7 +13,7 @@ from pixlift.core.config import TransferSettings
 from pixlift.core.keys import render_key, validate_template
 from pixlift.core.limits import TokenBucket, WindowCounter
 from pixlift.core.tasks import SpeedMeter, Task, TaskStatus
-from pixlift.core.views import summarize, task_json
+from pixlift.core.views import TaskView, summarize, task_json
 from pixlift.engine.worker import Batch, Job
 from pixlift.errors import ConfigError, InvalidState
 from pixlift.files.paths import CheckedFile, identity, sniff_image
@@ -324,3 +324,36 @@ def test_the_index_keeps_little_for_a_completed_task() -> None:
     for t in tasks:
         index.remove(t)
     assert index.summary(0.0).total == 0 and index.summary(0.0).bytes_total == 0
+
+
+def test_a_task_s_json_is_its_view_s_in_every_state() -> None:
+    """``task_json`` builds a task's JSON straight from the task; it must say what the view says, field for field
+    and in the same order, in every state a task shows."""
+    import time as clock
+
+    queued = task()
+    uploading = task(total=1000)
+    uploading.move(TaskStatus.UPLOADING)
+    uploading.started_at = clock.time()
+    start = clock.monotonic()
+    for i in range(1, 6):
+        uploading.add_bytes(100, start - 1.2 + i * 0.2)
+    done = task(TaskStatus.COMPLETED, total=500)
+    done.bytes_uploaded, done.url, done.key = 500, "https://cdn.example/a.png?X-Amz-Signature=1", "2026/12/a.png"
+    done.url_expires, done.finished_at, done.deduplicated = clock.time() + 3600, clock.time(), True
+    done.processing = {"stripped": ["gps"], "converted_to": None, "bytes_before": 600, "bytes_after": 500,
+                       "note": None}
+    failed = task(TaskStatus.FAILED)
+    failed.error, failed.attempts = {"code": "network_error", "message": "The store could not be reached."}, 3
+    cancelled = task(TaskStatus.CANCELLED)
+    empty = task(TaskStatus.COMPLETED, total=0)
+    for t in (queued, uploading, done, failed, cancelled, empty):
+        t.version = 7
+        now = clock.time()
+        made = orjson.loads(orjson.dumps(task_json(t, now, keep=False)))
+        expected = orjson.loads(orjson.dumps(TaskView.of(t, now).to_json()))
+        made.pop("speed_bps"), expected.pop("speed_bps")  # the meter moves between the two reads
+        made.pop("eta_s") if t is uploading else None
+        expected.pop("eta_s") if t is uploading else None
+        assert made == expected and list(made) == list(expected), t.status
+    assert orjson.loads(orjson.dumps(task_json(uploading, 0, keep=False)))["speed_bps"] > 0

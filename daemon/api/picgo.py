@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..application import Application, Submitted
+from ..application import Application
 from ..core.tasks import TaskSource, TaskStatus
 from ..core.views import TaskView
 from ..errors import PixliftError, RateLimited
@@ -162,15 +162,15 @@ class PicgoServer:
     async def upload(self, request: web.Request) -> web.StreamResponse:
         ctype = request.headers.get("Content-Type")
         if not request.body_exists and ctype is None:
-            submitted = await self._clipboard()
+            sent = await self._clipboard()
         elif request.content_type == "application/json":
-            submitted = await self.app.submit_paths(CLIENT, await _list(request, str), profile=None)
+            sent = (await self.app.submit_paths(CLIENT, await _list(request, str), profile=None)).tasks
         elif request.content_type == "multipart/form-data":
-            submitted = await self._form(request)
+            sent = await self._form(request)
         else:
             return answer(415, "Send the files as JSON {\"list\": [paths]} (Content-Type: application/json), as "
                                "multipart/form-data, or an empty body for the clipboard image.")
-        return _result(submitted, await self._settled([t.task_id for t in submitted.tasks]))
+        return _result(sent, await self._settled([t.task_id for t in sent]))
 
     async def _settled(self, task_ids: list[str]) -> list[TaskView | None]:
         """The tasks once done, or as they are when the server stops (the uploads go on without it)."""
@@ -183,12 +183,11 @@ class PicgoServer:
         waiting.cancel()
         return await self.app.settled(task_ids, 0)
 
-    async def _clipboard(self) -> Submitted:
+    async def _clipboard(self) -> list[TaskView]:
         image = await asyncio.to_thread(clipboard.read_image)
-        view = await self.app.submit_bytes(CLIENT, image.name(), image.data, source=TaskSource.CLIPBOARD)
-        return Submitted(view.batch_id, [view])
+        return [await self.app.submit_bytes(CLIENT, image.name(), image.data, source=TaskSource.CLIPBOARD)]
 
-    async def _form(self, request: web.Request) -> Submitted:
+    async def _form(self, request: web.Request) -> list[TaskView]:
         """The posted files, each queued as it arrives; a body that is not well-formed multipart is refused
         (400, in words), whichever of aiohttp's parsers finds the fault."""
         try:
@@ -201,7 +200,7 @@ class PicgoServer:
             raise Refused(400, "The multipart/form-data body is malformed (its boundary, headers or parts do not "
                                "parse); send each image as a file field of a well-formed form.") from None
 
-    async def _parts(self, request: web.Request) -> Submitted:
+    async def _parts(self, request: web.Request) -> list[TaskView]:
         reader = await request.multipart()
         batch_id: str | None = None
         tasks: list[TaskView] = []
@@ -217,7 +216,7 @@ class PicgoServer:
             tasks += got.tasks
         if batch_id is None:
             raise Refused(400, "The form holds no file.")
-        return Submitted(batch_id, tasks)
+        return tasks
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         """PicList's /delete: each item is a ``fullResult`` entry from /upload (our ``id``, or its ``imgUrl``)."""
@@ -261,9 +260,9 @@ async def _chunks(part: BodyPartReader) -> Any:
         yield chunk
 
 
-def _result(submitted: Submitted, views: list[TaskView | None]) -> web.Response:
+def _result(queued: list[TaskView], views: list[TaskView | None]) -> web.Response:
     urls, full, problems = [], [], []
-    for sent, view in zip(submitted.tasks, views, strict=True):
+    for sent, view in zip(queued, views, strict=True):
         if view is not None and view.status is TaskStatus.COMPLETED and view.url:
             urls.append(view.url)
             full.append({"imgUrl": view.url, "fileName": view.name, "id": view.task_id, "type": "pixlift"})

@@ -82,16 +82,10 @@ class TaskView(NamedTuple):
     @classmethod
     def of(cls, task: Task, now: float) -> TaskView:
         speed = task.speed(time.monotonic())  # the meter's clock: monotonic, unlike the timestamps
-        if task.status is TaskStatus.COMPLETED:
-            eta: float | None = 0.0
-        elif speed > 0:
-            eta = round((task.bytes_total - task.bytes_uploaded) / speed, 1)
-        else:
-            eta = None
         return cls(task_id=task.task_id, batch_id=task.batch_id, path=task.path, name=task.name,
                    status=task.status, bytes_total=task.bytes_total, bytes_uploaded=task.bytes_uploaded,
                    percent=percent(task.bytes_uploaded, task.bytes_total, task.status is TaskStatus.COMPLETED),
-                   speed_bps=round(speed), eta_s=eta, attempts=task.attempts, url=task.url,
+                   speed_bps=round(speed), eta_s=_eta(task, speed), attempts=task.attempts, url=task.url,
                    error=dict(task.error) if task.error else None, created_at=iso(task.created_at) or "",
                    started_at=iso(task.started_at), finished_at=iso(task.finished_at), profile=task.profile,
                    key=task.key,
@@ -104,6 +98,29 @@ class TaskView(NamedTuple):
         out = self._asdict()
         out["status"], out["source"] = str(self.status), str(self.source)
         return out
+
+
+def _eta(task: Task, speed: float) -> float | None:
+    if task.status is TaskStatus.COMPLETED:
+        return 0.0
+    return round((task.bytes_total - task.bytes_uploaded) / speed, 1) if speed > 0 else None
+
+
+def task_dict(task: Task) -> dict[str, Any]:
+    """``TaskView.of(task, now).to_json()``, made straight from the task: a read serialises every task that
+    changed, and the view with its ``_asdict`` cost half of that. ``test_views`` holds the two equal."""
+    status = task.status
+    speed = task.speed(time.monotonic()) if status is TaskStatus.UPLOADING else 0.0
+    done, total = task.bytes_uploaded, task.bytes_total
+    return {"task_id": task.task_id, "batch_id": task.batch_id, "path": task.path, "name": task.name,
+            "status": status.value, "bytes_total": total, "bytes_uploaded": done,
+            "percent": percent(done, total, status is TaskStatus.COMPLETED), "speed_bps": round(speed),
+            "eta_s": _eta(task, speed), "attempts": task.attempts, "url": task.url,
+            "error": dict(task.error) if task.error else None, "created_at": iso(task.created_at) or "",
+            "started_at": iso(task.started_at), "finished_at": iso(task.finished_at), "profile": task.profile,
+            "key": task.key, "source": task.source.value, "version": task.version,
+            "processing": dict(task.processing) if task.processing else None, "deduplicated": task.deduplicated,
+            "url_expires_at": iso(task.url_expires)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +231,7 @@ def task_json(task: Task, now: float, keep: bool = True) -> orjson.Fragment:
         if not keep:
             task.wire = None
         return fragment
-    fragment = orjson.Fragment(trimmed(orjson.dumps(TaskView.of(task, now).to_json())))
+    fragment = orjson.Fragment(trimmed(orjson.dumps(task_dict(task))))
     task.wire = (task.version, fragment) if keep else None
     return fragment
 
@@ -249,3 +266,25 @@ class Progress:
         if self.full:
             out["full"] = True
         return out
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A batch just queued, its tasks live: each shows as it is when the reply is made."""
+
+    batch_id: str
+    live: Sequence[Task]
+    clock: Callable[[], float]
+
+    @functools.cached_property
+    def tasks(self) -> list[TaskView]:
+        now = self.clock()
+        return [TaskView.of(t, now) for t in self.live]
+
+    def to_json(self, *, lazy: bool = False) -> dict[str, Any]:
+        """``lazy``: each task serialised as the reply is sent (``JsonArray``), with no view made first: the loop
+        starts the first uploads meanwhile, and each task keeps its JSON for the first read of the list."""
+        if not lazy:
+            return {"batch_id": self.batch_id, "tasks": [t.to_json() for t in self.tasks]}
+        render = functools.partial(task_json, now=self.clock(), keep=len(self.live) <= KEEP_JSON_UP_TO)
+        return {"batch_id": self.batch_id, "tasks": JsonArray(self.live, render)}
