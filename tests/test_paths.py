@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,41 @@ def test_a_call_of_many_paths_judges_each_as_it_would_be_judged_alone(tree: dict
     assert "outside the allowed folders" in str(alone[f"{p}/out-link.jpg"])
     assert "not a regular file" in str(alone[f"{p}/sock.jpg"])
     assert "no such file" in str(alone[f"{p}/missing.jpg"])
+
+
+@pytest.mark.parametrize("kernel_walk", [True, False], ids=["openat2", "one-openat-per-folder"])
+def test_a_file_is_opened_beneath_its_root_without_following_any_symlink(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_walk: bool) -> None:
+    """Both ways of opening beneath the root (the kernel's ``openat2`` walk, and one ``openat`` per folder where
+    it is missing) open a file below it and refuse the same things: a symlinked folder or file on the way (even
+    one that leads back inside), a file used as a folder, a name that is not there, a NUL byte."""
+    import errno
+
+    from pixlift.files import paths
+
+    assert sys.platform != "linux" or paths._openat2.works, "this Linux should have openat2"
+    monkeypatch.setattr(paths._openat2, "works", kernel_walk and paths._openat2.works)
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "f.jpg").write_bytes(JPEG)
+    (tmp_path / "outside.jpg").write_bytes(b"secret")
+    (root / "link-dir").symlink_to(root / "a")
+    (root / "a" / "link.jpg").symlink_to(root / "a" / "b" / "f.jpg")
+    (root / "a" / "out.jpg").symlink_to(tmp_path / "outside.jpg")
+    fd = paths.open_beneath(str(root), str(root / "a" / "b" / "f.jpg"))
+    try:
+        assert os.read(fd, 4) == JPEG[:4]
+    finally:
+        os.close(fd)
+    symlink = (errno.ELOOP, errno.ENOTDIR)  # a symlinked folder: the kernel's walk says ELOOP, O_DIRECTORY ENOTDIR
+    for path, codes in ((root / "link-dir" / "b" / "f.jpg", symlink), (root / "a" / "link.jpg", (errno.ELOOP,)),
+                        (root / "a" / "out.jpg", (errno.ELOOP,)), (root / "a" / "b" / "f.jpg" / "x", (errno.ENOTDIR,)),
+                        (root / "a" / "missing.jpg", (errno.ENOENT,))):
+        with pytest.raises(OSError) as refused:
+            paths.open_beneath(str(root), str(path))
+        assert refused.value.errno in codes, path
+    with pytest.raises(ValueError):
+        paths.open_beneath(str(root), str(root / "a" / "b" / "f.jpg\0x"))
+    with pytest.raises(OSError):
+        paths.open_beneath(str(root), str(tmp_path / "outside.jpg"))
+    assert paths._openat2.works == (kernel_walk and sys.platform == "linux")  # used, never given up on
