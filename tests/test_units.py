@@ -10,7 +10,7 @@ import orjson
 import pytest
 from conftest import PNG_1PX
 from pixlift.core.config import TransferSettings
-from pixlift.core.keys import render_key, validate_template
+from pixlift.core.keys import render_key, safe_stem, validate_template
 from pixlift.core.limits import TokenBucket, WindowCounter
 from pixlift.core.tasks import SpeedMeter, Task, TaskStatus
 from pixlift.core.views import TaskView, summarize, task_json
@@ -90,6 +90,36 @@ def test_keys_follow_the_template_and_stay_safe() -> None:
     for bad in ("{nope}", "/{name}", "static", "../{name}"):
         with pytest.raises(ValueError):
             validate_template(bad)
+
+
+def test_a_key_is_what_str_format_makes_of_the_template_cleaned() -> None:
+    """render_key fills in only the placeholders a template names; the key must be what ``str.format`` makes of
+    it with every value, its empty, ``.`` and ``..`` segments dropped, for odd templates and odd names alike."""
+    when = datetime(2026, 12, 8, 1, 2, 3, tzinfo=UTC)
+    digest = "0123456789abcdef" * 4
+
+    def reference(template: str, filename: str, hashed: str | None) -> str:
+        p = filename.replace("\\", "/").rsplit("/", 1)[-1]
+        suffix = p[p.rfind("."):] if 0 < p.rfind(".") < len(p) - 1 else ""
+        ext = suffix.lower() if 1 < len(suffix) <= 10 and suffix[1:].replace("_", "a").isalnum() else ""
+        stem = safe_stem(p[: len(p) - len(suffix)] if ext else p)
+        key = template.format(year="2026", month="12", day="08", hour="01", minute="02", second="03", stem=stem,
+                              ext=ext, name=stem + ext, hash8=(hashed or "")[:8], hash=hashed or "", uuid="U",
+                              task_id="tid", profile=safe_stem("Pro file"))
+        return "/".join(s for s in key.split("/") if s not in ("", ".", ".."))
+
+    templates = ["{year}/{month}/{stem}-{hash8}{ext}", "{name}", "{profile}/{task_id}/{hash}", "./{stem}/../{ext}",
+                 "//{name}//", "{year:>6}/{name}", "x/{stem}.{day}{hour}{minute}{second}/", ".{name}",
+                 "{hash8}/.hidden/{name}", "{stem!r}"]
+    names = ["a.jpg", "../../x.PNG", "weird name (1).JPEG", ".bashrc", "noext", "a.b.c.tar.gz", "日本語.jpg",
+             "a\\b\\c.gif", "..", "x."]
+    for template in templates:
+        for name in names:
+            for hashed in (None, digest):
+                got = render_key(template, filename=name, digest=hashed, when=when, task_id="tid",
+                                 profile="Pro file")
+                assert got == reference(template, name, hashed), (template, name, hashed)
+    assert len(render_key("{uuid}", filename="a.jpg", digest=None, when=when, task_id="t", profile="p")) == 32
 
 
 def test_part_plan_covers_every_byte_once_and_respects_10000_parts() -> None:

@@ -9,6 +9,7 @@ key, and puts the same file twice under the same key.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import string
@@ -45,20 +46,67 @@ def safe_stem(stem: str) -> str:
     return cleaned[:120] or "file"
 
 
+_DATE = {"year": ("year", 4), "month": ("month", 2), "day": ("day", 2), "hour": ("hour", 2),
+         "minute": ("minute", 2), "second": ("second", 2)}  # a placeholder: its datetime field, and its width
+
+
+@functools.lru_cache(maxsize=64)
+def _pieces(template: str) -> tuple[tuple[str, str | None], ...] | None:
+    """The template as (literal, placeholder) pairs; None when a placeholder has a format spec or a conversion
+    (``str.format`` then renders it)."""
+    out = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        if spec or conversion:
+            return None
+        out.append((literal, name))
+    return tuple(out)
+
+
 def render_key(template: str, *, filename: str, digest: str | None, when: datetime, task_id: str,
                profile: str) -> str:
+    """The key of one file: each placeholder the template names, and only those, filled in (every upload names
+    its object here). A key that could hold an empty, ``.`` or ``..`` segment is made a clean relative one."""
     p = posixpath.basename(filename.replace("\\", "/"))
     dot = p.rfind(".")
     suffix = p[dot:] if 0 < dot < len(p) - 1 else ""  # PurePosixPath's suffix, without building paths
     ext = suffix.lower() if 1 < len(suffix) <= 10 and _UNSAFE.search(suffix[1:]) is None else ""
     stem = safe_stem(p[: len(p) - len(suffix)] if ext else p)
-    values = {
-        "year": f"{when.year:04d}", "month": f"{when.month:02d}", "day": f"{when.day:02d}",
-        "hour": f"{when.hour:02d}", "minute": f"{when.minute:02d}", "second": f"{when.second:02d}",
-        "stem": stem, "ext": ext, "name": stem + ext, "hash8": (digest or "")[:8], "hash": digest or "",
-        "uuid": uuid.uuid4().hex if "{uuid}" in template else "", "task_id": task_id, "profile": safe_stem(profile),
-    }
-    key = template.format(**values)
-    # Collapse what a template could produce by accident ("a//b", "./x") into a clean relative key.
+    pieces = _pieces(template)
+    if pieces is None:
+        values = {"year": f"{when.year:04d}", "month": f"{when.month:02d}", "day": f"{when.day:02d}",
+                  "hour": f"{when.hour:02d}", "minute": f"{when.minute:02d}", "second": f"{when.second:02d}",
+                  "stem": stem, "ext": ext, "name": stem + ext, "hash8": (digest or "")[:8], "hash": digest or "",
+                  "uuid": uuid.uuid4().hex, "task_id": task_id, "profile": safe_stem(profile)}
+        key = template.format(**values)
+    else:
+        out = []
+        for literal, name in pieces:
+            out.append(literal)
+            if name is None:
+                continue
+            date = _DATE.get(name)
+            if date is not None:
+                out.append(str(getattr(when, date[0])).zfill(date[1]))
+            elif name == "stem":
+                out.append(stem)
+            elif name == "ext":
+                out.append(ext)
+            elif name == "name":
+                out.append(stem + ext)
+            elif name == "hash8":
+                out.append((digest or "")[:8])
+            elif name == "hash":
+                out.append(digest or "")
+            elif name == "uuid":
+                out.append(uuid.uuid4().hex)
+            elif name == "task_id":
+                out.append(task_id)
+            elif name == "profile":
+                out.append(safe_stem(profile))
+            else:
+                raise KeyError(name)
+        key = "".join(out)
+    if "/." not in key and "//" not in key and not key.startswith(("/", ".")) and not key.endswith("/"):
+        return key
     parts = [s for s in key.split("/") if s not in ("", ".", "..")]
     return "/".join(parts)
