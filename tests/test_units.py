@@ -387,3 +387,15 @@ def test_a_task_s_json_is_its_view_s_in_every_state() -> None:
         expected.pop("eta_s") if t is uploading else None
         assert made == expected and list(made) == list(expected), t.status
     assert orjson.loads(orjson.dumps(task_json(uploading, 0, keep=False)))["speed_bps"] > 0
+
+
+def test_task_ids_are_version_4_uuids_and_all_different() -> None:
+    import uuid
+
+    from pixlift.core.tasks import task_ids
+
+    ids = task_ids(5000)
+    assert len(set(ids)) == 5000 and task_ids(0) == []
+    for text in ids:
+        made = uuid.UUID(text)
+        assert made.hex == text and made.version == 4 and made.variant == uuid.RFC_4122

@@ -23,7 +23,7 @@ from functools import partial
 from ..core.config import SettingsBox
 from ..core.events import BatchFinished, EventBus, TaskFinished
 from ..core.retry import Backoff
-from ..core.tasks import FINISHED, Task, TaskSource, TaskStatus
+from ..core.tasks import FINISHED, Task, TaskSource, TaskStatus, task_ids
 from ..errors import ConfigError, InvalidState, PathRefused, PixliftError, TransferError
 from ..files.paths import CheckedFile, PathChecker
 from ..files.spool import Spool
@@ -116,7 +116,8 @@ class Engine(TaskList):
         one transaction; when they cannot be, JournalUnavailable is raised and nothing is queued."""
         batch_id = batch_id or uuid.uuid4().hex
         now = self.clock()
-        tasks = [Task(task_id=uuid.uuid4().hex, batch_id=batch_id, path="" if source.spooled else checked.path,
+        ids = task_ids(len(files))
+        tasks = [Task(task_id=ids[i], batch_id=batch_id, path="" if source.spooled else checked.path,
                       name=names[i] if names else checked.name, profile=profile, bytes_total=checked.size,
                       created_at=now, source=source) for i, checked in enumerate(files)]
         self.journal.add([(task, batch_size, checked.to_json()) for task, checked in zip(tasks, files, strict=True)])
