@@ -126,19 +126,27 @@ def signed_put(endpoint: Endpoint, creds: Any, key: str, query: str, headers: di
     if creds.token:
         out["X-Amz-Security-Token"] = creds.token
     out["X-Amz-Content-SHA256"] = UNSIGNED_PAYLOAD
-    signed = {k.lower(): " ".join(v.split()) for k, v in out.items() if k.lower() not in SIGNED_HEADERS_BLACKLIST}
-    signed.setdefault("host", endpoint.host)
+    signed = {"host": endpoint.host}
+    for name, value in out.items():
+        low = name.lower()
+        if low not in SIGNED_HEADERS_BLACKLIST:
+            signed[low] = value if _trimmed(value) else " ".join(value.split())
     names = sorted(signed)
     listed = ";".join(names)
     canonical = "\n".join((method, endpoint.path + object_path(key) if path is None else path, query,
-                           "".join(f"{n}:{signed[n]}\n" for n in names), listed, UNSIGNED_PAYLOAD))
+                           "".join([f"{n}:{signed[n]}\n" for n in names]), listed, UNSIGNED_PAYLOAD))
     scope = f"{stamp[:8]}/{endpoint.region}/{endpoint.service}/aws4_request"
     to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
     day_key = signing_key(creds.secret_key, stamp[:8], endpoint.region, endpoint.service)
-    signature = hmac.new(day_key, to_sign.encode(), hashlib.sha256).hexdigest()
+    signature = hmac.digest(day_key, to_sign.encode(), "sha256").hex()
     out["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, SignedHeaders={listed}, "
                             f"Signature={signature}")
     return out
+
+
+def _trimmed(value: str) -> bool:
+    """A header value SigV4 signs as it is: no runs of spaces, tabs or line breaks, nothing to strip."""
+    return "  " not in value and "\t" not in value and "\n" not in value and value == value.strip()
 
 
 class S3Wire:
@@ -171,8 +179,9 @@ class S3Wire:
         ``md5``: the body's MD5 (base64), still being computed while the body goes, for a request that carries
         no Content-MD5 (a part: the ETag is checked against it once the store answers)."""
         e = self.endpoint
-        target = e.path + object_path(key) + (f"?{query}" if query else "")
-        signed = signed_put(e, await self.frozen(), key, query, headers)
+        where = e.path + object_path(key)
+        signed = signed_put(e, await self.frozen(), key, query, headers, path=where)
+        target = where + (f"?{query}" if query else "")
         answer = await self._pool.request("PUT", target, {"Host": e.host, **signed}, body)
         if answer.status == 200:
             etag = answer.headers.get("etag", "")
@@ -207,7 +216,7 @@ class S3Wire:
         canonical = f"GET\n{e.path}{path}\n{query}\nhost:{e.host}\n\nhost\nUNSIGNED-PAYLOAD"
         to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         day_key = signing_key(creds.secret_key, stamp[:8], e.region, e.service)
-        signature = hmac.new(day_key, to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = hmac.digest(day_key, to_sign.encode(), "sha256").hex()
         return f"{e.base}{path}?{listed}&X-Amz-Signature={signature}"
 
 
