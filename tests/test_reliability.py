@@ -347,3 +347,39 @@ def test_a_task_whose_stored_file_no_file_could_be_is_left_out_and_the_daemon_st
         assert listed[0]["status"] == "completed" and listed[0]["url"] == tasks[1]["url"]
     finally:
         daemon.stop()
+
+
+def test_damaged_columns_of_a_journal_row_do_not_keep_the_daemon_from_starting(home: Home) -> None:
+    """What a task keeps beside its file (its multipart state, its error, its processing note) damaged on disk or by
+    hand: the daemon still starts, and each of those tasks is listed without the part it could not read. A row
+    whose status no task has is left out; every other task is listed as before."""
+    import contextlib
+    import sqlite3
+
+    daemon = start_daemon(home)
+    try:
+        photos = [make_image(home.pictures / f"row{i}.jpg", 30_000, seed=40 + i) for i in range(5)]
+        batch = daemon.rpc("upload_images_batch", {"paths": [str(p) for p in photos]})
+        tasks = daemon.wait_batch(batch["batch_id"])["tasks"]
+        assert [t["status"] for t in tasks] == ["completed"] * 5
+    finally:
+        daemon.stop()
+    ids = [t["task_id"] for t in tasks]
+    damage = [("multipart", '{"upload_id": "u", "parts": {"one": "etag"}}'), ("error", "{not json"),
+              ("processing", "[1, 2"), ("status", "exploded")]
+    with contextlib.closing(sqlite3.connect(home.root / "journal.sqlite3")) as db:
+        for task_id, (column, text) in zip(ids, damage, strict=False):
+            db.execute(f"UPDATE tasks SET {column} = ? WHERE task_id = ?", (text, task_id))
+        db.commit()
+    daemon = start_daemon(home)
+    try:
+        listed = {t["task_id"]: t for t in daemon.rpc("get_all_upload_progress")["tasks"]}
+        assert set(listed) == set(ids[:3] + ids[4:])  # the row with no status a task can have is left out
+        for before in tasks[:3] + tasks[4:]:
+            now = listed[before["task_id"]]
+            assert (now["status"], now["url"], now["key"]) == ("completed", before["url"], before["key"])
+        assert listed[ids[1]]["error"] is None and listed[ids[2]]["processing"] is None
+        after = daemon.rpc("upload_images", {"paths": [str(make_image(home.pictures / "next.jpg", 20_000, seed=9))]})
+        assert daemon.wait_task(after["tasks"][0]["task_id"])["status"] == "completed"
+    finally:
+        daemon.stop()

@@ -72,7 +72,7 @@ class Engine(TaskList):
             task.version = self.changes.version
             self.index.saved(task)
             batch = self._batch(task.batch_id, stored.batch_size)
-            job = Job(task, checked, batch, MultipartState.from_json(stored.multipart) if stored.multipart else None,
+            job = Job(task, checked, batch, MultipartState.restored(stored.multipart),
                       multipart_journalled=stored.multipart is not None)
             with contextlib.suppress(KeyError, TypeError):
                 job.original = CheckedFile.from_json(stored.original) if stored.original else None

@@ -12,92 +12,28 @@ with ``synchronous=NORMAL``: a crash of the daemon loses nothing committed.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from ..core.tasks import Task, TaskSource, TaskStatus
+from ..core.tasks import Task, TaskStatus
 from ..errors import JournalUnavailable
 from .checkpoints import Checkpointer
 from .commits import GroupCommit
 from .history import HistoryRecords
+from .rows import ADDED, SCHEMA, StoredTask, as_json, processing_json, stored_task
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    batch_id TEXT NOT NULL,
-    batch_size INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    name TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    status TEXT NOT NULL,
-    bytes_total INTEGER NOT NULL,
-    bytes_uploaded INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    url TEXT,
-    key TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    source TEXT NOT NULL,
-    checked TEXT NOT NULL,
-    multipart TEXT
-);
-CREATE INDEX IF NOT EXISTS tasks_seq ON tasks(seq);
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    task_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    url TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    profile TEXT NOT NULL,
-    key TEXT NOT NULL,
-    uploaded_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_time ON history(uploaded_at);
-CREATE TABLE IF NOT EXISTS aborts (
-    upload_id TEXT PRIMARY KEY,
-    profile TEXT NOT NULL,
-    key TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
-
-
-ADDED = {  # columns added since the first journal: every start adds what an older journal lacks
-    "tasks": {"processing": "TEXT", "original": "TEXT", "deduplicated": "INTEGER NOT NULL DEFAULT 0",
-              "url_expires": "REAL"},
-    "history": {"sha256": "TEXT", "deleted_at": "REAL", "url_expires": "REAL"},
-}
 PASSING_S = 1.0  # a passing state still a task's newest after this long goes with the next commit
 UPDATE_TASK = ("UPDATE tasks SET status=?, bytes_uploaded=?, attempts=?, url=?, url_expires=?, key=?, error=?,"
                " started_at=?, finished_at=?, processing=? WHERE task_id=?")
 Change = tuple[str, Any, bool, tuple[str, ...] | None]  # sql, arguments, executemany, the thing it is the state of
-
-
-@dataclass
-class StoredTask:
-    task: Task
-    batch_size: int
-    checked: dict[str, Any]
-    multipart: dict[str, Any] | None
-    original: dict[str, Any] | None = None
 
 
 class Journal(HistoryRecords):
@@ -181,7 +117,7 @@ class Journal(HistoryRecords):
         for task, batch_size, checked in items:
             seq += 1
             rows.append((task.task_id, seq, task.batch_id, batch_size, task.path, task.name, task.profile,
-                         str(task.status), task.bytes_total, task.created_at, str(task.source), _json(checked)))
+                         str(task.status), task.bytes_total, task.created_at, str(task.source), as_json(checked)))
         with self._lock:
             try:
                 if self._unwritten and not self._replay():  # what the disk refused before comes first
@@ -307,8 +243,8 @@ class Journal(HistoryRecords):
         as from the state before (uploading, its key, a retry's note); it is written only when it is still the
         task's newest state ``PASSING_S`` later, so a small file costs the journal its queuing and its end."""
         args = (str(task.status), task.bytes_uploaded, task.attempts, task.url, task.url_expires, task.key,
-                _json(task.error) if task.error else None, task.started_at, task.finished_at,
-                _processing(task), task.task_id)
+                as_json(task.error) if task.error else None, task.started_at, task.finished_at,
+                processing_json(task), task.task_id)
         key = ("task", task.task_id)
         if passing:
             with self._passing_lock:
@@ -322,7 +258,7 @@ class Journal(HistoryRecords):
         Await ``durable()`` before telling."""
         assert task.url is not None and task.key is not None
         self._write(UPDATE_TASK, (str(TaskStatus.COMPLETED), task.bytes_total, task.attempts, task.url,
-                                  task.url_expires, task.key, None, task.started_at, finished_at, _processing(task),
+                                  task.url_expires, task.key, None, task.started_at, finished_at, processing_json(task),
                                   task.task_id), key=("task", task.task_id))
         if multipart:
             self.save_multipart(task.task_id, None)
@@ -338,12 +274,12 @@ class Journal(HistoryRecords):
     def update_prepared(self, task: Task, checked: dict[str, Any], original: dict[str, Any] | None) -> None:
         """What the task now sends (an edited copy) and the file it was made from; its ``processing``."""
         self._write("UPDATE tasks SET checked=?, original=?, processing=?, bytes_total=? WHERE task_id=?",
-                    (_json(checked), _json(original) if original else None, _processing(task),
+                    (as_json(checked), as_json(original) if original else None, processing_json(task),
                      task.bytes_total, task.task_id))
 
     def save_multipart(self, task_id: str, state: dict[str, Any] | None) -> None:
         self._write("UPDATE tasks SET multipart=? WHERE task_id=?",
-                    (_json(state) if state else None, task_id), key=("multipart", task_id))
+                    (as_json(state) if state else None, task_id), key=("multipart", task_id))
 
     def remove(self, task_ids: list[str]) -> None:
         self._write("DELETE FROM tasks WHERE task_id=?", [(t,) for t in task_ids], many=True)
@@ -355,17 +291,12 @@ class Journal(HistoryRecords):
                 "SELECT task_id, batch_id, batch_size, path, name, profile, status, bytes_total, bytes_uploaded,"
                 " attempts, url, key, error, created_at, started_at, finished_at, source, checked, multipart,"
                 " processing, original, deduplicated, url_expires FROM tasks ORDER BY seq").fetchall()
-        for (task_id, batch_id, batch_size, path, name, profile, status, total, done, attempts, url, key, error,
-             created, started, finished, source, checked, multipart, processing, original, deduplicated,
-             url_expires) in rows:
-            task = Task(task_id=task_id, batch_id=batch_id, path=path, name=name, profile=profile,
-                        bytes_total=total, status=TaskStatus(status), bytes_uploaded=done, attempts=attempts,
-                        url=url, key=key, error=json.loads(error) if error else None, created_at=created,
-                        started_at=started, finished_at=finished, source=TaskSource(source),
-                        processing=json.loads(processing) if processing else None, deduplicated=bool(deduplicated),
-                        url_expires=url_expires)
-            out.append(StoredTask(task, batch_size, json.loads(checked), json.loads(multipart) if multipart else None,
-                                  json.loads(original) if original else None))
+        for row in rows:
+            stored = stored_task(row)
+            if stored is None:  # damaged on disk, or edited by hand
+                log.warning("the journal's row of task %s is damaged (its status, source or file): left out", row[0])
+                continue
+            out.append(stored)
         return out
 
     # -- multipart uploads to abort (see engine/cleanup.py) ------------------------------------------------------------
@@ -379,19 +310,3 @@ class Journal(HistoryRecords):
         with self._lock:
             rows = self._cur.execute("SELECT upload_id, profile, key FROM aborts").fetchall()
         return [(str(p), str(k), str(u)) for u, p, k in rows]
-
-
-def _json(value: Any) -> str:
-    """JSON text for a column: orjson's, about ten times faster than the standard library's for these small
-    records, and read back by ``json.loads`` like any other."""
-    return orjson.dumps(value).decode()
-
-
-def _processing(task: Task) -> str | None:
-    """The task's ``processing`` as stored. It is set once, and a task's state is saved several times: its JSON
-    is made once, and made again only if ``processing`` is another object."""
-    if not task.processing:
-        return None
-    if task.stored is None or task.stored[0] is not task.processing:
-        task.stored = (task.processing, _json(task.processing))
-    return task.stored[1]

@@ -51,6 +51,15 @@ class MultipartState:
                 "checksums": {str(k): v for k, v in self.checksums.items()}, "held": self.held}
 
     @classmethod
+    def restored(cls, raw: dict[str, Any] | None) -> MultipartState | None:
+        """A state the journal kept; None when there is none, or it is damaged: the upload then starts again from
+        its first byte (nothing is lost but that time), instead of the daemon not starting."""
+        try:
+            return cls.from_json(raw) if raw else None
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+    @classmethod
     def from_json(cls, raw: dict[str, Any] | None) -> MultipartState:
         if not raw:
             return cls()
