@@ -399,3 +399,19 @@ def test_task_ids_are_version_4_uuids_and_all_different() -> None:
     for text in ids:
         made = uuid.UUID(text)
         assert made.hex == text and made.version == 4 and made.variant == uuid.RFC_4122
+
+
+def test_a_submission_s_reply_keeps_each_task_s_json_only_while_the_list_is_short() -> None:
+    """The reply to a call of many paths serialises each task once; it keeps that JSON with the task (for the first
+    read of the list) only while the live list is short. A list of 100,000 tasks kept 65 MB of JSON nobody reads."""
+    import time as clock
+
+    from pixlift.core.views import KEEP_JSON_UP_TO, Submitted
+
+    for listed, kept in ((10, True), (KEEP_JSON_UP_TO + 1, False)):
+        tasks = [Task(task_id=f"t{i}", batch_id="b", path=f"/p/{i}.png", name=f"{i}.png", profile="local",
+                      bytes_total=10) for i in range(3)]
+        reply = Submitted("b", tasks, clock.time, listed).to_json(lazy=True)
+        sent = orjson.loads(b"".join(bytes(c) for c in reply["tasks"].chunks()))
+        assert [t["task_id"] for t in sent] == ["t0", "t1", "t2"]
+        assert all((t.wire is not None) is kept for t in tasks), listed

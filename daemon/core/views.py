@@ -275,6 +275,7 @@ class Submitted:
     batch_id: str
     live: Sequence[Task]
     clock: Callable[[], float]
+    listed: int = 0  # tasks in the live list: past KEEP_JSON_UP_TO, their JSON is not kept (as ``Progress``)
 
     @functools.cached_property
     def tasks(self) -> list[TaskView]:
@@ -286,5 +287,5 @@ class Submitted:
         starts the first uploads meanwhile, and each task keeps its JSON for the first read of the list."""
         if not lazy:
             return {"batch_id": self.batch_id, "tasks": [t.to_json() for t in self.tasks]}
-        render = functools.partial(task_json, now=self.clock(), keep=len(self.live) <= KEEP_JSON_UP_TO)
+        render = functools.partial(task_json, now=self.clock(), keep=self.listed <= KEEP_JSON_UP_TO)
         return {"batch_id": self.batch_id, "tasks": JsonArray(self.live, render)}
