@@ -73,3 +73,23 @@ async def test_close_cancels_the_calls_not_begun() -> None:
     assert await holding == "held"
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+async def test_a_result_that_cannot_be_handed_over_strands_no_other() -> None:
+    """A call that raises StopIteration (which no asyncio Future takes) still answers its caller with an error,
+    and the results that finished with it reach theirs."""
+    workers: Workers[int] = Workers(1, "test-workers")
+    release = threading.Event()
+
+    def stop() -> int:
+        release.wait(10)
+        raise StopIteration
+
+    first = asyncio.ensure_future(workers.run(stop))
+    rest = [asyncio.ensure_future(workers.run(lambda i=i: i)) for i in range(5)]  # type: ignore[misc]
+    await asyncio.sleep(0.05)
+    release.set()  # the five finish while the loop has not taken the first: one delivery holds them all
+    done = await asyncio.wait_for(asyncio.gather(first, *rest, return_exceptions=True), 5)
+    assert isinstance(done[0], RuntimeError) and "handed over" in str(done[0])
+    assert done[1:] == [0, 1, 2, 3, 4]
+    workers.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import queue
 import threading
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 START_TIMEOUT_S = 5.0
 
 
@@ -74,13 +76,18 @@ class _Outbox:
         ready = self.ready
         while ready:
             call, ok, value = ready.popleft()
-            if call.future.done():  # its caller was stopped: what it returned (an opened file) is closed
-                if ok and call.close is not None:
-                    call.close(value)
-            elif ok:
-                call.future.set_result(value)
-            else:
-                call.future.set_exception(value)
+            try:
+                if call.future.done():  # its caller was stopped: what it returned (an opened file) is closed
+                    if ok and call.close is not None:
+                        call.close(value)
+                elif ok:
+                    call.future.set_result(value)
+                else:
+                    call.future.set_exception(value)
+            except Exception as exc:  # one bad result (a close that failed) must not strand the others
+                log.exception("a worker thread's result could not be handed over")
+                if not call.future.done():
+                    call.future.set_exception(RuntimeError(f"its result could not be handed over ({exc!r})"))
 
 
 class Workers(Generic[T]):
