@@ -108,7 +108,7 @@ def _eta(task: Task, speed: float) -> float | None:
 
 def task_dict(task: Task) -> dict[str, Any]:
     """``TaskView.of(task, now).to_json()``, made straight from the task: a read serialises every task that
-    changed, and the view with its ``_asdict`` cost half of that. ``test_views`` holds the two equal."""
+    changed, and the view with its ``_asdict`` cost half of that. A unit test holds the two equal."""
     status = task.status
     speed = task.speed(time.monotonic()) if status is TaskStatus.UPLOADING else 0.0
     done, total = task.bytes_uploaded, task.bytes_total
