@@ -39,25 +39,16 @@ Change = tuple[str, Any, bool, tuple[str, ...] | None]  # sql, arguments, execut
 class Journal(HistoryRecords):
     def __init__(self, path: Path) -> None:
         self.path = path
-        if not path.exists():  # created private, so SQLite's side files (-wal, -shm) start private too
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # One cursor per connection: Connection.execute makes a cursor each time, and the connection keeps a weak
-        # reference to each of its last 200, made among the tasks' objects, which then kept their heap pages.
-        self._cur = self._db.cursor()
-        self._cur.execute("PRAGMA journal_mode=WAL")
-        self._cur.execute("PRAGMA synchronous=NORMAL")
-        self._cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints.py runs them, off the commit path
-        self._db.executescript(SCHEMA)
-        for table, columns in ADDED.items():  # a journal from before they existed
-            have = {row[1] for row in self._cur.execute(f"PRAGMA table_info({table})")}
-            for column, kind in columns.items():
-                if column not in have:
-                    self._cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self._cur.execute("CREATE INDEX IF NOT EXISTS history_sha ON history(profile, sha256)")
-        path.chmod(0o600)
-        row = self._cur.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
-        self._seq = int(row[0])
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if exc.sqlite_errorcode not in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                raise
+            kept = _set_aside(path)
+            log.warning("pixlift's journal %s could not be read (%s): it was kept as %s, and a new one started. "
+                        "The uploads listed in it are no longer listed; the files in the stores are untouched.",
+                        path, exc, kept.name)
+            self._open()
         self._complained = -3600.0
         self._unwritten: dict[Any, tuple[str, Any, bool]] = {}
         self._lock = threading.Lock()  # the connection and the unwritten changes: the writer thread and the loop
@@ -70,6 +61,32 @@ class Journal(HistoryRecords):
         self._passing_lock = threading.Lock()
         self._checkpoints = Checkpointer(path)
         self._commits: GroupCommit[Change] = GroupCommit(self._commit)
+
+    def _open(self) -> None:
+        path = self.path
+        if not path.exists():  # created private, so SQLite's side files (-wal, -shm) start private too
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # One cursor per connection: Connection.execute makes a cursor each time, and the connection keeps a weak
+        # reference to each of its last 200, made among the tasks' objects, which then kept their heap pages.
+        self._cur = self._db.cursor()
+        try:
+            self._cur.execute("PRAGMA journal_mode=WAL")
+            self._cur.execute("PRAGMA synchronous=NORMAL")
+            self._cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints.py runs them, off the commit path
+            self._db.executescript(SCHEMA)
+            for table, columns in ADDED.items():  # a journal from before they existed
+                have = {row[1] for row in self._cur.execute(f"PRAGMA table_info({table})")}
+                for column, kind in columns.items():
+                    if column not in have:
+                        self._cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self._cur.execute("CREATE INDEX IF NOT EXISTS history_sha ON history(profile, sha256)")
+            path.chmod(0o600)
+            row = self._cur.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
+        except BaseException:
+            self._db.close()
+            raise
+        self._seq = int(row[0])
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -310,3 +327,13 @@ class Journal(HistoryRecords):
         with self._lock:
             rows = self._cur.execute("SELECT upload_id, profile, key FROM aborts").fetchall()
         return [(str(p), str(k), str(u)) for u, p, k in rows]
+
+
+def _set_aside(path: Path) -> Path:
+    """A journal SQLite cannot read (not a database, or damaged), and its side files, renamed beside it: kept for
+    whoever wants to look into it, out of the way of a new one."""
+    kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("-wal", "-shm", ""):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(f"{path}{suffix}", f"{kept}{suffix}")
+    return kept
