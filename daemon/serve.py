@@ -17,6 +17,8 @@ from .core.config import SettingsBox
 from .settings.config_file import load_settings
 from .settings.home import Home
 
+log = logging.getLogger("pixlift")
+
 
 def serve(home: Home, *, port: int, log_level: str, tray: bool) -> int:
     """Load the settings (refusing a broken file), then serve until stopped; the exit status."""
@@ -30,20 +32,42 @@ def serve(home: Home, *, port: int, log_level: str, tray: bool) -> int:
         return 1
     _setup_logging(home, log_level)
     box = SettingsBox(load_settings(home.config, home.root))
-    if not tray:
-        return serve_headless(home, box, port)
-    from .tray import run_with_tray  # imports pystray only when a tray is wanted
+    try:
+        if not tray:
+            return serve_headless(home, box, port)
+        from .tray import run_with_tray  # imports pystray only when a tray is wanted
 
-    return run_with_tray(home, box, port)
+        return run_with_tray(home, box, port)
+    except Exception:  # a bug, or a home pixlift cannot use: said in words here, the traceback in the log
+        log.critical("pixlift stopped on an error it did not expect", exc_info=True)
+        print(f"pixlift: the daemon stopped on an error it did not expect. What happened is at the end of "
+              f"{home.log_file}; please report it with that file.", file=sys.stderr)
+        return 1
+
+
+class _Brief(logging.Formatter):
+    """The terminal's log lines: without a traceback, which goes to pixlift.log alone."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        return line + (" (the details are in pixlift.log)" if saved[0] or saved[1] else "")
+
+
+LINE = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _setup_logging(home: Home, level: str) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = logging.Formatter(LINE)
     logging.raiseExceptions = False  # a log line the full disk refuses is dropped, not a traceback on stderr
     root = logging.getLogger()
     root.setLevel(level.upper())
     err = logging.StreamHandler()
-    err.setFormatter(fmt)
+    err.setFormatter(_Brief(LINE))
     root.addHandler(err)
     fileh = logging.handlers.RotatingFileHandler(home.log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
     fileh.setFormatter(fmt)

@@ -383,3 +383,36 @@ def test_damaged_columns_of_a_journal_row_do_not_keep_the_daemon_from_starting(h
         assert daemon.wait_task(after["tasks"][0]["task_id"])["status"] == "completed"
     finally:
         daemon.stop()
+
+
+def test_a_journal_that_is_not_a_database_is_kept_aside_and_the_daemon_starts(home: Home) -> None:
+    """A journal file SQLite cannot read (garbage written over it, a half-copied backup) kept the daemon from
+    starting, with a traceback, at every start. It is now renamed beside a new journal, kept for whoever wants it,
+    and the daemon starts and uploads."""
+    home.root.mkdir(parents=True, exist_ok=True)
+    garbage = b"this is not a SQLite database, whatever its name says\n" * 40
+    (home.root / "journal.sqlite3").write_bytes(garbage)
+    daemon = start_daemon(home)
+    try:
+        kept = list(home.root.glob("journal.sqlite3.damaged-*"))
+        assert len(kept) == 1 and kept[0].read_bytes() == garbage
+        photo = make_image(home.pictures / "after-damage.jpg", 20_000, seed=3)
+        task = daemon.rpc("upload_images", {"paths": [str(photo)]})["tasks"][0]
+        assert daemon.wait_task(task["task_id"])["status"] == "completed"
+        assert "could not be read" in (home.root / "pixlift.log").read_text()
+    finally:
+        daemon.stop()
+
+
+def test_a_start_that_fails_unexpectedly_says_so_in_words_and_logs_the_traceback(home: Home) -> None:
+    """Something pixlift did not foresee stops the start (here: a folder where its journal should be). The
+    terminal gets a sentence saying where the details are, not a Python traceback; the log file has it."""
+    home.root.mkdir(parents=True, exist_ok=True)
+    (home.root / "journal.sqlite3").mkdir()
+    done = subprocess.run([sys.executable, "-m", "pixlift", "serve", "--no-tray", "--port", "0"], env=pixlift_env(home),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    said = done.stdout + done.stderr
+    assert "Traceback" not in said and 'File "' not in said
+    assert "stopped on an error it did not expect" in said and str(home.root / "pixlift.log") in said
+    assert "Traceback" in (home.root / "pixlift.log").read_text()
