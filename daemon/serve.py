@@ -14,6 +14,7 @@ import sys
 
 from .app import serve_headless
 from .core.config import SettingsBox
+from .errors import ConfigError, PixliftError
 from .settings.config_file import load_settings
 from .settings.home import Home
 
@@ -38,6 +39,12 @@ def serve(home: Home, *, port: int, log_level: str, tray: bool) -> int:
         from .tray import run_with_tray  # imports pystray only when a tray is wanted
 
         return run_with_tray(home, box, port)
+    except ConfigError:
+        raise  # the CLI says what to fix in config.toml
+    except PixliftError as exc:  # foreseen, and said in words already
+        log.error("pixlift stopped: %s", exc.message)
+        print(f"pixlift: {exc.message}", file=sys.stderr)
+        return 1
     except Exception:  # a bug, or a home pixlift cannot use: said in words here, the traceback in the log
         log.critical("pixlift stopped on an error it did not expect", exc_info=True)
         print(f"pixlift: the daemon stopped on an error it did not expect. What happened is at the end of "
