@@ -10,7 +10,7 @@ from pixlift.core.threads import Workers
 
 
 async def test_results_and_failures_reach_each_caller() -> None:
-    workers: Workers[int] = Workers(2, "test-workers")
+    workers = Workers(2, "test-workers")
 
     def square(n: int) -> int:
         if n == 7:
@@ -28,7 +28,7 @@ async def test_results_and_failures_reach_each_caller() -> None:
 async def test_a_stopped_caller_has_what_its_call_returned_closed_and_calls_not_begun_never_run() -> None:
     """The parse of a file whose task was cancelled returns an opened file nobody will send: it is closed. The
     calls still queued behind it when their tasks are cancelled are not run at all."""
-    workers: Workers[str] = Workers(1, "test-workers")
+    workers = Workers(1, "test-workers")
     began, release = threading.Event(), threading.Event()
     ran: list[str] = []
     closed: list[str] = []
@@ -57,7 +57,7 @@ async def test_a_stopped_caller_has_what_its_call_returned_closed_and_calls_not_
 
 
 async def test_close_cancels_the_calls_not_begun() -> None:
-    workers: Workers[str] = Workers(1, "test-workers")
+    workers = Workers(1, "test-workers")
     began, release = threading.Event(), threading.Event()
 
     def hold() -> str:
@@ -78,7 +78,7 @@ async def test_close_cancels_the_calls_not_begun() -> None:
 async def test_a_result_that_cannot_be_handed_over_strands_no_other() -> None:
     """A call that raises StopIteration (which no asyncio Future takes) still answers its caller with an error,
     and the results that finished with it reach theirs."""
-    workers: Workers[int] = Workers(1, "test-workers")
+    workers = Workers(1, "test-workers")
     release = threading.Event()
 
     def stop() -> int:

@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class _Outbox:
                     call.future.set_exception(RuntimeError(f"its result could not be handed over ({exc!r})"))
 
 
-class Workers(Generic[T]):
+class Workers:
     """``count`` threads taking calls from one queue; each result is handed back to the loop that asked for it.
 
     ``loop.run_in_executor`` costs about 40 us of CPU a call (a concurrent Future with its Condition, an asyncio

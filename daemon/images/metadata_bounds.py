@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..core.threads import Workers
 
@@ -256,7 +256,7 @@ class ParseGate:
     def __init__(self, parallel: int = MAX_PARSES, seconds: float = BUDGET_S) -> None:
         self.parallel = parallel
         self.seconds = seconds
-        self._threads: Workers[Any] = Workers(parallel, "pixlift-parse")
+        self._threads = Workers(parallel, "pixlift-parse")
 
     def start(self) -> None:
         """Start the parse threads (the daemon starts them all when it starts: ``core/threads.py``)."""
@@ -265,8 +265,7 @@ class ParseGate:
     async def run(self, fn: Callable[[], T], close: Callable[[T], None] | None = None) -> T:
         """``fn()`` on a parse thread, within the budget. If the caller is stopped meanwhile, what ``fn``
         returns is closed when it comes (an opened file would otherwise stay open)."""
-        result: T = await self._threads.run(partial(self._timed, fn), close)
-        return result
+        return await self._threads.run(partial(self._timed, fn), close)
 
     def _timed(self, fn: Callable[[], T]) -> T:
         with budget(self.seconds):
