@@ -129,7 +129,7 @@ class Application:
         checked = await asyncio.to_thread(self.path_checker().check_all, paths)
         size = batch_size if batch_size is not None else self.config.current.transfers.slots
         batch_id, tasks = self._engine.submit(checked, profile=chosen, batch_size=size, source=TaskSource.PATH)
-        return Submitted(batch_id, tasks, self._engine.clock, self._engine.listed())
+        return self._engine.submitted(batch_id, tasks)
 
     async def submit_bytes(self, client: str, name: str, data: bytes, *, profile: str | None = None,
                            source: TaskSource = TaskSource.CLIPBOARD) -> TaskView:
@@ -159,7 +159,7 @@ class Application:
         size = batch_size if batch_size is not None else self.config.current.transfers.slots
         batch_id, tasks = self._engine.submit([f.checked for f in fetched], profile=chosen, batch_size=size,
                                               source=TaskSource.URL)
-        return Submitted(batch_id, tasks, self._engine.clock, self._engine.listed())
+        return self._engine.submitted(batch_id, tasks)
 
     def _queue_spooled(self, checked: CheckedFile, profile: str, source: TaskSource, *, batch_id: str | None,
                        batch_size: int) -> Submitted:
@@ -169,7 +169,7 @@ class Application:
         except BaseException:
             self._spool.drop(checked)
             raise
-        return Submitted(batch, tasks, self._engine.clock, self._engine.listed())
+        return self._engine.submitted(batch, tasks)
 
     async def settled(self, task_ids: list[str], timeout: float) -> list[TaskView | None]:
         """The tasks once each has finished (completed, failed or cancelled), or as they are after ``timeout``;

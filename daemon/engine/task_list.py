@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from ..core.tasks import ACTIVE, Task
-from ..core.views import TaskView
+from ..core.views import Submitted, TaskView
 from ..errors import NotFound
 from ..files.paths import CheckedFile
 from ..journal.journal import Journal
@@ -63,6 +63,10 @@ class TaskList:
 
     def view(self, task: Task) -> TaskView:
         return TaskView.of(task, self.clock())
+
+    def submitted(self, batch_id: str, tasks: list[Task]) -> Submitted:
+        """Tasks just queued, as the reply to their call shows them."""
+        return Submitted(batch_id, tasks, self.clock, self.listed())
 
     def busy_with(self, profile: str) -> int:
         """Unfinished tasks that use a profile (a profile in use cannot be deleted)."""
