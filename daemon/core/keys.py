@@ -62,6 +62,30 @@ def _pieces(template: str) -> tuple[tuple[str, str | None], ...] | None:
     return tuple(out)
 
 
+def _value(name: str, stem: str, ext: str, digest: str | None, when: datetime, task_id: str, profile: str) -> str:
+    """What one placeholder stands for."""
+    date = _DATE.get(name)
+    if date is not None:
+        return str(getattr(when, date[0])).zfill(date[1])
+    if name == "stem":
+        return stem
+    if name == "ext":
+        return ext
+    if name == "name":
+        return stem + ext
+    if name == "hash8":
+        return (digest or "")[:8]
+    if name == "hash":
+        return digest or ""
+    if name == "uuid":
+        return uuid.uuid4().hex
+    if name == "task_id":
+        return task_id
+    if name == "profile":
+        return safe_stem(profile)
+    raise KeyError(name)
+
+
 def render_key(template: str, *, filename: str, digest: str | None, when: datetime, task_id: str,
                profile: str) -> str:
     """The key of one file: each placeholder the template names, and only those, filled in (every upload names
@@ -72,40 +96,12 @@ def render_key(template: str, *, filename: str, digest: str | None, when: dateti
     ext = suffix.lower() if 1 < len(suffix) <= 10 and _UNSAFE.search(suffix[1:]) is None else ""
     stem = safe_stem(p[: len(p) - len(suffix)] if ext else p)
     pieces = _pieces(template)
-    if pieces is None:
-        values = {"year": f"{when.year:04d}", "month": f"{when.month:02d}", "day": f"{when.day:02d}",
-                  "hour": f"{when.hour:02d}", "minute": f"{when.minute:02d}", "second": f"{when.second:02d}",
-                  "stem": stem, "ext": ext, "name": stem + ext, "hash8": (digest or "")[:8], "hash": digest or "",
-                  "uuid": uuid.uuid4().hex, "task_id": task_id, "profile": safe_stem(profile)}
-        key = template.format(**values)
+    if pieces is None:  # a placeholder with a format spec: str.format renders it, every value at hand
+        key = template.format(**{name: _value(name, stem, ext, digest, when, task_id, profile)
+                                 for name in PLACEHOLDERS})
     else:
-        out = []
-        for literal, name in pieces:
-            out.append(literal)
-            if name is None:
-                continue
-            date = _DATE.get(name)
-            if date is not None:
-                out.append(str(getattr(when, date[0])).zfill(date[1]))
-            elif name == "stem":
-                out.append(stem)
-            elif name == "ext":
-                out.append(ext)
-            elif name == "name":
-                out.append(stem + ext)
-            elif name == "hash8":
-                out.append((digest or "")[:8])
-            elif name == "hash":
-                out.append(digest or "")
-            elif name == "uuid":
-                out.append(uuid.uuid4().hex)
-            elif name == "task_id":
-                out.append(task_id)
-            elif name == "profile":
-                out.append(safe_stem(profile))
-            else:
-                raise KeyError(name)
-        key = "".join(out)
+        key = "".join([literal if name is None else literal + _value(name, stem, ext, digest, when, task_id, profile)
+                       for literal, name in pieces])
     if "/." not in key and "//" not in key and not key.startswith(("/", ".")) and not key.endswith("/"):
         return key
     parts = [s for s in key.split("/") if s not in ("", ".", "..")]
